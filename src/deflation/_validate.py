@@ -1,0 +1,98 @@
+"""Input checks that run in Python, on concrete values, before anything is traced.
+
+Every check raises ``ValueError`` (or ``TypeError`` for a wrong kind of object) with a
+message naming the argument, the value received and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def is_concrete(x: Any) -> bool:
+    """True when ``x`` holds values (not a JAX tracer), so it can be checked in Python."""
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(x))
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def real_scalar(name: str, value: Any) -> float:
+    """Return ``value`` as a Python float, or raise ``TypeError`` naming ``name``."""
+    if isinstance(value, bool) or value is None:
+        raise TypeError(f"{name} must be a real number, got {_show(value)}")
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {_show(value)}") from None
+    return out
+
+
+def finite(name: str, value: Any) -> float:
+    """A finite real number."""
+    out = real_scalar(name, value)
+    if not math.isfinite(out):
+        raise ValueError(f"{name} must be finite, got {_show(value)}")
+    return out
+
+
+def positive(name: str, value: Any) -> float:
+    """A finite real number > 0."""
+    out = real_scalar(name, value)
+    if not (math.isfinite(out) and out > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {_show(value)}")
+    return out
+
+
+def nonnegative(name: str, value: Any) -> float:
+    """A finite real number >= 0."""
+    out = real_scalar(name, value)
+    if not (math.isfinite(out) and out >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {_show(value)}")
+    return out
+
+
+def in_open_interval(name: str, value: Any, lo: float, hi: float) -> float:
+    """A real number in the open interval (lo, hi)."""
+    out = real_scalar(name, value)
+    if not (lo < out < hi):
+        raise ValueError(f"{name} must lie in the open interval ({lo}, {hi}), got {_show(value)}")
+    return out
+
+
+def integer(name: str, value: Any, minimum: int) -> int:
+    """An integer >= ``minimum`` (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {_show(value)}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def array(name: str, value: Any, ndim: int | tuple[int, ...]) -> np.ndarray:
+    """A real floating array of the given number of dimensions, as NumPy (float64)."""
+    try:
+        out = np.asarray(value)
+    except Exception:  # noqa: BLE001 - anything that is not array-like
+        raise TypeError(f"{name} must be an array, got {type(value).__name__}") from None
+    if out.dtype == object or not (np.issubdtype(out.dtype, np.floating) or np.issubdtype(out.dtype, np.integer)):
+        raise TypeError(f"{name} must be a real array, got dtype {out.dtype}")
+    allowed = (ndim,) if isinstance(ndim, int) else ndim
+    if out.ndim not in allowed:
+        want = " or ".join(str(k) for k in allowed)
+        raise ValueError(f"{name} must have {want} dimensions, got shape {out.shape}")
+    return out
+
+
+def finite_array(name: str, value: np.ndarray) -> None:
+    """Raise if any entry of ``value`` is NaN or infinite."""
+    bad = ~np.isfinite(value)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{name} must be finite, got {value[idx]!r} at index {idx}")

@@ -1,0 +1,191 @@
+"""Gram-matrix contractions of ``T = sum_j omega_j xbar_j^{(x)p}`` and ``T*`` (DESIGN.md).
+
+The model is stored as weights ``omega_j = |w_j|^2`` and unit directions ``xbar_j``, so that
+``w_j^{(x)p} / |w_j|^{p-2} = omega_j xbar_j^{(x)p}`` (paper Section 2). Every quantity is a
+function of the Gram matrices ``X^T X`` (m, m), ``U^T X`` (r, m) and ``U^T U`` (r, r): nothing here
+forms a d^p array except :func:`dense_power_sum`, which exists for tests at small d.
+
+Two routes:
+- the float route (:func:`residual_vectors`, :func:`residual_norm_sq_fast`) is the O(m^2 d) kernel
+  of the vector field;
+- the precise route (:func:`residual_norm_sq_precise`, :func:`evaluate_residual_precise`) does the
+  same sums in double-double arithmetic (:mod:`deflation._dd`) so that ``|T - T*|_F^2`` stays
+  accurate far below the ~1e-16 |T*|^2 where the float Gram formula, which squares before it
+  subtracts, is pure rounding noise.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from . import _dd as dd
+from .target import Target
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def split_norms(W: Float[Array, "d m"]) -> tuple[Float[Array, " m"], Float[Array, "d m"]]:
+    """``(omega, Wbar)`` with ``omega_j = |w_j|^2`` and ``Wbar[:, j] = w_j / |w_j|`` (0 for w_j = 0)."""
+    omega = jnp.sum(W * W, axis=-2)
+    norm = jnp.sqrt(omega)[..., None, :]
+    safe = jnp.where(norm > 0, norm, 1.0)
+    return omega, jnp.where(norm > 0, W / safe, 0.0)
+
+
+# ---------------------------------------------------------------------------- float route
+
+
+def residual_vectors(
+    Xbar: Float[Array, "d m"], omega: Float[Array, " m"], target: Target
+) -> tuple[Float[Array, " m"], Float[Array, "d m"]]:
+    """For every unit column ``x_j`` of ``Xbar``: ``R(x_j^p)`` and ``R(x_j^{p-1}, I)``, R = T* - T.
+
+    ``R(v^{p-1}, I) = U (a * (U^T v)^{p-1}) - Xbar (omega * (Xbar^T v)^{p-1})``: two Gram products
+    and two thin matrix products, 4 m^2 d + 4 r m d flops.
+    """
+    p = target.order
+    G = Xbar.T @ Xbar  # (m, m)
+    C = target.U.T @ Xbar  # (r, m)
+    Rvec = target.U @ (target.a[:, None] * C ** (p - 1)) - Xbar @ (omega[:, None] * G ** (p - 1))
+    Rp = jnp.sum(Xbar * Rvec, axis=0)
+    return Rp, Rvec
+
+
+def evaluate(
+    X: Float[Array, "d m"], weights: Float[Array, " m"], V: Float[Array, "d k"], order: int
+) -> Float[Array, " k"]:
+    """``sum_j weights_j <x_j, v>^p`` for every column ``v`` of ``V`` (float route)."""
+    return (weights[None, :] * (V.T @ X) ** order).sum(axis=1)
+
+
+def residual_norm_sq_fast(Xbar, omega, target: Target) -> tuple[Array, Array]:
+    """``(|T - T*|_F^2, floor)`` by the float Gram formula.
+
+    ``floor`` bounds the rounding error: ``64 eps`` times the sum of the absolute values of the
+    three Gram terms. Values below it are noise.
+    """
+    p = target.order
+    G = Xbar.T @ Xbar
+    C = target.U.T @ Xbar
+    H = target.U.T @ target.U
+    t_model = omega @ (G**p) @ omega
+    t_cross = target.a @ (C**p) @ omega
+    t_target = target.a @ (H**p) @ target.a
+    scale = jnp.abs(t_model) + 2 * jnp.abs(t_cross) + jnp.abs(t_target)
+    eps = jnp.finfo(Xbar.dtype).eps
+    return t_model - 2 * t_cross + t_target, 64 * eps * scale
+
+
+# ---------------------------------------------------------------------------- precise route
+
+
+def _dd_cosines(X, Y, Ny, normalize_x: bool):
+    """dd matrix ``<x_i, y_j> / (|x_i| |y_j|)`` (x normalized only if asked), ``Ny = |y_j|^2`` in dd."""
+    G = dd.matmul_tn(X, Y)
+    inv_y = dd.sqrt(Ny)
+    if normalize_x:
+        Nx = dd.sum(dd.two_prod(X, X), axis=0)
+        denom = dd.mul((dd.sqrt(Nx)[0][:, None], dd.sqrt(Nx)[1][:, None]), (inv_y[0][None, :], inv_y[1][None, :]))
+    else:
+        denom = (jnp.broadcast_to(inv_y[0][None, :], G[0].shape), jnp.broadcast_to(inv_y[1][None, :], G[1].shape))
+    safe = (jnp.where(denom[0] > 0, denom[0], 1.0), jnp.where(denom[0] > 0, denom[1], 0.0))
+    q = dd.div(G, safe)
+    zero = denom[0] <= 0
+    return jnp.where(zero, 0.0, q[0]), jnp.where(zero, 0.0, q[1])
+
+
+def residual_norm_sq_precise(X, omega, target: Target) -> tuple[Array, Array]:
+    """``(|T - T*|_F^2, floor)`` in double-double arithmetic.
+
+    ``T = sum_j omega_j (x_j/|x_j|)^{(x)p}``; the columns of ``X`` need not be exactly unit (they are
+    normalized in dd), ``omega`` is taken as exact. The floor is ``2^-100`` times the sum of the
+    absolute Gram terms (about 1e-30 |T*|^2 at the paper's scales).
+    """
+    p = target.order
+    U, a = target.U, target.a
+    Nx = dd.sum(dd.two_prod(X, X), axis=0)
+    cos_xx = _dd_cosines(X, X, Nx, normalize_x=True)
+    cos_ux = _dd_cosines(U, X, Nx, normalize_x=False)
+    H = dd.matmul_tn(U, U)
+    Gp = dd.power(cos_xx, p)
+    Cp = dd.power(cos_ux, p)
+    Hp = dd.power(H, p)
+
+    def quad(M, left, right):
+        inner = dd.sum(dd.mul_f(M, right[None, :]), axis=1)
+        return dd.sum(dd.mul_f(inner, left), axis=0)
+
+    t_model = quad(Gp, omega, omega)
+    t_cross = quad(Cp, a, omega)
+    t_target = quad(Hp, a, a)
+    total = dd.add(dd.add(t_model, (-2.0 * t_cross[0], -2.0 * t_cross[1])), t_target)
+    scale = jnp.abs(t_model[0]) + 2 * jnp.abs(t_cross[0]) + jnp.abs(t_target[0])
+    return dd.to_float(total), scale * 2.0**-100
+
+
+def evaluate_residual_precise(X, omega, target: Target, V) -> Array:
+    """``(T* - T)(v^p)`` for every column of ``V`` in dd (``T`` as in :func:`residual_norm_sq_precise`)."""
+    p = target.order
+    Nx = dd.sum(dd.two_prod(X, X), axis=0)
+    cos_vx = _dd_cosines(V, X, Nx, normalize_x=False)  # <v, xbar_j>
+    model = dd.sum(dd.mul_f(dd.power(cos_vx, p), omega[None, :]), axis=1)
+    UV = dd.matmul_tn(V, target.U)
+    truth = dd.sum(dd.mul_f(dd.power(UV, p), target.a[None, :]), axis=1)
+    return dd.to_float(dd.add(truth, dd.neg(model)))
+
+
+#: The precise route is used automatically when d * m * (m + r) is at most this (see ``loss``).
+PRECISE_AUTO_LIMIT = 2**22
+
+
+def precise_by_default(d: int, m: int, r: int) -> bool:
+    """Whether :func:`deflation.loss` uses the double-double route by default at this size."""
+    return d * m * (m + r) <= PRECISE_AUTO_LIMIT
+
+
+def residual_norm_sq(Xbar, omega, target: Target, precise: bool | None = None):
+    """``(|T - T*|_F^2, floor)``: precise route when asked or when small enough, else float route."""
+    d, m = Xbar.shape
+    if precise is None:
+        precise = precise_by_default(d, m, target.r)
+    fn = residual_norm_sq_precise if precise else residual_norm_sq_fast
+    return fn(Xbar, omega, target)
+
+
+# ---------------------------------------------------------------------------- dense (tests)
+
+
+def dense_power_sum(X, weights, order: int, max_bytes: int = 2**30):
+    """The d^p array ``sum_j weights_j x_j^{(x)p}`` (small d only).
+
+    Raises ``ValueError`` when the array (or the working memory of one column chunk) would
+    exceed ``max_bytes``.
+    """
+    X = jnp.asarray(X)
+    d, m = X.shape
+    itemsize = np.dtype(X.dtype).itemsize
+    need = itemsize * d**order
+    if need > max_bytes:
+        raise ValueError(
+            f"dense tensor of shape ({d},)*{order} needs {need / 2**20:.1f} MiB, more than "
+            f"max_bytes = {max_bytes / 2**20:.1f} MiB; use the Gram-matrix functions instead"
+        )
+    chunk = max(1, int(max_bytes // (2 * need)))
+    total = jnp.zeros((d,) * order, X.dtype)
+    weights = jnp.asarray(weights, X.dtype)
+    for start in range(0, m, chunk):
+        Xc = X[:, start : start + chunk]
+        P = Xc
+        for _ in range(order - 1):
+            P = (P[:, None, :] * Xc[None, :, :]).reshape(-1, Xc.shape[1])
+        total = total + (P @ weights[start : start + chunk]).reshape((d,) * order)
+    return total
+
+
+def dense_model(W, order: int, max_bytes: int = 2**30):
+    """The d^p array of ``T = sum_j w_j^{(x)p} / |w_j|^{p-2}`` (small d only)."""
+    omega, Wbar = split_norms(jnp.asarray(W))
+    return dense_power_sum(Wbar, omega, order, max_bytes)
+

@@ -1,0 +1,174 @@
+"""The loss, its gradient flow and the tensor-power dynamics, as pure functions.
+
+Notation (paper Section 2): ``T* = sum_i a_i u_i^{(x)p}``, ``T = sum_j w_j^{(x)p} / |w_j|^{p-2}``,
+``R = T* - T``, ``L(W) = 1/2 |T - T*|_F^2 + lam/2 |W|_F^2`` (Section 4).
+
+Gradient flow ``dW/dt = -grad L`` is, column by column (the design card's formula, p = 4 in the paper):
+
+    dw/dt = p R(wbar^{p-2}, w, I) - (p-2) R(wbar^p) w - lam w.
+
+In log-norm coordinates ``w = exp(rho) ubar`` (``|ubar| = 1``) the same flow reads exactly
+
+    d rho/dt = 2 R(ubar^p) - lam,        d ubar/dt = p (I - ubar ubar^T) R(ubar^{p-1}, I),
+
+every entry O(1) whatever the scale of ``w`` (DESIGN.md). Freezing ``R`` at ``T*`` gives the
+tensor-power dynamics of paper Eq. (1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from . import _validate as check
+from .contract import (
+    evaluate,
+    evaluate_residual_precise,
+    residual_norm_sq,
+    residual_vectors,
+    split_norms,
+)
+from .target import Target
+
+LogNormState = tuple[Float[Array, "... m"], Float[Array, "... d m"]]
+
+
+def _check_target(target: Any) -> Target:
+    if not isinstance(target, Target):
+        raise TypeError(f"target must be a deflation.Target, got {type(target).__name__}")
+    return target
+
+
+def check_W(name: str, W: Any, target: Target, batch: bool = False) -> jax.Array:
+    """Check shape (and, when concrete, finiteness) of a (d, m) [or (B, d, m)] state against ``target``."""
+    _check_target(target)
+    ndims = (2, 3) if batch else (2,)
+    shape = jnp.shape(W)
+    if len(shape) not in ndims:
+        want = "(d, m) or (B, d, m)" if batch else "(d, m)"
+        raise ValueError(f"{name} must have shape {want}, got shape {shape}")
+    if shape[-2] != target.d:
+        raise ValueError(
+            f"{name} has {shape[-2]} rows but the target lives in d = {target.d} dimensions "
+            f"({name} must be (d, m) with d = U.shape[0])"
+        )
+    if shape[-1] < 1:
+        raise ValueError(f"{name} must have m >= 1 columns, got shape {shape}")
+    if check.is_concrete(W):
+        check.finite_array(name, jax.device_get(jnp.asarray(W)))
+    return jnp.asarray(W)
+
+
+def _check_lam(lam: Any) -> Any:
+    if check.is_concrete(lam):
+        check.nonnegative("lam", lam)
+    return lam
+
+
+# ---------------------------------------------------------------------------- loss and residual
+
+
+def loss(W: Float[Array, "d m"], target: Target, lam: float = 0.0, *, precise: bool | None = None):
+    """``L(W) = 1/2 |T - T*|_F^2 + lam/2 |W|_F^2`` (paper Section 4), without forming T.
+
+    Args:
+        W: components (d, m).
+        target: the ground truth.
+        lam: the regularization coefficient (>= 0).
+        precise: compute ``|T - T*|^2`` in double-double arithmetic (accurate to ~1e-30 |T*|^2)
+            instead of the float Gram formula (which is noise below ~1e-16 |T*|^2). ``None``:
+            precise when ``d m (m + r) <= 2^22``.
+    """
+    W = check_W("W", W, target)
+    lam = _check_lam(lam)
+    omega, Wbar = split_norms(W)
+    sq, _ = residual_norm_sq(Wbar, omega, target, precise)
+    return 0.5 * sq + 0.5 * lam * jnp.sum(omega)
+
+
+def residual(W: Float[Array, "d m"], target: Target, V: Float[Array, "d k"], *, precise: bool = True):
+    """``(T* - T)(v^{(x)p})`` for every column ``v`` of ``V`` (paper Figure 1, right panel, for V = U).
+
+    ``precise=True`` sums in double-double arithmetic, so a fitted direction's residual is
+    accurate to ~1e-30 rather than ~1e-16.
+    """
+    W = check_W("W", W, target)
+    V = jnp.asarray(V)
+    if V.ndim != 2 or V.shape[0] != target.d:
+        raise ValueError(f"V must have shape (d, k) with d = {target.d}, got shape {V.shape}")
+    omega, Wbar = split_norms(W)
+    if precise:
+        return evaluate_residual_precise(Wbar, omega, target, V)
+    return evaluate(target.U, target.a, V, target.order) - evaluate(Wbar, omega, V, target.order)
+
+
+# ---------------------------------------------------------------------------- velocities
+
+
+def velocity(W: Float[Array, "d m"], target: Target, lam: float = 0.0) -> Float[Array, "d m"]:
+    """``-grad_W L`` = ``p R(wbar^{p-2}, w, I) - (p-2) R(wbar^p) w - lam w`` (the design card's
+    ``4R(wbar^2,w,I) - 2R(wbar^4)w - lam w`` for p = 4), in O(m^2 d + m r d)."""
+    W = check_W("W", W, target)
+    lam = _check_lam(lam)
+    p = target.order
+    omega, Wbar = split_norms(W)
+    Rp, Rvec = residual_vectors(Wbar, omega, target)
+    return jnp.sqrt(omega) * (p * Rvec - (p - 2) * Rp * Wbar) - lam * W
+
+
+def _frozen_residual(Xbar, target: Target):
+    """``R = T*`` frozen: ``(T*(x^p), T*(x^{p-1}, I))`` for unit columns x."""
+    p = target.order
+    C = target.U.T @ Xbar
+    Rvec = target.U @ (target.a[:, None] * C ** (p - 1))
+    return jnp.sum(target.a[:, None] * C**p, axis=0), Rvec
+
+
+def tensor_power_velocity(W: Float[Array, "d m"], target: Target, lam: float = 0.0) -> Float[Array, "d m"]:
+    """Paper Eq. (1) with ``R`` frozen at ``T*``: ``p T*(wbar^{p-2}, w, I) - (p-2) T*(wbar^p) w - lam w``.
+
+    The columns decouple; this is the model of Phase 1 (Section 3).
+    """
+    W = check_W("W", W, target)
+    lam = _check_lam(lam)
+    p = target.order
+    omega, Wbar = split_norms(W)
+    Rp, Rvec = _frozen_residual(Wbar, target)
+    return jnp.sqrt(omega) * (p * Rvec - (p - 2) * Rp * Wbar) - lam * W
+
+
+# ---------------------------------------------------------------------------- log-norm coordinates
+
+
+def to_lognorm(W: Float[Array, "d m"]) -> LogNormState:
+    """``(rho, ubar)`` with ``w_j = exp(rho_j) ubar_j``; a zero column gets ``rho = -inf``."""
+    omega, Wbar = split_norms(W)
+    return 0.5 * jnp.log(omega), Wbar
+
+
+def normalize(ubar: Float[Array, "d m"]) -> Float[Array, "d m"]:
+    """Columns of ``ubar`` scaled to unit length (the integrator lets them drift by O(tol))."""
+    return ubar / jnp.linalg.norm(ubar, axis=-2, keepdims=True)
+
+
+def from_lognorm(rho: Float[Array, " m"], ubar: Float[Array, "d m"]) -> Float[Array, "d m"]:
+    """``W`` from log-norm coordinates."""
+    return jnp.exp(rho)[..., None, :] * normalize(ubar)
+
+
+def lognorm_vector_field(state: LogNormState, target: Target, lam, frozen: bool = False) -> LogNormState:
+    """The gradient flow (or, with ``frozen=True``, the tensor-power dynamics) in log-norm coordinates.
+
+    ``d rho/dt = 2 R(u^p) - lam`` and ``du/dt = p (R(u^{p-1}, I) - R(u^p) u)`` with ``u`` the
+    normalized ``ubar``; exact (no small-norm approximation), O(1) entries at any scale.
+    """
+    rho, ubar = state
+    u = normalize(ubar)
+    if frozen:
+        Rp, Rvec = _frozen_residual(u, target)
+    else:
+        Rp, Rvec = residual_vectors(u, jnp.exp(2.0 * rho), target)
+    return 2.0 * Rp - lam, target.order * (Rvec - Rp * u)

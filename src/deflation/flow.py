@@ -1,0 +1,259 @@
+"""Gradient flow on ``L(W) = 1/2 |T - T*|^2 + lam/2 |W|^2``, integrated by diffrax in log-norm
+coordinates, one compiled and vmapped call for a whole batch of initializations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+from . import _validate as check
+from .contract import evaluate, evaluate_residual_precise, residual_norm_sq
+from .dynamics import check_W, from_lognorm, lognorm_vector_field, normalize, to_lognorm
+from .events import discovery_times, fit_times
+from .target import Target
+
+#: Status codes of a trajectory (``FlowResult.status``).
+SUCCESS, MAX_STEPS, NONFINITE, SOLVER_FAILED = 0, 1, 2, 3
+STATUS_NAMES = {SUCCESS: "success", MAX_STEPS: "max_steps reached", NONFINITE: "non-finite state", SOLVER_FAILED: "solver failed"}
+
+
+class FlowResult(eqx.Module):
+    """What :func:`gradient_flow` returns. A leading batch axis ``B`` is present when ``W0`` was
+    a batch; ``K = len(ts)``.
+
+    Attributes:
+        ts: save times (K,).
+        W: the state at every save time, (B, K, d, m).
+        log_norm: ``log |w_j|`` at every save time, (B, K, m) (exact even where ``W`` underflows).
+        loss: ``L(W)`` at the save times, (B, K), accurate far below 1e-16 |T*|^2 (see ``loss_floor``).
+        loss_floor: rounding bound on ``loss`` (B, K): a value below it is not resolved.
+        residual: ``(T* - T)(u_i^p)`` for each ground truth ``i``, (B, K, r).
+        discovery_time: first time a column reaches norm ``delta1`` with ``wbar_i^2 >= 1 - alpha^2``
+            (Definition 1), (B, r); ``inf`` if not within the horizon.
+        fit_time: first time ``i`` is fitted (see :func:`deflation.events.fit_times`), (B, r).
+        num_steps, num_accepted_steps, num_rejected_steps: solver statistics, (B,).
+        status: 0 success, 1 max_steps reached, 2 non-finite state, 3 other solver failure, (B,).
+    """
+
+    ts: Float[Array, " K"]
+    W: Float[Array, "*B K d m"]
+    log_norm: Float[Array, "*B K m"]
+    loss: Float[Array, "*B K"]
+    loss_floor: Float[Array, "*B K"]
+    residual: Float[Array, "*B K r"]
+    discovery_time: Float[Array, "*B r"]
+    fit_time: Float[Array, "*B r"]
+    num_steps: Int[Array, "*B"]
+    num_accepted_steps: Int[Array, "*B"]
+    num_rejected_steps: Int[Array, "*B"]
+    status: Int[Array, "*B"]
+
+    @property
+    def batched(self) -> bool:
+        return self.status.ndim == 1
+
+    def failed(self) -> list[tuple[int, str]]:
+        """``[(batch index, reason), ...]`` for every trajectory whose status is not success."""
+        status = np.atleast_1d(np.asarray(self.status))
+        return [(int(i), STATUS_NAMES[int(s)]) for i, s in enumerate(status) if s != SUCCESS]
+
+
+def _event_summary(target: Target, lam, frozen: bool):
+    """``fn(t, y, args)`` saved on the event grid: the crossing quantities and their derivatives."""
+
+    truth = evaluate(target.U, target.a, target.U, target.order)
+
+    def residual_on_truth(y):  # float route: events compare it with a fraction of a_i
+        rho, ubar = y
+        return truth - evaluate(normalize(ubar), jnp.exp(2.0 * rho), target.U, target.order)
+
+    def fn(t, y, args):
+        f = lognorm_vector_field(y, target, lam, frozen)
+        res, dres = jax.jvp(residual_on_truth, (y,), (f,))
+        corr2 = (target.U.T @ normalize(y[1])) ** 2
+        return dict(
+            log_norm=y[0],
+            dlog_norm=f[0],
+            corr2_best=corr2.max(axis=0),
+            best_idx=corr2.argmax(axis=0).astype(corr2.dtype),  # float: diffrax pre-fills with inf
+            residual=res,
+            dresidual=dres,
+        )
+
+    return fn
+
+
+@eqx.filter_jit
+def _solve_batch(target, y0, ts, event_ts, t0, lam, delta1, alpha, fit_fraction, solver, controller, dt0, max_steps, frozen, precise, progress_meter):
+    """One compiled call: vmapped diffrax solve + event location + loss for a batch (B, ...)."""
+    term = diffrax.ODETerm(lambda t, y, args: lognorm_vector_field(y, target, lam, frozen))
+    saveat = diffrax.SaveAt(
+        subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(ts=event_ts, fn=_event_summary(target, lam, frozen))]
+    )
+
+    def one(y):
+        sol = diffrax.diffeqsolve(
+            term, solver, t0, ts[-1], dt0, y, saveat=saveat, stepsize_controller=controller,
+            max_steps=max_steps, throw=False, progress_meter=progress_meter,
+        )
+        (rho, ubar), ev = sol.ys
+        u = normalize(ubar)
+        omega = jnp.exp(2.0 * rho)
+        sq, floor = jax.vmap(lambda uu, om: residual_norm_sq(uu, om, target, precise))(u, omega)
+        loss = 0.5 * sq + 0.5 * lam * omega.sum(-1)
+        residual = jax.vmap(lambda uu, om: evaluate_residual_precise(uu, om, target, target.U))(u, omega)
+        discovery, crossing, member = discovery_times(
+            event_ts, ev["log_norm"], ev["dlog_norm"], ev["corr2_best"], jnp.where(jnp.isfinite(ev["best_idx"]), ev["best_idx"], -1).astype(jnp.int32),
+            r=target.r, delta1=delta1, alpha=alpha,
+        )
+        fit = fit_times(
+            event_ts, ev["residual"], ev["dresidual"], ev["log_norm"], ev["dlog_norm"],
+            crossing, member, target.a, lam, fit_fraction,
+        )
+        ok = sol.result == diffrax.RESULTS.successful
+        maxed = sol.result == diffrax.RESULTS.max_steps_reached
+        finite = jnp.isfinite(rho).all() & jnp.isfinite(ubar).all()
+        status = jnp.where(ok, jnp.where(finite, SUCCESS, NONFINITE), jnp.where(maxed, MAX_STEPS, SOLVER_FAILED))
+        # a solver that gave up because steps kept producing NaN/inf is reported as non-finite
+        status = jnp.where((status == SOLVER_FAILED) & ~jnp.isfinite(ev["dlog_norm"]).all(), NONFINITE, status)
+        return dict(
+            W=from_lognorm(rho, ubar), log_norm=rho, loss=loss, loss_floor=0.5 * floor, residual=residual,
+            discovery_time=discovery, fit_time=fit, num_steps=sol.stats["num_steps"],
+            num_accepted_steps=sol.stats["num_accepted_steps"],
+            num_rejected_steps=sol.stats["num_rejected_steps"], status=status,
+        )
+
+    return jax.vmap(one)(y0)
+
+
+def _as_initial_state(W0, target: Target):
+    """``(rho, ubar)`` batch (B, m), (B, d, m) from ``W0`` given as an array or as ``(rho, ubar)``."""
+    if isinstance(W0, tuple):
+        if len(W0) != 2:
+            raise ValueError("W0 given as a tuple must be (rho, ubar): log-norms (.., m) and directions (.., d, m)")
+        rho, ubar = jnp.asarray(W0[0]), check_W("W0[1] (ubar)", W0[1], target, batch=True)
+        if rho.shape != ubar.shape[:-2] + ubar.shape[-1:]:
+            raise ValueError(f"W0[0] (rho) must have shape {ubar.shape[:-2] + ubar.shape[-1:]}, got {rho.shape}")
+        if check.is_concrete(rho):
+            check.finite_array("W0[0] (rho)", np.asarray(rho))
+        if check.is_concrete(ubar) and (np.linalg.norm(np.asarray(ubar), axis=-2) == 0).any():
+            raise ValueError("W0[1] (ubar) must have non-zero columns")
+        batched = ubar.ndim == 3
+        state = (rho, normalize(ubar))
+    else:
+        W0 = check_W("W0", W0, target, batch=True)
+        if check.is_concrete(W0):
+            norms = np.linalg.norm(np.asarray(W0), axis=-2)
+            if (norms == 0).any():
+                idx = tuple(int(i) for i in np.argwhere(norms == 0)[0])
+                raise ValueError(f"W0 must have non-zero columns (the flow keeps w = 0 at 0), got a zero column at {idx}")
+        batched = W0.ndim == 3
+        state = to_lognorm(W0)
+    if not batched:
+        state = jax.tree_util.tree_map(lambda x: x[None], state)
+    return state, batched
+
+
+def gradient_flow(
+    target: Target,
+    W0: Any,
+    ts: Any,
+    *,
+    lam: float = 0.0,
+    t0: float = 0.0,
+    solver: diffrax.AbstractSolver | None = None,
+    stepsize_controller: diffrax.AbstractStepSizeController | None = None,
+    rtol: float = 1e-8,
+    atol: float = 1e-8,
+    dt0: float | None = None,
+    max_steps: int = 100_000,
+    progress: bool = False,
+    delta1: float = 1e-3,
+    alpha: float = 0.1,
+    fit_fraction: float = 0.1,
+    event_points: int = 512,
+    precise_loss: bool | None = None,
+    frozen: bool = False,
+) -> FlowResult:
+    """Integrate the gradient flow ``dW/dt = -grad L(W)`` from ``W0`` at ``t0`` and save at ``ts``.
+
+    The ODE is solved in log-norm coordinates (``w = exp(rho) ubar``, see
+    :mod:`deflation.dynamics`), so initial scales from 1e-15 to 1e-100 and below integrate with
+    full relative accuracy. ``W0`` is (d, m) or a batch (B, d, m) (or a pair ``(rho, ubar)`` of
+    log-norms and directions for scales that underflow); a batch runs in one compiled, vmapped
+    call, each trajectory with its own adaptive steps, so its result does not depend on the batch.
+
+    Args:
+        target: the ground truth ``T*``.
+        W0: initial components.
+        ts: save times, strictly increasing, ``>= t0``; the solve ends at ``ts[-1]``.
+        lam: regularization ``lam/2 |W|_F^2`` (paper Section 4), ``>= 0``.
+        t0: initial time.
+        solver: any diffrax solver; default ``diffrax.Tsit5()`` (adaptive explicit Runge-Kutta).
+        stepsize_controller: any diffrax controller; default ``PIDController(rtol, atol)``.
+            A ``ConstantStepSize`` needs ``dt0``.
+        rtol, atol: tolerances of the default controller (> 0).
+        dt0: initial step (None: chosen by the controller).
+        max_steps: step budget per trajectory; a trajectory that exhausts it gets status 1.
+        progress: show a tqdm progress bar (diffrax's progress meter).
+        delta1, alpha: Definition 1 thresholds for "discovered" (norm ``delta1``, ``wbar_i^2 >= 1 - alpha^2``).
+        fit_fraction: for ``lam = 0`` a component is fitted when its residual is ``<= fit_fraction * a_i``.
+        event_points: size of the uniform grid on which events are bracketed (>= 2).
+        precise_loss: double-double loss (default: when ``d m (m + r) <= 2^22``).
+        frozen: integrate the tensor-power dynamics (paper Eq. 1, ``R`` frozen at ``T*``) instead.
+
+    Returns:
+        a :class:`FlowResult`.
+    """
+    if not isinstance(target, Target):
+        raise TypeError(f"target must be a deflation.Target, got {type(target).__name__}")
+    y0, batched = _as_initial_state(W0, target)
+    lam = check.nonnegative("lam", lam)
+    t0 = check.finite("t0", t0)
+    ts_np = check.array("ts", ts, 1).astype(np.float64)
+    if ts_np.size < 1:
+        raise ValueError("ts must hold at least one save time, got an empty array")
+    check.finite_array("ts", ts_np)
+    if ts_np.size > 1 and not (np.diff(ts_np) > 0).all():
+        i = int(np.argmax(np.diff(ts_np) <= 0))
+        raise ValueError(f"ts must be strictly increasing, got ts[{i}] = {ts_np[i]!r} >= ts[{i + 1}] = {ts_np[i + 1]!r}")
+    if ts_np[0] < t0:
+        raise ValueError(f"ts must not start before t0 = {t0!r}, got ts[0] = {ts_np[0]!r}")
+    if ts_np[-1] <= t0:
+        raise ValueError(f"ts[-1] must be after t0 = {t0!r} (the solve ends there), got {ts_np[-1]!r}")
+    rtol = check.positive("rtol", rtol)
+    atol = check.positive("atol", atol)
+    if dt0 is not None:
+        dt0 = check.positive("dt0", dt0)
+    max_steps = check.integer("max_steps", max_steps, 1)
+    delta1 = check.positive("delta1", delta1)
+    alpha = check.in_open_interval("alpha", alpha, 0.0, 1.0)
+    fit_fraction = check.in_open_interval("fit_fraction", fit_fraction, 0.0, 1.0)
+    event_points = check.integer("event_points", event_points, 2)
+    if solver is None:
+        solver = diffrax.Tsit5()
+    elif not isinstance(solver, diffrax.AbstractSolver):
+        raise TypeError(f"solver must be a diffrax solver (e.g. diffrax.Dopri5()), got {type(solver).__name__}")
+    if stepsize_controller is None:
+        stepsize_controller = diffrax.PIDController(rtol=jnp.asarray(rtol), atol=jnp.asarray(atol))
+    elif not isinstance(stepsize_controller, diffrax.AbstractStepSizeController):
+        raise TypeError(f"stepsize_controller must be a diffrax step-size controller, got {type(stepsize_controller).__name__}")
+    if isinstance(stepsize_controller, diffrax.ConstantStepSize) and dt0 is None:
+        raise ValueError("dt0 must be given (> 0) with a ConstantStepSize controller")
+    dtype = y0[0].dtype
+    event_ts = jnp.linspace(t0, ts_np[-1], event_points, dtype=dtype)
+    meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
+    out = _solve_batch(
+        target, y0, jnp.asarray(ts_np, dtype), event_ts, jnp.asarray(t0, dtype), jnp.asarray(lam, dtype),
+        jnp.asarray(delta1, dtype), jnp.asarray(alpha, dtype), jnp.asarray(fit_fraction, dtype),
+        solver, stepsize_controller, dt0, max_steps, frozen, precise_loss, meter,
+    )
+    if not batched:
+        out = {k: v[0] for k, v in out.items()}
+    return FlowResult(ts=jnp.asarray(ts_np, dtype), **out)

@@ -1,0 +1,45 @@
+"""Random initialization ``delta0 Unif(S^{d-1})`` (paper Section 2 notation, Algorithm 2).
+
+Every draw takes an explicit key. Batches derive seed ``k``'s key as ``fold_in(key, k)``, so a
+seed's draw never depends on the batch size, the chunking or the device count.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from . import _validate as check
+
+
+def unit_columns(key: jax.Array, d: int, m: int, dtype=jnp.float64) -> Float[Array, "d m"]:
+    """``m`` columns i.i.d. uniform on the unit sphere ``S^{d-1}`` (normalized Gaussians)."""
+    g = jax.random.normal(key, (d, m), dtype=dtype)
+    return g / jnp.linalg.norm(g, axis=0, keepdims=True)
+
+
+def sample_sphere(key: jax.Array, d: int, m: int, scale: float, dtype=jnp.float64) -> Float[Array, "d m"]:
+    """``W`` (d, m) with columns i.i.d. from ``scale * Unif(S^{d-1})``.
+
+    For scales below ~1e-300 (where ``W`` itself underflows) draw the directions with
+    :func:`unit_columns` and pass ``(log(scale) * ones(m), directions)`` to ``gradient_flow``.
+    """
+    d = check.integer("d", d, 1)
+    m = check.integer("m", m, 1)
+    scale = check.positive("scale", scale)
+    return scale * unit_columns(key, d, m, dtype)
+
+
+def seed_keys(key: jax.Array, seeds) -> jax.Array:
+    """Keys ``fold_in(key, k)`` for every seed index ``k`` in ``seeds``."""
+    return jax.vmap(lambda k: jax.random.fold_in(key, k))(jnp.asarray(seeds, dtype=jnp.uint32))
+
+
+def sample_sphere_batch(key: jax.Array, seeds, d: int, m: int, scale: float, dtype=jnp.float64) -> Float[Array, "B d m"]:
+    """A batch (B, d, m): seed ``k``'s matrix is ``sample_sphere(fold_in(key, k), d, m, scale)``."""
+    d = check.integer("d", d, 1)
+    m = check.integer("m", m, 1)
+    scale = check.positive("scale", scale)
+    keys = seed_keys(key, seeds)
+    return jax.vmap(lambda k: scale * unit_columns(k, d, m, dtype))(keys)

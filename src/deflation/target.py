@@ -1,0 +1,138 @@
+"""The ground-truth tensor ``T* = sum_i a_i u_i^{(x)p}`` (paper Section 2, "Problem setup")."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from . import _validate as check
+
+#: Largest array ``Target.dense`` builds unless told otherwise (bytes).
+DENSE_MAX_BYTES = 2**30
+
+
+class Target(eqx.Module):
+    """Ground truth ``T* = sum_i a_i u_i^{(x)p}``.
+
+    Attributes:
+        a: weights ``(r,)``, finite and ``>= 0`` (the paper sorts them and makes them sum to 1;
+            this class does not require it).
+        U: components ``(d, r)`` with unit columns.
+        order: the tensor order ``p >= 3`` (the paper's case is 4).
+        orthogonal: whether the columns of ``U`` were asked to be orthonormal (checked).
+
+    Construct with ``Target(a, U, order=4)`` for arbitrary unit columns (non-orthogonal targets,
+    paper Appendix E), or with :meth:`basis` (``U = I[:, :r]``, the paper's case),
+    :meth:`random_orthonormal` or :meth:`geometric` (Figure 1's weights). Input is checked in
+    Python when it is concrete; a ``Target`` built from tracers inside ``jit`` is not checked.
+    """
+
+    a: Float[Array, " r"]
+    U: Float[Array, "d r"]
+    order: int = eqx.field(static=True, default=4)
+    orthogonal: bool = eqx.field(static=True, default=False)
+
+    def __init__(self, a: Any, U: Any, order: int = 4, *, orthogonal: bool = False):
+        order = check.integer("order", order, 3)
+        if check.is_concrete((a, U)):
+            a_np = check.array("a", a, 1)
+            U_np = check.array("U", U, 2)
+            check.finite_array("a", a_np)
+            check.finite_array("U", U_np)
+            if (a_np < 0).any():
+                i = int(np.argmax(a_np < 0))
+                raise ValueError(f"a must be >= 0 (weights of T*), got a[{i}] = {a_np[i]!r}")
+            if a_np.shape[0] != U_np.shape[1]:
+                raise ValueError(
+                    f"a has {a_np.shape[0]} weights but U has {U_np.shape[1]} columns "
+                    f"(U must be (d, r) with r = len(a))"
+                )
+            if a_np.shape[0] < 1:
+                raise ValueError("a must hold at least one weight, got an empty array")
+            norms = np.linalg.norm(U_np, axis=0)
+            tol = 1e-6 if U_np.dtype == np.float32 else 1e-10
+            bad = np.abs(norms - 1.0) > tol
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise ValueError(
+                    f"U must have unit columns (|U[:, i]| = 1 within {tol:g}), "
+                    f"got |U[:, {i}]| = {norms[i]!r}"
+                )
+            if orthogonal:
+                gram = U_np.T @ U_np - np.eye(U_np.shape[1])
+                worst = float(np.abs(gram).max())
+                if worst > 10 * tol:
+                    i, k = np.unravel_index(np.argmax(np.abs(gram)), gram.shape)
+                    raise ValueError(
+                        "U must have orthonormal columns when orthogonal=True, got "
+                        f"<U[:, {i}], U[:, {k}]> - delta = {gram[i, k]!r}"
+                    )
+        self.a = jnp.asarray(a)
+        self.U = jnp.asarray(U)
+        self.order = order
+        self.orthogonal = bool(orthogonal)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def basis(cls, a: Any, d: int, order: int = 4) -> "Target":
+        """The paper's case: ``U = I[:, :r]``, i.e. ``T* = sum_i a_i e_i^{(x)p}`` in ``R^d``."""
+        a_np = check.array("a", a, 1)
+        d = check.integer("d", d, 1)
+        if a_np.shape[0] > d:
+            raise ValueError(f"d must be >= r = len(a) = {a_np.shape[0]} for U = I[:, :r], got d = {d}")
+        U = np.eye(d)[:, : a_np.shape[0]]
+        return cls(a_np.astype(np.float64), U, order, orthogonal=True)
+
+    @classmethod
+    def random_orthonormal(cls, key: jax.Array, a: Any, d: int, order: int = 4) -> "Target":
+        """``U`` uniformly (Haar) distributed among (d, r) matrices with orthonormal columns."""
+        a_np = check.array("a", a, 1)
+        d = check.integer("d", d, 1)
+        r = a_np.shape[0]
+        if r > d:
+            raise ValueError(f"d must be >= r = len(a) = {r} for orthonormal U, got d = {d}")
+        g = jax.random.normal(key, (d, r), dtype=jnp.float64)
+        q, rr = jnp.linalg.qr(g)
+        q = q * jnp.sign(jnp.diagonal(rr))[None, :]  # Haar measure (sign convention of R)
+        return cls(a_np.astype(np.float64), np.asarray(q), order, orthogonal=True)
+
+    @classmethod
+    def geometric(cls, d: int, r: int, ratio: float = 1.2, order: int = 4) -> "Target":
+        """Figure 1's target: ``U = I[:, :r]``, ``a_i / a_{i+1} = ratio``, ``sum_i a_i = 1``."""
+        r = check.integer("r", r, 1)
+        ratio = check.real_scalar("ratio", ratio)
+        if not (math.isfinite(ratio) and ratio >= 1):
+            raise ValueError(f"ratio must be a finite number >= 1 (a_i / a_(i+1)), got {ratio!r}")
+        a = ratio ** -np.arange(r, dtype=np.float64)
+        return cls.basis(a / a.sum(), d, order)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def d(self) -> int:
+        """Ambient dimension."""
+        return self.U.shape[0]
+
+    @property
+    def r(self) -> int:
+        """Number of ground-truth components."""
+        return self.U.shape[1]
+
+    def norm(self) -> Float[Array, ""]:
+        """``|T*|_F = sqrt(sum_ik a_i a_k <u_i, u_k>^p)``."""
+        H = self.U.T @ self.U
+        return jnp.sqrt(jnp.maximum(self.a @ (H**self.order) @ self.a, 0.0))
+
+    def dense(self, max_bytes: int = DENSE_MAX_BYTES) -> Float[Array, "..."]:
+        """The d^p array of ``T*`` (for tests and notebooks at small d).
+
+        Raises ``ValueError`` if it would take more than ``max_bytes``.
+        """
+        from .contract import dense_power_sum
+
+        return dense_power_sum(self.U, self.a, self.order, max_bytes=max_bytes)
