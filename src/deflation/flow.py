@@ -37,6 +37,7 @@ class FlowResult(eqx.Module):
         discovery_time: first time a column reaches norm ``delta1`` with ``wbar_i^2 >= 1 - alpha^2``
             (Definition 1), (B, r); ``inf`` if not within the horizon.
         fit_time: first time ``i`` is fitted (see :func:`deflation.events.fit_times`), (B, r).
+        member: for each column, the ground truth ``i`` whose ``S_i`` it joined (Definition 1), or -1, (B, m).
         num_steps, num_accepted_steps, num_rejected_steps: solver statistics, (B,).
         status: 0 success, 1 max_steps reached, 2 non-finite state, 3 other solver failure, (B,).
     """
@@ -49,6 +50,7 @@ class FlowResult(eqx.Module):
     residual: Float[Array, "*B K r"]
     discovery_time: Float[Array, "*B r"]
     fit_time: Float[Array, "*B r"]
+    member: Int[Array, "*B m"]
     num_steps: Int[Array, "*B"]
     num_accepted_steps: Int[Array, "*B"]
     num_rejected_steps: Int[Array, "*B"]
@@ -89,6 +91,25 @@ def _event_summary(target: Target, lam, frozen: bool):
     return fn
 
 
+def solve_lognorm(
+    target: Target, state, t0, t1, lam, *, solver=None, stepsize_controller=None, dt0=None,
+    max_steps: int = 100_000, frozen: bool = False, saveat: diffrax.SaveAt | None = None,
+) -> diffrax.Solution:
+    """Pure, traceable solve of the log-norm flow for one trajectory ``state = (rho, ubar)``
+    from ``t0`` to ``t1`` (both may be traced), with ``throw=False``: the building block for
+    callers that run inside ``jit``/``vmap``/``lax.scan`` (Algorithm 2, Monte Carlo). No input
+    checks; defaults are Tsit5 with ``PIDController(1e-8, 1e-8)``.
+    """
+    solver = diffrax.Tsit5() if solver is None else solver
+    if stepsize_controller is None:
+        stepsize_controller = diffrax.PIDController(rtol=1e-8, atol=1e-8)
+    term = diffrax.ODETerm(lambda t, y, args: lognorm_vector_field(y, target, lam, frozen))
+    return diffrax.diffeqsolve(
+        term, solver, t0, t1, dt0, state, saveat=saveat or diffrax.SaveAt(t1=True),
+        stepsize_controller=stepsize_controller, max_steps=max_steps, throw=False,
+    )
+
+
 @eqx.filter_jit
 def _solve_batch(target, y0, ts, event_ts, t0, lam, delta1, alpha, fit_fraction, solver, controller, dt0, max_steps, frozen, precise, progress_meter):
     """One compiled call: vmapped diffrax solve + event location + loss for a batch (B, ...)."""
@@ -124,7 +145,7 @@ def _solve_batch(target, y0, ts, event_ts, t0, lam, delta1, alpha, fit_fraction,
         status = jnp.where((status == SOLVER_FAILED) & ~jnp.isfinite(ev["dlog_norm"]).all(), NONFINITE, status)
         return dict(
             W=from_lognorm(rho, ubar), log_norm=rho, loss=loss, loss_floor=0.5 * floor, residual=residual,
-            discovery_time=discovery, fit_time=fit, num_steps=sol.stats["num_steps"],
+            discovery_time=discovery, fit_time=fit, member=member, num_steps=sol.stats["num_steps"],
             num_accepted_steps=sol.stats["num_accepted_steps"],
             num_rejected_steps=sol.stats["num_rejected_steps"], status=status,
         )

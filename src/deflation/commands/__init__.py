@@ -1,0 +1,1 @@
+"""Sub-commands of the ``deflation`` command line (one module each)."""
