@@ -99,13 +99,15 @@ def _dd_cosines(X, Y, Ny, normalize_x: bool):
 def residual_norm_sq_precise(X, omega, target: Target) -> tuple[Array, Array]:
     """``(|T - T*|_F^2, floor)`` in double-double arithmetic.
 
-    ``T = sum_j omega_j (x_j/|x_j|)^{(x)p}``; the columns of ``X`` need not be exactly unit (they are
-    normalized in dd), ``omega`` is taken as exact. The floor is ``2^-100`` times the sum of the
-    absolute Gram terms (about 1e-30 |T*|^2 at the paper's scales).
+    ``T = sum_j omega_j (x_j/|x_j|)^{(x)p}``; the columns of ``X`` are normalized in dd, so they
+    need not be exactly unit. ``omega = None`` means ``omega_j = |x_j|^2`` computed in dd, i.e.
+    ``T = sum_j x_j^{(x)p} / |x_j|^{p-2}`` exactly for a raw float ``X = W``. The floor is
+    ``2^-100`` times the sum of the absolute Gram terms (about 1e-30 |T*|^2 at the paper's scales).
     """
     p = target.order
     U, a = target.U, target.a
     Nx = dd.sum(dd.two_prod(X, X), axis=0)
+    w = Nx if omega is None else dd.from_float(omega)
     cos_xx = _dd_cosines(X, X, Nx, normalize_x=True)
     cos_ux = _dd_cosines(U, X, Nx, normalize_x=False)
     H = dd.matmul_tn(U, U)
@@ -113,13 +115,13 @@ def residual_norm_sq_precise(X, omega, target: Target) -> tuple[Array, Array]:
     Cp = dd.power(cos_ux, p)
     Hp = dd.power(H, p)
 
-    def quad(M, left, right):
-        inner = dd.sum(dd.mul_f(M, right[None, :]), axis=1)
-        return dd.sum(dd.mul_f(inner, left), axis=0)
+    def quad(M, left: dd.DD, right: dd.DD):
+        inner = dd.sum(dd.mul(M, (right[0][None, :], right[1][None, :])), axis=1)
+        return dd.sum(dd.mul(inner, left), axis=0)
 
-    t_model = quad(Gp, omega, omega)
-    t_cross = quad(Cp, a, omega)
-    t_target = quad(Hp, a, a)
+    t_model = quad(Gp, w, w)
+    t_cross = quad(Cp, dd.from_float(a), w)
+    t_target = quad(Hp, dd.from_float(a), dd.from_float(a))
     total = dd.add(dd.add(t_model, (-2.0 * t_cross[0], -2.0 * t_cross[1])), t_target)
     scale = jnp.abs(t_model[0]) + 2 * jnp.abs(t_cross[0]) + jnp.abs(t_target[0])
     return dd.to_float(total), scale * 2.0**-100
@@ -146,12 +148,18 @@ def precise_by_default(d: int, m: int, r: int) -> bool:
 
 
 def residual_norm_sq(Xbar, omega, target: Target, precise: bool | None = None):
-    """``(|T - T*|_F^2, floor)``: precise route when asked or when small enough, else float route."""
+    """``(|T - T*|_F^2, floor)``: precise route when asked or when small enough, else float route.
+
+    ``omega = None`` takes ``Xbar`` as the raw components ``W`` (weights ``|w_j|^2``).
+    """
     d, m = Xbar.shape
     if precise is None:
         precise = precise_by_default(d, m, target.r)
-    fn = residual_norm_sq_precise if precise else residual_norm_sq_fast
-    return fn(Xbar, omega, target)
+    if precise:
+        return residual_norm_sq_precise(Xbar, omega, target)
+    if omega is None:
+        omega, Xbar = split_norms(Xbar)
+    return residual_norm_sq_fast(Xbar, omega, target)
 
 
 # ---------------------------------------------------------------------------- dense (tests)

@@ -84,9 +84,8 @@ def loss(W: Float[Array, "d m"], target: Target, lam: float = 0.0, *, precise: b
     """
     W = check_W("W", W, target)
     lam = _check_lam(lam)
-    omega, Wbar = split_norms(W)
-    sq, _ = residual_norm_sq(Wbar, omega, target, precise)
-    return 0.5 * sq + 0.5 * lam * jnp.sum(omega)
+    sq, _ = residual_norm_sq(W, None, target, precise)  # weights |w_j|^2 from W itself
+    return 0.5 * sq + 0.5 * lam * jnp.sum(W * W)
 
 
 def residual(W: Float[Array, "d m"], target: Target, V: Float[Array, "d k"], *, precise: bool = True):

@@ -32,7 +32,11 @@ class FlowResult(eqx.Module):
         W: the state at every save time, (B, K, d, m).
         log_norm: ``log |w_j|`` at every save time, (B, K, m) (exact even where ``W`` underflows).
         loss: ``L(W)`` at the save times, (B, K), accurate far below 1e-16 |T*|^2 (see ``loss_floor``).
-        loss_floor: rounding bound on ``loss`` (B, K): a value below it is not resolved.
+        loss_floor: accuracy floor of ``loss`` (B, K): a value below it is not resolved. The larger
+            of the rounding bound of the loss formula and the integration floor
+            ``1/2 (10 (p + 2) tol sum_j |w_j|^2)^2``, ``tol = max(rtol, atol)`` of the step-size
+            controller: the loss of a state whose directions and log-norms carry errors of size
+            ``tol`` (checked against a high-accuracy solve in the tests).
         residual: ``(T* - T)(u_i^p)`` for each ground truth ``i``, (B, K, r).
         discovery_time: first time a column reaches norm ``delta1`` with ``wbar_i^2 >= 1 - alpha^2``
             (Definition 1), (B, r); ``inf`` if not within the horizon.
@@ -111,7 +115,7 @@ def solve_lognorm(
 
 
 @eqx.filter_jit
-def _solve_batch(target, y0, ts, event_ts, t0, lam, delta1, alpha, fit_fraction, solver, controller, dt0, max_steps, frozen, precise, progress_meter):
+def _solve_batch(target, y0, ts, event_ts, t0, lam, delta1, alpha, fit_fraction, tol, solver, controller, dt0, max_steps, frozen, precise, progress_meter):
     """One compiled call: vmapped diffrax solve + event location + loss for a batch (B, ...)."""
     term = diffrax.ODETerm(lambda t, y, args: lognorm_vector_field(y, target, lam, frozen))
     saveat = diffrax.SaveAt(
@@ -128,6 +132,7 @@ def _solve_batch(target, y0, ts, event_ts, t0, lam, delta1, alpha, fit_fraction,
         omega = jnp.exp(2.0 * rho)
         sq, floor = jax.vmap(lambda uu, om: residual_norm_sq(uu, om, target, precise))(u, omega)
         loss = 0.5 * sq + 0.5 * lam * omega.sum(-1)
+        floor = jnp.maximum(floor, (10 * (target.order + 2) * tol * omega.sum(-1)) ** 2)
         residual = jax.vmap(lambda uu, om: evaluate_residual_precise(uu, om, target, target.U))(u, omega)
         discovery, crossing, member = discovery_times(
             event_ts, ev["log_norm"], ev["dlog_norm"], ev["corr2_best"], jnp.where(jnp.isfinite(ev["best_idx"]), ev["best_idx"], -1).astype(jnp.int32),
@@ -139,10 +144,12 @@ def _solve_batch(target, y0, ts, event_ts, t0, lam, delta1, alpha, fit_fraction,
         )
         ok = sol.result == diffrax.RESULTS.successful
         maxed = sol.result == diffrax.RESULTS.max_steps_reached
-        finite = jnp.isfinite(rho).all() & jnp.isfinite(ubar).all()
-        status = jnp.where(ok, jnp.where(finite, SUCCESS, NONFINITE), jnp.where(maxed, MAX_STEPS, SOLVER_FAILED))
-        # a solver that gave up because steps kept producing NaN/inf is reported as non-finite
-        status = jnp.where((status == SOLVER_FAILED) & ~jnp.isfinite(ev["dlog_norm"]).all(), NONFINITE, status)
+        f0 = lognorm_vector_field(y, target, lam, frozen)
+        nonfinite = ~(jnp.isfinite(rho[-1]).all() & jnp.isfinite(ubar[-1]).all())
+        nonfinite = nonfinite | ~(jnp.isfinite(f0[0]).all() & jnp.isfinite(f0[1]).all())
+        status = jnp.where(ok, SUCCESS, jnp.where(maxed, MAX_STEPS, SOLVER_FAILED))
+        status = jnp.where(nonfinite & (status != MAX_STEPS), NONFINITE, status)
+        status = jnp.where(nonfinite & ok, NONFINITE, status)
         return dict(
             W=from_lognorm(rho, ubar), log_norm=rho, loss=loss, loss_floor=0.5 * floor, residual=residual,
             discovery_time=discovery, fit_time=fit, member=member, num_steps=sol.stats["num_steps"],
@@ -151,6 +158,14 @@ def _solve_batch(target, y0, ts, event_ts, t0, lam, delta1, alpha, fit_fraction,
         )
 
     return jax.vmap(one)(y0)
+
+
+def _tolerance(controller) -> float:
+    """``max(rtol, atol)`` of an adaptive controller (0 when it has none, e.g. constant steps)."""
+    try:
+        return float(max(jnp.max(controller.rtol), jnp.max(controller.atol)))
+    except (AttributeError, TypeError):
+        return 0.0
 
 
 def _as_initial_state(W0, target: Target):
@@ -273,7 +288,7 @@ def gradient_flow(
     out = _solve_batch(
         target, y0, jnp.asarray(ts_np, dtype), event_ts, jnp.asarray(t0, dtype), jnp.asarray(lam, dtype),
         jnp.asarray(delta1, dtype), jnp.asarray(alpha, dtype), jnp.asarray(fit_fraction, dtype),
-        solver, stepsize_controller, dt0, max_steps, frozen, precise_loss, meter,
+        jnp.asarray(_tolerance(stepsize_controller), dtype), solver, stepsize_controller, dt0, max_steps, frozen, precise_loss, meter,
     )
     if not batched:
         out = {k: v[0] for k, v in out.items()}
