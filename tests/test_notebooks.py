@@ -63,23 +63,13 @@ def check_solvers(res):
         assert row["wall_s"] > 0 and row["n_evals"] > 0 and math.isfinite(row["err_disc"])
 
 
-def check_algorithm2(res):
-    assert res["epochs"] >= 1 and len(res["beta"]) == res["epochs"]
-
-
-def check_discovery_probability(res):
-    p, lo, hi = (np.asarray(res[k]) for k in ("p", "lo", "hi"))
-    assert p.shape == lo.shape == hi.shape and np.all((lo <= p + 1e-12) & (p <= hi + 1e-12))
-
-
 CHECKS = {
     "figure1": (check_figure1, []),
     "phase_timing": (check_phase_timing, []),
     "non_orthogonal": (check_non_orthogonal, []),
     "solvers": (check_solvers, []),
-    # these two need modules from other branches (Algorithm 2, Monte Carlo); skipped until merged
-    "algorithm2": (check_algorithm2, ["deflation.algorithm"]),
-    "discovery_probability": (check_discovery_probability, ["deflation.montecarlo"]),
+    # a notebook that needs a module from another branch lists it here, e.g.
+    # "algorithm2": (check_algorithm2, ["deflation.algorithm"]): it is skipped until that module exists
 }
 
 
