@@ -129,6 +129,8 @@ def theorem1_parameters(
     lam = check.positive("lam", lam)
     if alpha is None:
         alpha = theorem1_alpha(d, eps, lam, consts["c_alpha_lam"], consts["c_alpha_sq"], consts["c_alpha_eps"])
+    if alpha == 0:
+        raise ValueError(f"alpha underflows float64 for d = {d}, eps = {eps!r}, lam = {lam!r}: choose a larger eps")
     alpha = check.positive("alpha", alpha)
     # in logs: delta0 underflows before alpha does
     if delta1 is None:
