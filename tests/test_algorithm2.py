@@ -28,14 +28,13 @@ def spread_target(d: int) -> deflation.Target:
 
 
 EXPLICIT = dict(m=128, delta0=1e-10, delta1=1e-5, lam=2e-3, gamma=0.5, eps=1e-2, alpha=0.1)
-T1_EPOCHS = 3
+T1_EPOCHS = 2
 
 
 @pytest.fixture(scope="module")
 def explicit_run():
     target = spread_target(8)
-    res = deflation.modified_gradient_flow(target, jax.random.key(0), **EXPLICIT, max_epochs=6, grid_points=33,
-                                           precise_loss=False)
+    res = deflation.modified_gradient_flow(target, jax.random.key(0), **EXPLICIT, max_epochs=6, grid_points=33)
     return target, jax.tree_util.tree_map(np.asarray, res)
 
 
@@ -43,7 +42,7 @@ def explicit_run():
 def theorem_setup():
     target = spread_target(6)
     params = deflation.theorem1_parameters(d=6, eps=1e-2)
-    kwargs = dict(params.as_kwargs(), max_epochs=T1_EPOCHS, grid_points=33)
+    kwargs = dict(params.as_kwargs(), max_epochs=T1_EPOCHS, grid_points=33, precise_loss=False)
     return target, params, kwargs
 
 
@@ -311,7 +310,7 @@ def test_same_key_same_bits_and_batch_independence(theorem_setup):
     base = jax.random.key(2021)
     batch = deflation.modified_gradient_flow(target, base, seeds=8, **kwargs)
     assert batch.batched and batch.residual.shape == (8,)
-    for i in (0, 5):
+    for i in (5,):
         alone = deflation.modified_gradient_flow(target, jax.random.fold_in(base, i), **kwargs)
         again = deflation.modified_gradient_flow(target, jax.random.fold_in(base, i), **kwargs)
         leaves = lambda r: jax.tree_util.tree_leaves((r.record, r.log_norm, r.ubar, r.member, r.residual,  # noqa: E731
@@ -326,3 +325,35 @@ def test_same_key_same_bits_and_batch_independence(theorem_setup):
                 np.testing.assert_allclose(x, y, rtol=1e-12, atol=0)
             else:
                 np.testing.assert_array_equal(x, y)
+
+
+# ---------------------------------------------------------------------------- command line
+
+
+def test_cli_bad_input_is_one_line_and_exit_code_2(capsys):
+    from deflation.cli import main
+
+    assert main(["algorithm2", "--gamma", "1.5"]) == 2
+    err = capsys.readouterr().err
+    assert "gamma" in err and "(0.0, 1.0)" in err and "Traceback" not in err
+    assert main(["algorithm2", "--a", "0.5", "0.5", "--geometric", "2"]) == 2
+
+
+@pytest.mark.slow
+def test_cli_writes_record_and_png(tmp_path, capsys):
+    from deflation.cli import main
+
+    out = tmp_path / "run"
+    assert main(["algorithm2", "--d", "4", "--geometric", "2", "--eps", "3e-2", "--max-epochs", "4", "--seeds", "3",
+                 "--chunk", "2", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "per-epoch table" in text and "seed 2:" in text
+    data = np.load(out / "algorithm2.npz")
+    assert data["record_beta"].shape == (3, 4) and data["W"].shape == (3, 4, 32)
+    assert (out / "algorithm2.png").stat().st_size > 10_000
+    # seed 1 of the chunked batch is seed 1 alone
+    target = deflation.Target.geometric(4, 4, 2.0)
+    params = deflation.theorem1_parameters(4, 3e-2)
+    alone = deflation.modified_gradient_flow(target, jax.random.fold_in(jax.random.key(0), 1), **params.as_kwargs(),
+                                             max_epochs=4)
+    np.testing.assert_allclose(data["log_norm"][1], np.asarray(alone.log_norm), rtol=1e-12)
