@@ -198,7 +198,7 @@ def test_partition_matches_definition_2():
 
 
 def test_track_phase_locates_crossings_and_membership():
-    """Synthetic phase with known trajectories: rho_k(t) = log(delta0) + c_k t, corr2_k(t) known."""
+    """Synthetic phase with known trajectories: rho_k(t) = log(delta0) + c_k t, 1 - wbar^2 known."""
     delta0, delta1, alpha, lam = 1e-8, 1e-4, 0.1, 1e-3
     a = jnp.array([0.5, 0.3])
     t = jnp.linspace(0.0, 10.0, 21)
@@ -208,11 +208,11 @@ def test_track_phase_locates_crossings_and_membership():
     rho = rho.at[:, 3].set(math.log(2 * delta1) - 0.5 * t)  # starts above delta1, crosses down at log(2)/0.5
     # column 0 well aligned with direction 1 when it crosses; column 1 poorly aligned (bad crossing);
     # column 3 aligned with direction 0 when it crosses downward
-    corr2 = jnp.stack([1 - 0.5 * jnp.exp(-2 * t), 0.5 + 0 * t, 0.3 + 0 * t, 1 - 1e-4 + 0 * t], axis=1)
-    dcorr2 = jnp.stack([jnp.exp(-2 * t), 0 * t, 0 * t, 0 * t], axis=1)
+    mis = jnp.stack([0.5 * jnp.exp(-2 * t), 0.5 + 0 * t, 0.7 + 0 * t, 1e-4 + 0 * t], axis=1)  # 1 - wbar^2
+    dmis = jnp.stack([-jnp.exp(-2 * t), 0 * t, 0 * t, 0 * t], axis=1)
     ref = jnp.broadcast_to(jnp.array([1.0, 0.0, 1.0, 0.0]), rho.shape)
     drho = jnp.broadcast_to(jnp.array([c[0], c[1], c[2], -0.5]), rho.shape)
-    obs = dict(rho=rho, drho=drho, corr2=corr2, dcorr2=dcorr2, ref=ref)
+    obs = dict(rho=rho, drho=drho, mis=mis, dmis=dmis, ref=ref)
     member = jnp.array([-1, -1, -1, -1], jnp.int32)
     out = jax.jit(track_phase)(t, obs, member, a, lam, delta1, alpha)
     out = jax.tree_util.tree_map(np.asarray, out)
@@ -225,13 +225,47 @@ def test_track_phase_locates_crossings_and_membership():
     omega_end = np.exp(2 * np.asarray(rho[-1]))
     np.testing.assert_allclose(out["ahat"], [omega_end[3], omega_end[0]], rtol=1e-12)
     # monitors: (a) correlations of members after they joined; (d) largest norm outside: column 1 at t = 10
-    assert out["corr_min"][1] == pytest.approx(float(corr2[7, 0]), rel=1e-12)  # first grid point after 3.3
+    assert out["misalignment_max"][1] == pytest.approx(float(mis[7, 0]), rel=1e-12)  # first grid point after 3.3
+    assert out["misalignment_avg_max"][1] == pytest.approx(float(mis[7, 0]), rel=1e-12)  # one member
     assert out["log_norm_outside_max"] == pytest.approx(float(rho[-1, 1]), rel=1e-12)
     np.testing.assert_allclose(out["gap_max"], np.asarray(a), rtol=1e-6)
     # a member at the start stays one; the column that crossed badly can still join later only if it qualifies
     out2 = jax.tree_util.tree_map(np.asarray, jax.jit(track_phase)(t, obs, jnp.array([0, -1, -1, -1], jnp.int32),
                                                                      a, lam, delta1, alpha))
     assert out2["member"][0] == 0 and np.isinf(out2["discovery_time"][0])
+
+
+def test_observer_misalignment_resolves_tiny_alpha_and_its_derivative():
+    from deflation.dynamics import lognorm_vector_field
+    from deflation.monitors import observer
+
+    d, m = 5, 4
+    target = deflation.Target.basis(jnp.array([0.5, 0.3, 0.2]), d)
+    ubar = unit_columns(jax.random.key(2), d, m)
+    ubar = ubar.at[:, 0].set(jnp.array([1.0, 1e-10, 0.0, 0.0, 0.0]))  # 1 - wbar_0^2 = 1e-20
+    rho = jnp.array([-3.0, -2.0, -30.0, -1.5])
+    member = jnp.array([-1, 2, -1, -1], jnp.int32)
+    lam = 1e-3
+    obs = jax.jit(lambda y: observer(target, lam, member)(0.0, y, None))((rho, ubar))
+    assert float(obs["mis"][0]) == pytest.approx(1e-20, rel=1e-6)  # 1 - corr^2 would round to 0
+    C = np.asarray(target.U.T @ ubar)
+    ref = np.where(np.asarray(member) >= 0, np.asarray(member), np.argmax(C**2, axis=0))
+    np.testing.assert_array_equal(np.asarray(obs["ref"]).astype(int), ref)
+    np.testing.assert_allclose(np.asarray(obs["mis"][1:]), 1 - C[ref, np.arange(m)][1:] ** 2, rtol=1e-12)
+    f = lognorm_vector_field((rho, ubar), target, lam)
+    np.testing.assert_allclose(np.asarray(obs["drho"]), np.asarray(f[0]), rtol=1e-14)
+    # d(mis)/dt by a central difference along the vector field
+    h = 1e-6
+    obs_at = jax.jit(lambda y: observer(target, lam, member)(0.0, y, None)["mis"])
+    plus = obs_at((rho + h * f[0], ubar + h * f[1]))
+    minus = obs_at((rho - h * f[0], ubar - h * f[1]))
+    np.testing.assert_allclose(np.asarray(obs["dmis"][1:]), np.asarray((plus - minus)[1:] / (2 * h)), rtol=1e-6)
+    # residual per direction against the dense tensors
+    W = np.asarray(deflation.from_lognorm(rho, ubar))
+    R = np.asarray(target.dense()) - np.asarray(dense_model(W, 4))
+    want = [np.einsum("ijkl,i,j,k,l->", R, *(np.eye(d)[i],) * 4) for i in range(3)]
+    np.testing.assert_allclose(np.asarray(obs["residual"]), want, rtol=1e-10)
+    assert float(obs["residual_norm"]) == pytest.approx(np.linalg.norm(R), rel=1e-10)
 
 
 # ---------------------------------------------------------------------------- the algorithm
@@ -263,7 +297,8 @@ def test_explicit_run_converges_and_follows_the_deflation_order(explicit_run):
     act = rec.active
     s_idx = np.arange(rec.active.shape[0])[:, None]
     assert (rec.gap_min[act] >= lam / 6 - s_idx[act] * m * delta1**2).all()
-    assert (rec.corr_min[act][np.isfinite(rec.corr_min[act])] >= 1 - alpha).all()
+    assert (rec.misalignment_max[act] <= alpha).all()
+    assert (rec.misalignment_avg_max[act] <= alpha**2 + 4 * s_idx[act] * m * delta1**2).all()
     # Proposition 1 (d): nothing outside every S_i exceeds delta1, on the grid and at the end
     assert (rec.log_norm_outside_max[act] <= math.log(delta1)).all()
     outside = res.member < 0

@@ -92,13 +92,16 @@ class EpochRecord(eqx.Module):
         ahat: ``ahat_i`` at the end of the epoch, (E, r).
         discovery_time: when an ``S_i`` that was empty became non-empty in this epoch (inf: not), (E, r).
         fit_time: when ``a_i - ahat_i`` fell to ``2 lam`` in this epoch (inf: not), (E, r).
-        corr_min: Prop. 1 (a) monitor, min over the epoch and ``w in S_i`` of ``wbar_i^2``, (E, r).
-        corr_avg_min: Prop. 1 (b) monitor, min over the epoch of ``E_{i,w} wbar_i^2``, (E, r).
+        misalignment_max: Prop. 1 (a) monitor, max over the epoch and ``w in S_i`` of
+            ``1 - wbar_i^2`` (claim: ``<= alpha``), (E, r). Computed without cancellation
+            (see :mod:`deflation.monitors`), so it resolves Theorem 1's ``alpha^2 ~ 1e-16``.
+        misalignment_avg_max: Prop. 1 (b) monitor, max over the epoch of ``E_{i,w} (1 - wbar_i^2)``
+            (claim: ``<= alpha^2 + 4 s m delta1^2``), (E, r).
         gap_min, gap_max: Prop. 1 (c) monitors, extremes over the epoch of ``a_i - ahat_i``, (E, r).
         log_norm_outside_max: Prop. 1 (d) monitor, max over the epoch of ``log |w|`` for
             columns outside every ``S_i``, (E,).
-        bad_crossings: columns that reached norm ``delta1`` without ``wbar_i^2 >= 1 - alpha^2``
-            (Lemma 5.3 says none do), (E,).
+        bad_crossings: columns that reached norm ``delta1`` without ``1 - wbar_i^2 <= alpha^2``
+            for any ``i`` (Lemma 5.3 says none do), (E,).
         Gamma: Definition 2's ``Gamma_i^{(s)}`` at the start of the epoch, (E, r).
         num_good, num_potential: ``|S_{i,good}^{(s)}|``, ``|S_{i,pot}^{(s)}|`` of the columns
             outside every ``S_i`` at the start of the epoch, (E, r).
@@ -128,8 +131,8 @@ class EpochRecord(eqx.Module):
     ahat: Float[Array, "*B E r"]
     discovery_time: Float[Array, "*B E r"]
     fit_time: Float[Array, "*B E r"]
-    corr_min: Float[Array, "*B E r"]
-    corr_avg_min: Float[Array, "*B E r"]
+    misalignment_max: Float[Array, "*B E r"]
+    misalignment_avg_max: Float[Array, "*B E r"]
     gap_min: Float[Array, "*B E r"]
     gap_max: Float[Array, "*B E r"]
     log_norm_outside_max: Float[Array, "*B E"]
@@ -331,8 +334,8 @@ def _single_run(target: Target, key, p, *, m, K, max_epochs, solver, controller,
             fitted=a - ahat <= 2.0 * lam, ahat=ahat,
             discovery_time=jnp.where(jnp.isfinite(p1["discovery_time"]), p1["discovery_time"], t1 + p2["discovery_time"]),
             fit_time=jnp.where(jnp.isfinite(p1["fit_time"]), p1["fit_time"], t1 + p2["fit_time"]),
-            corr_min=jnp.minimum(p1["corr_min"], p2["corr_min"]),
-            corr_avg_min=jnp.minimum(p1["corr_avg_min"], p2["corr_avg_min"]),
+            misalignment_max=jnp.maximum(p1["misalignment_max"], p2["misalignment_max"]),
+            misalignment_avg_max=jnp.maximum(p1["misalignment_avg_max"], p2["misalignment_avg_max"]),
             gap_min=jnp.minimum(p1["gap_min"], p2["gap_min"]),
             gap_max=jnp.maximum(p1["gap_max"], p2["gap_max"]),
             log_norm_outside_max=jnp.maximum(p1["log_norm_outside_max"], p2["log_norm_outside_max"]),
@@ -364,7 +367,7 @@ def _single_run(target: Target, key, p, *, m, K, max_epochs, solver, controller,
             active=jnp.zeros((), bool), beta=c["beta"], t1=zero, t2=zero, t_start=c["time"],
             residual_phase1=c["residual"], residual_phase2=c["residual"], num_redrawn=z,
             discovered_phase1=nonempty, discovered=nonempty, fitted=a - ahat <= 2.0 * lam, ahat=ahat,
-            discovery_time=inf, fit_time=inf, corr_min=inf, corr_avg_min=inf, gap_min=inf, gap_max=-inf,
+            discovery_time=inf, fit_time=inf, misalignment_max=-inf, misalignment_avg_max=-inf, gap_min=inf, gap_max=-inf,
             log_norm_outside_max=jnp.asarray(-jnp.inf, c["time"].dtype), bad_crossings=z,
             Gamma=inf, num_good=zr, num_potential=zr, num_bad=z, joined_phase1=zr, joined_phase1_potential=zr,
             joined_phase1_good=zr, joined_phase2=zr, status=c["status"], num_steps=z,

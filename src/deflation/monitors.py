@@ -5,14 +5,17 @@ Definition 1: column ``k`` is in ``S_i`` once, at some time after its latest (re
 ``i`` is *discovered* when ``S_i`` is non-empty and *fitted* when ``a_i - ahat_i <= 2 lam``.
 
 How crossings are found. A phase's solve saves, on a uniform grid of ``K`` times (diffrax
-``SubSaveAt(ts=..., fn=...)``), for every column its log-norm ``rho``, its squared correlation with
-a *reference* direction (its ``S_i`` direction if it is a member, else its best-correlated
-direction) and the exact time derivatives of both (a Jacobian-vector product with the log-norm
-vector field). Every grid interval on which ``rho - log delta1`` changes sign (upward or downward:
+``SubSaveAt(ts=..., fn=...)``), for every column its log-norm ``rho``, its *misalignment*
+``1 - wbar_i^2`` with a *reference* direction ``u_i`` (its ``S_i`` direction if it is a member,
+else its best-correlated direction) and the exact time derivatives of both (a Jacobian-vector
+product with the log-norm vector field). The misalignment is computed as ``|u - <u_i, u> u_i|^2``
+for the unit direction ``u``, without the cancellation of ``1 - <u_i, u>^2``: Theorem 1's ``alpha``
+is ~1e-8, so Definition 1's test ``1 - wbar_i^2 <= alpha^2`` compares with ~1e-16, which
+``wbar_i^2`` itself cannot resolve in float64. Every grid interval on which ``rho - log delta1`` changes sign (upward or downward:
 Definition 1 asks for ``|w| = delta1`` at any time) holds a crossing, located as the root of the
 cubic Hermite interpolant of ``rho`` (as :mod:`deflation.events` does; fourth order in the grid
-spacing); the correlation at that root is the Hermite interpolant of the correlation (linear if
-the best direction changes across the interval). A column joins ``S_i`` at its first crossing that
+spacing); the misalignment at that root is the Hermite interpolant of the misalignment (linear
+if the best direction changes across the interval). A column joins ``S_i`` at its first crossing that
 qualifies. A crossing can be missed only if ``rho`` crosses ``log delta1`` twice within one grid
 interval, which the norm's smooth, monotone-near-threshold growth makes negligible for grids of a
 few dozen points per phase.
@@ -20,9 +23,9 @@ few dozen points per phase.
 Membership at each grid time (columns that joined at or before it) gives ``ahat_i(t)`` and the
 Proposition 1 monitors as extremes over the phase's grid:
 
-(a) ``min`` over ``t`` and ``w in S_k`` of ``wbar_k^2`` (claim: ``>= 1 - alpha``);
-(b) ``min`` over ``t`` with ``S_k`` non-empty of the ``|w|^2``-weighted average ``E_{k,w} wbar_k^2``
-    (claim: ``>= 1 - alpha^2 - 4 s m delta1^2``);
+(a) ``max`` over ``t`` and ``w in S_k`` of ``1 - wbar_k^2`` (claim: ``<= alpha``);
+(b) ``max`` over ``t`` with ``S_k`` non-empty of the ``|w|^2``-weighted average ``E_{k,w} (1 - wbar_k^2)``
+    (claim: ``<= alpha^2 + 4 s m delta1^2``);
 (c) ``min`` and ``max`` over ``t`` of ``a_k - ahat_k`` (claims: ``>= lam/6 - s m delta1^2``, and
     ``<= lam + s m delta1^2`` when ``a_k >= beta^{(s)} / (1 - gamma)``);
 (d) ``max`` over ``t`` of ``log |w|`` over columns outside every ``S_k`` (claim: ``<= log delta1``).
@@ -45,7 +48,7 @@ def observer(target: Target, lam, member):
     """``fn(t, y, args)`` for ``diffrax.SubSaveAt``: what :func:`track_phase` needs on the grid.
 
     ``member`` (m,) int: each column's ``S_i`` index at the start of the phase, or -1.
-    Saves ``rho, drho, corr2, dcorr2, ref`` (m,) (``ref`` as float: diffrax fills unsaved
+    Saves ``rho, drho, mis, dmis, ref`` (m,) (``mis = 1 - wbar_ref^2``, see the module docstring) (``ref`` as float: diffrax fills unsaved
     entries with inf), ``residual`` (r,) = ``(T* - T)(u_i^p)`` and ``residual_norm`` = ``|T - T*|_F`` (float Gram
     route: resolved down to about 1e-8 |T*|_F, enough for a trace).
     """
@@ -57,16 +60,18 @@ def observer(target: Target, lam, member):
         C2 = (target.U.T @ u) ** 2
         ref = jnp.where(member >= 0, member, jnp.argmax(C2, axis=0))
 
-        def corr2(state):
-            c = target.U.T @ normalize(state[1])
-            return jnp.take_along_axis(c, ref[None, :], axis=0)[0] ** 2
+        u_ref = target.U[:, ref]  # (d, m)
+
+        def misalignment(state):
+            x = normalize(state[1])
+            return jnp.sum((x - u_ref * jnp.sum(u_ref * x, axis=0)) ** 2, axis=0)
 
         f = lognorm_vector_field(y, target, lam)
-        c2, dc2 = jax.jvp(corr2, (y,), (f,))
+        mis, dmis = jax.jvp(misalignment, (y,), (f,))
         omega = jnp.exp(2.0 * rho)
         sq, _ = residual_norm_sq(u, omega, target, precise=False)
         return dict(
-            rho=rho, drho=f[0], corr2=c2, dcorr2=dc2, ref=ref.astype(rho.dtype),
+            rho=rho, drho=f[0], mis=mis, dmis=dmis, ref=ref.astype(rho.dtype),
             residual=truth - evaluate(u, omega, target.U, target.order),
             residual_norm=jnp.sqrt(jnp.maximum(sq, 0.0)),
         )
@@ -112,25 +117,25 @@ def track_phase(t, obs, member, a, lam, delta1, alpha):
     Returns:
         dict with ``member`` (m,) at the end; ``join_time`` (m,) (inf: did not join in this phase);
         ``joined`` (r,) number of columns that joined each ``S_i``; ``joined_mask`` (m,);
-        ``bad_crossings``: columns outside every ``S_i`` whose norm reached ``delta1`` without
-        qualifying; ``discovery_time`` (r,) first join into an ``S_i`` that was empty at the start
+        ``bad_crossings``: columns outside every ``S_i`` whose norm reached ``delta1`` while
+        ``1 - wbar_i^2 > alpha^2`` for every ``i``; ``discovery_time`` (r,) first join into an ``S_i`` that was empty at the start
         (inf otherwise); ``fit_time`` (r,) first time ``a_i - ahat_i`` falls to ``2 lam`` (inf if
-        not in the phase); ``ahat`` (r,) at the end; monitors ``corr_min``, ``corr_avg_min``,
+        not in the phase); ``ahat`` (r,) at the end; monitors ``misalignment_max``, ``misalignment_avg_max``,
         ``gap_min``, ``gap_max`` (r,) and ``log_norm_outside_max`` () (see module docstring).
     """
     r = a.shape[0]
-    rho, drho, c2, dc2 = obs["rho"], obs["drho"], obs["corr2"], obs["dcorr2"]
+    rho, drho, mis, dmis = obs["rho"], obs["drho"], obs["mis"], obs["dmis"]
     ref = obs["ref"].astype(member.dtype)
     K, m = rho.shape
     free = member < 0
 
-    # --- crossings of |w| = delta1 and their correlations
+    # --- crossings of |w| = delta1 and the misalignment there
     cross, x, h = _interval_roots(t, rho - jnp.log(delta1), drho)
     same_ref = ref[:-1] == ref[1:]
-    c_herm = _hermite(x, c2[:-1], c2[1:], dc2[:-1] * h, dc2[1:] * h)
-    c_lin = (1 - x) * c2[:-1] + x * c2[1:]
-    c_at = jnp.where(same_ref, c_herm, c_lin)
-    qualifies = cross & (c_at >= 1 - alpha**2) & free[None, :]
+    m_herm = _hermite(x, mis[:-1], mis[1:], dmis[:-1] * h, dmis[1:] * h)
+    m_lin = (1 - x) * mis[:-1] + x * mis[1:]
+    m_at = jnp.where(same_ref, m_herm, m_lin)
+    qualifies = cross & (m_at <= alpha**2) & free[None, :]
     when = t[:-1, None] + x * h
     joins = qualifies.any(axis=0)
     k = jnp.argmax(qualifies, axis=0)
@@ -146,10 +151,10 @@ def track_phase(t, obs, member, a, lam, delta1, alpha):
     omega = jnp.exp(2.0 * rho)
     ahat = _segment(jax.ops.segment_sum, omega, mem_t, r)  # (K, r)
     dahat = _segment(jax.ops.segment_sum, 2.0 * omega * drho, mem_t, r)
-    wcorr = _segment(jax.ops.segment_sum, omega * c2, mem_t, r)
+    wmis = _segment(jax.ops.segment_sum, omega * mis, mem_t, r)
     nonempty = ahat > 0
-    avg = jnp.where(nonempty, wcorr / jnp.where(nonempty, ahat, 1.0), jnp.inf)
-    corr_min = _segment(jax.ops.segment_min, c2, mem_t, r).min(axis=0)
+    avg = jnp.where(nonempty, wmis / jnp.where(nonempty, ahat, 1.0), -jnp.inf)
+    mis_max = _segment(jax.ops.segment_max, mis, mem_t, r).max(axis=0)
     gap = a[None, :] - ahat
     outside = jnp.where(mem_t < 0, rho, -jnp.inf).max()
 
@@ -167,8 +172,8 @@ def track_phase(t, obs, member, a, lam, delta1, alpha):
         discovery_time=jnp.where(was_empty, first_join, jnp.inf),
         fit_time=first_downcrossing(t, gap - 2.0 * lam, -dahat),
         ahat=ahat[-1],
-        corr_min=corr_min,
-        corr_avg_min=avg.min(axis=0),
+        misalignment_max=mis_max,
+        misalignment_avg_max=avg.max(axis=0),
         gap_min=gap.min(axis=0),
         gap_max=gap.max(axis=0),
         log_norm_outside_max=outside,
