@@ -1,0 +1,238 @@
+"""``deflation algorithm2``: run the paper's Algorithm 2 and print / save what it did.
+
+Parameters not given on the command line follow Theorem 1's scalings
+(:func:`deflation.theorem1_parameters`). Writes, in ``--out``:
+
+- ``algorithm2.npz``: every per-epoch record array (``record_<name>``, seed axis first when
+  ``--seeds > 1``) and the per-run results (``converged``, ``epochs``, ``discovery_epoch``,
+  ``fit_epoch``, ``residual``, ``log_norm``, ``ubar``, ``W``, ``member``, ``status``), plus the
+  target (``a``, ``U``);
+- ``algorithm2.json``: the parameters and a per-seed summary;
+- ``algorithm2.png``: the residual per direction across epochs (see
+  :func:`deflation.plots_algorithm2.plot_algorithm2`) for the first seed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import numpy as np
+
+
+def register(sub):
+    p = sub.add_parser(
+        "algorithm2",
+        help="run Algorithm 2 (modified gradient flow) and record the paper's diagnostics",
+        description="Run the paper's Algorithm 2 on an orthogonal target T* = sum_i a_i e_i^(x)4 and print "
+        "a per-epoch table. Parameters not given follow Theorem 1's scalings (deflation.theorem1_parameters).",
+    )
+    g = p.add_argument_group("target")
+    g.add_argument("--d", type=int, default=8, help="dimension (default 8)")
+    g.add_argument("--a", type=float, nargs="+", metavar="A", help="weights a_i of T* (used as given)")
+    g.add_argument("--geometric", type=float, metavar="RATIO",
+                   help="weights a_i / a_(i+1) = RATIO summing to 1 (default 1.2, as in Figure 1)")
+    g.add_argument("--r", type=int, help="number of components with --geometric (default d)")
+    g = p.add_argument_group("Algorithm 2 (default: Theorem 1 scalings)")
+    g.add_argument("--eps", type=float, default=1e-2, help="target accuracy |T - T*|_F <= eps (default 1e-2)")
+    g.add_argument("--m", type=int, help="components (default 2 d^2)")
+    g.add_argument("--lam", type=float, help="regularization (default min(log d / d, eps / sqrt d))")
+    g.add_argument("--alpha", type=float, help="Definition 1 closeness (default min(lam/d^1.5, lam^2, eps^2/d^4))")
+    g.add_argument("--delta1", type=float, help="re-initialization threshold (default alpha^1.5 / sqrt m)")
+    g.add_argument("--delta0", type=float, help="initialization scale (default delta1 alpha / sqrt(log d))")
+    g.add_argument("--gamma", type=float, default=0.5, help="beta <- beta (1 - gamma) per epoch (default 0.5)")
+    g.add_argument("--c1", type=float, default=1.0, help="t1 = c1 d / (beta log d) (default 1)")
+    g.add_argument("--c2", type=float, default=1.0, help="t2 = c2 (log 1/delta1 + log 1/lam) / beta (default 1)")
+    g.add_argument("--c3", type=float, default=0.0, help="adds Lemma 4's c3 log(d/alpha) / beta to t1 (default 0)")
+    g.add_argument("--c-rho", type=float, default=0.1, help="Definition 2's c_rho (default 0.1)")
+    g.add_argument("--max-epochs", type=int, default=30, help="at most this many epochs (default 30)")
+    g = p.add_argument_group("run")
+    g.add_argument("--seeds", type=int, default=1, help="independent runs; seed k uses fold_in(key, k) (default 1)")
+    g.add_argument("--seed", type=int, default=0, help="base PRNG seed (default 0)")
+    g.add_argument("--chunk", type=int, default=8, help="seeds per compiled call (default 8)")
+    g.add_argument("--rtol", type=float, default=1e-8, help="solver relative tolerance (default 1e-8)")
+    g.add_argument("--atol", type=float, default=1e-8, help="solver absolute tolerance (default 1e-8)")
+    g.add_argument("--grid-points", type=int, default=65, help="save points per phase (default 65)")
+    g.add_argument("--out", default="algorithm2-out", help="output directory (default ./algorithm2-out)")
+    g.add_argument("--no-plot", action="store_true", help="do not write the PNG")
+    p.set_defaults(func=run)
+
+
+def _target(args):
+    from ..target import Target
+
+    if args.a is not None and (args.geometric is not None or args.r is not None):
+        raise ValueError("give either --a or --geometric/--r, not both")
+    if args.a is not None:
+        return Target.basis(np.asarray(args.a, dtype=np.float64), args.d)
+    r = args.d if args.r is None else args.r
+    return Target.geometric(args.d, r, 1.2 if args.geometric is None else args.geometric)
+
+
+def _concat(parts):
+    """Concatenate batched results along the seed axis (NumPy)."""
+    import jax
+
+    return jax.tree_util.tree_map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]), *parts)
+
+
+def _run_seeds(target, key, kwargs, seeds: int, chunk: int):
+    """Run ``seeds`` seeds in chunks of ``chunk`` (padded: one compile), with a progress bar."""
+    import jax
+
+    from ..algorithm import Algorithm2Result, modified_gradient_flow
+
+    if seeds == 1:
+        return modified_gradient_flow(target, jax.random.fold_in(key, 0), **kwargs)
+    from tqdm.auto import tqdm
+
+    chunk = min(chunk, seeds)
+    n_chunks = math.ceil(seeds / chunk)
+    parts = []
+    for c in tqdm(range(n_chunks), desc="seed chunks", disable=n_chunks == 1):
+        idx = [min(k, seeds - 1) for k in range(c * chunk, (c + 1) * chunk)]  # pad with the last seed
+        res = modified_gradient_flow(target, key, seeds=idx, **kwargs)
+        keep = min(chunk, seeds - c * chunk)
+        parts.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:keep],
+                                            (res.record, res.converged, res.epochs, res.discovery_epoch,
+                                             res.fit_epoch, res.residual, res.log_norm, res.ubar, res.W,
+                                             res.member, res.status)))
+        config = res.config
+    rec, conv, ep, de, fe, resid, ln, ub, W, mem, st = _concat(parts)
+    return Algorithm2Result(record=rec, converged=conv, epochs=ep, discovery_epoch=de, fit_epoch=fe, residual=resid,
+                            log_norm=ln, ubar=ub, W=W, member=mem, status=st, seeds=list(range(seeds)), config=config)
+
+
+def _fmt_set(mask) -> str:
+    idx = [str(i) for i in np.flatnonzero(mask)]
+    return ",".join(idx) if idx else "-"
+
+
+def epoch_table(result, seed: int = 0) -> str:
+    """The per-epoch table printed by the command (one run; components are 0-based indices into a)."""
+    import jax
+
+    rec = jax.tree_util.tree_map(np.asarray, result.record)
+    if result.batched:
+        rec = jax.tree_util.tree_map(lambda x: x[seed], rec)
+    lines = [f"{'epoch':>5} {'beta':>9} {'t1':>9} {'t2':>9} {'|T-T*| P1':>10} {'|T-T*| P2':>10} {'redrawn':>7} "
+             f"{'bad(D2)':>7}  {'discovered (new)':<18} {'fitted (new)':<18}"]
+    r = rec.discovered.shape[-1]
+    prev_disc = np.zeros(r, bool)
+    prev_fit = np.zeros(r, bool)
+    for s in range(rec.active.shape[0]):
+        if not rec.active[s]:
+            break
+        new_disc = np.isfinite(rec.discovery_time[s]) | (rec.discovered[s] & ~prev_disc)
+        new_fit = rec.fitted[s] & ~prev_fit
+        lines.append(
+            f"{s:>5} {rec.beta[s]:9.3e} {rec.t1[s]:9.3e} {rec.t2[s]:9.3e} {rec.residual_phase1[s]:10.3e} "
+            f"{rec.residual_phase2[s]:10.3e} {rec.num_redrawn[s]:>7d} {rec.num_bad[s]:>7d}  {_fmt_set(new_disc):<18} "
+            f"{_fmt_set(new_fit):<18}"
+        )
+        prev_disc, prev_fit = rec.discovered[s], rec.fitted[s]
+    return "\n".join(lines)
+
+
+def component_table(result, target, seed: int = 0) -> str:
+    """Per component: weight, discovery / fit epoch and time within that epoch, and the paper's
+    scales ``d / (a_i log d)`` (Phase 1) and ``(log 1/delta1 + log 1/lam) / a_i`` (Phase 2)."""
+    import jax
+
+    rec = jax.tree_util.tree_map(np.asarray, result.record)
+    de, fe = np.asarray(result.discovery_epoch), np.asarray(result.fit_epoch)
+    if result.batched:
+        rec = jax.tree_util.tree_map(lambda x: x[seed], rec)
+        de, fe = de[seed], fe[seed]
+    cfg = result.config
+    a = np.asarray(target.a)
+    d = target.d
+    lines = [f"{'i':>3} {'a_i':>8} {'disc ep':>7} {'t_disc':>9} {'phase':>5} {'fit ep':>6} {'t_fit':>9} "
+             f"{'d/(a log d)':>11} {'L/a_i':>9}"]
+    L = math.log(1 / cfg.delta1) + math.log(1 / cfg.lam)
+    for i in range(a.shape[0]):
+        td = rec.discovery_time[de[i], i] if de[i] >= 0 else math.inf
+        ph = "-" if de[i] < 0 else ("1" if td <= rec.t1[de[i]] else "2")
+        tf = rec.fit_time[fe[i], i] if fe[i] >= 0 else math.inf
+        lines.append(f"{i:>3} {a[i]:8.4f} {de[i]:>7d} {td:9.3g} {ph:>5} {fe[i]:>6d} {tf:9.3g} "
+                     f"{d / (a[i] * math.log(d)):11.3g} {L / a[i]:9.3g}")
+    return "\n".join(lines)
+
+
+def _save(result, target, out: str, extra: dict) -> None:
+    import jax
+
+    arrays = {f"record_{k}": np.asarray(v) for k, v in vars(jax.tree_util.tree_map(np.asarray, result.record)).items()}
+    for name in ("converged", "epochs", "discovery_epoch", "fit_epoch", "residual", "log_norm", "ubar", "W", "member",
+                 "status"):
+        arrays[name] = np.asarray(getattr(result, name))
+    arrays["a"], arrays["U"] = np.asarray(target.a), np.asarray(target.U)
+    np.savez_compressed(os.path.join(out, "algorithm2.npz"), **arrays)
+    with open(os.path.join(out, "algorithm2.json"), "w") as fh:
+        json.dump(extra, fh, indent=2)
+
+
+def run(args) -> int:
+    import jax
+
+    from ..theorem import theorem1_parameters
+
+    target = _target(args)
+    params = theorem1_parameters(args.d, args.eps, m=args.m, gamma=args.gamma, lam=args.lam, alpha=args.alpha,
+                                 delta1=args.delta1, delta0=args.delta0)
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.chunk < 1:
+        raise ValueError(f"--chunk must be >= 1, got {args.chunk}")
+    kwargs = dict(params.as_kwargs(), c1=args.c1, c2=args.c2, c3=args.c3, c_rho=args.c_rho, max_epochs=args.max_epochs,
+                  rtol=args.rtol, atol=args.atol, grid_points=args.grid_points)
+    print(f"Algorithm 2 on d = {target.d}, r = {target.r}, a = {np.array2string(np.asarray(target.a), precision=4)}")
+    print(f"  m = {params.m}, lam = {params.lam:.4g}, alpha = {params.alpha:.4g}, delta1 = {params.delta1:.4g}, "
+          f"delta0 = {params.delta0:.4g}, gamma = {params.gamma:g}, eps = {params.eps:g}, c1 = {args.c1:g}, "
+          f"c2 = {args.c2:g}, c3 = {args.c3:g}, max_epochs = {args.max_epochs}, seeds = {args.seeds}")
+    key = jax.random.key(args.seed)
+    start = time.perf_counter()
+    result = _run_seeds(target, key, kwargs, args.seeds, args.chunk)
+    jax.block_until_ready(result.residual)
+    elapsed = time.perf_counter() - start
+    print(f"(compiled and ran in {elapsed:.1f} s)\n")
+    print("per-epoch table (seed 0; components are 0-based indices into a; bad(D2) = Definition 2 bad columns):")
+    print(epoch_table(result, 0))
+    print("\nper component (seed 0; times measured from the start of the epoch named; "
+          "L = log 1/delta1 + log 1/lam):")
+    print(component_table(result, target, 0))
+
+    conv = np.atleast_1d(np.asarray(result.converged))
+    epochs = np.atleast_1d(np.asarray(result.epochs))
+    resid = np.atleast_1d(np.asarray(result.residual))
+    disc = np.asarray(result.discovery_epoch).reshape(len(conv), -1)
+    print()
+    for k in range(len(conv)):
+        word = "converged" if conv[k] else "NOT converged"
+        print(f"seed {k}: {word} after {epochs[k]} epochs, |T - T*|_F = {resid[k]:.4g} (eps = {params.eps:g}); "
+              f"discovery epochs {disc[k].tolist()}")
+    for idx, why in result.failed():
+        print(f"seed {idx}: solver failure ({why}); the run halted there and kept its state")
+    if not conv.all():
+        print(f"{int((~conv).sum())} of {len(conv)} runs did not reach |T - T*|_F <= eps within "
+              f"--max-epochs {args.max_epochs}")
+
+    os.makedirs(args.out, exist_ok=True)
+    extra = dict(
+        d=target.d, r=target.r, a=np.asarray(target.a).tolist(), eps=params.eps, m=params.m, lam=params.lam,
+        alpha=params.alpha, delta1=params.delta1, delta0=params.delta0, gamma=params.gamma, c1=args.c1, c2=args.c2,
+        c3=args.c3, c_rho=args.c_rho, max_epochs=args.max_epochs, seed=args.seed, seeds=args.seeds,
+        converged=conv.tolist(), epochs=epochs.tolist(), residual=resid.tolist(), discovery_epoch=disc.tolist(),
+        seconds=elapsed,
+    )
+    _save(result, target, args.out, extra)
+    print(f"\nwrote {os.path.join(args.out, 'algorithm2.npz')} and algorithm2.json", end="")
+    if not args.no_plot:
+        from ..plots_algorithm2 import plot_algorithm2
+
+        path = plot_algorithm2(result, target, os.path.join(args.out, "algorithm2.png"), seed=0)
+        print(f", {path}", end="")
+    print()
+    return 0
