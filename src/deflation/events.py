@@ -56,26 +56,28 @@ def first_downcrossing(t, g, dg, iterations: int = 60):
     return first_upcrossing(t, -g, -dg, iterations)
 
 
-def discovery_times(t, log_norm, dlog_norm, corr2_best, best_idx, *, r: int, delta1, alpha):
+def discovery_times(t, log_norm, dlog_norm, misalignment, best_idx, *, r: int, delta1, alpha):
     """Definition 1: per column the first time its norm reaches ``delta1``, whether it then had
     ``wbar_i^2 >= 1 - alpha^2`` for some ground-truth ``i`` (the best-correlated one), and the
     discovery time of each ``i`` (the earliest such column; ``inf`` if none).
 
     Args:
-        t: event grid (K,); log_norm, dlog_norm, corr2_best, best_idx: (K, m).
+        t: event grid (K,); log_norm, dlog_norm: (K, m); misalignment: ``1 - wbar_i^2`` for the
+            best-correlated ``i`` (computed as ``|u - <u_i, u> u_i|^2``, accurate when tiny), (K, m);
+            best_idx: that ``i``, (K, m).
     Returns:
         ``(discovery (r,), crossing (m,), member (m,) int: i or -1)``.
     """
     crossing = first_upcrossing(t, log_norm - jnp.log(delta1), dlog_norm)
     found = jnp.isfinite(crossing)
-    # squared correlation at the crossing, linearly interpolated on the bracket
+    # misalignment at the crossing, linearly interpolated on the bracket
     k = jnp.clip(jnp.searchsorted(t, crossing, side="right") - 1, 0, t.shape[0] - 2)
     cols = jnp.arange(log_norm.shape[1])
     w = jnp.clip((crossing - t[k]) / (t[k + 1] - t[k]), 0.0, 1.0)
     w = jnp.where(found, w, 0.0)
-    corr2 = (1 - w) * corr2_best[k, cols] + w * corr2_best[k + 1, cols]
+    mis = (1 - w) * misalignment[k, cols] + w * misalignment[k + 1, cols]
     idx = jnp.where(w < 0.5, best_idx[k, cols], best_idx[k + 1, cols])
-    qualifies = found & (corr2 >= 1 - alpha**2)
+    qualifies = found & (mis <= alpha**2)
     member = jnp.where(qualifies, idx, -1)
     onehot = member[None, :] == jnp.arange(r)[:, None]  # (r, m)
     discovery = jnp.min(jnp.where(onehot, crossing[None, :], jnp.inf), axis=1)

@@ -82,12 +82,17 @@ def _event_summary(target: Target, lam, frozen: bool):
     def fn(t, y, args):
         f = lognorm_vector_field(y, target, lam, frozen)
         res, dres = jax.jvp(residual_on_truth, (y,), (f,))
-        corr2 = (target.U.T @ normalize(y[1])) ** 2
+        u = normalize(y[1])
+        C = target.U.T @ u
+        best = jnp.argmax(C**2, axis=0)
+        u_ref = target.U[:, best]
+        # 1 - wbar_i^2 as |u - <u_i, u> u_i|^2: resolved even for the tiny alpha of Theorem 1
+        mis = jnp.sum((u - u_ref * jnp.take_along_axis(C, best[None], 0)) ** 2, axis=0)
         return dict(
             log_norm=y[0],
             dlog_norm=f[0],
-            corr2_best=corr2.max(axis=0),
-            best_idx=corr2.argmax(axis=0).astype(corr2.dtype),  # float: diffrax pre-fills with inf
+            misalignment=mis,
+            best_idx=best.astype(u.dtype),  # float: diffrax pre-fills with inf
             residual=res,
             dresidual=dres,
         )
@@ -135,7 +140,7 @@ def _solve_batch(target, y0, ts, event_ts, t0, lam, delta1, alpha, fit_fraction,
         floor = jnp.maximum(floor, (10 * (target.order + 2) * tol * omega.sum(-1)) ** 2)
         residual = jax.vmap(lambda uu, om: evaluate_residual_precise(uu, om, target, target.U))(u, omega)
         discovery, crossing, member = discovery_times(
-            event_ts, ev["log_norm"], ev["dlog_norm"], ev["corr2_best"], jnp.where(jnp.isfinite(ev["best_idx"]), ev["best_idx"], -1).astype(jnp.int32),
+            event_ts, ev["log_norm"], ev["dlog_norm"], ev["misalignment"], jnp.where(jnp.isfinite(ev["best_idx"]), ev["best_idx"], -1).astype(jnp.int32),
             r=target.r, delta1=delta1, alpha=alpha,
         )
         fit = fit_times(
