@@ -31,35 +31,52 @@ COMPONENT_VARS = ("discovered", "discovery_time", "fit_time", "members")
 SEED_VARS = {"full": ("status", "num_steps", "loss"), "decoupled": ("status", "num_steps", "coupling_max", "coupling")}
 
 
-def initial_state(study: Study, seed_idx):
+#: Parameters passed to the compiled function as (traced) values, so a sweep over any of them
+#: reuses one compilation; everything else (shapes, solver, mode) is static.
+TRACED = ("delta0", "delta1", "alpha", "lam", "horizon", "rtol", "atol", "fit_fraction")
+
+
+def traced_params(study: Study) -> dict:
+    """The values of :data:`TRACED` and the weights ``a`` as arrays of the study's dtype."""
+    dtype = np.dtype(study.dtype)
+    out = {k: np.asarray(getattr(study, k), dtype) for k in TRACED}
+    out["a"] = np.asarray(study.a, dtype)
+    return out
+
+
+def static_key(study: Study) -> tuple:
+    """What a compiled chunk function depends on besides :func:`traced_params`."""
+    return (study.d, study.m, study.order, study.r, study.key, study.solver, study.max_steps, study.dtype,
+            study.mode, study.event_points)
+
+
+def initial_state(study: Study, seed_idx, delta0):
     """Seed ``k``'s ``(rho, ubar)``: ``rho = log(delta0)``, ``ubar = unit_columns(fold_in(PRNGKey(key), k))``."""
     dtype = jnp.dtype(study.dtype)
     keys = seed_keys(jax.random.PRNGKey(study.key), seed_idx)
     ubar = jax.vmap(lambda k: unit_columns(k, study.d, study.m, dtype))(keys)
-    rho = jnp.full(ubar.shape[:1] + ubar.shape[2:], np.log(study.delta0), dtype)
+    rho = jnp.full(ubar.shape[:1] + ubar.shape[2:], 1.0, dtype) * jnp.log(delta0)
     return rho, ubar
 
 
-def _target(study: Study, dtype):
-    a = np.asarray(study.a, np.float64)
-    U = np.eye(study.d)[:, : len(a)]
-    return Target(a.astype(dtype), U.astype(dtype), study.order, orthogonal=True)
+def _target(study: Study, a):
+    U = np.eye(study.d)[:, : study.r].astype(study.dtype)
+    return Target(a, U, study.order, orthogonal=True)
 
 
-def _controller(study, dtype):
-    return diffrax.PIDController(rtol=jnp.asarray(study.rtol, dtype), atol=jnp.asarray(study.atol, dtype))
+def _controller(p):
+    return diffrax.PIDController(rtol=p["rtol"], atol=p["atol"])
 
 
-def _full(study: Study, seed_idx):
+def _full(study: Study, seed_idx, p):
     """Full gradient flow for a local batch of seeds, through the core's vmapped solve."""
     dtype = jnp.dtype(study.dtype)
-    target = _target(study, dtype)
-    y0 = initial_state(study, seed_idx)
-    c = lambda x: jnp.asarray(x, dtype)  # noqa: E731
-    event_ts = jnp.linspace(0.0, study.horizon, study.event_points, dtype=dtype)
+    target = _target(study, p["a"])
+    y0 = initial_state(study, seed_idx, p["delta0"])
+    event_ts = jnp.linspace(jnp.zeros((), dtype), p["horizon"], study.event_points, dtype=dtype)
     out = _solve_batch(
-        target, y0, c([study.horizon]), event_ts, c(0.0), c(study.lam), c(study.delta1), c(study.alpha),
-        c(study.fit_fraction), _SOLVER_CLASSES[study.solver](), _controller(study, dtype), None,
+        target, y0, p["horizon"][None], event_ts, jnp.zeros((), dtype), p["lam"], p["delta1"], p["alpha"],
+        p["fit_fraction"], _SOLVER_CLASSES[study.solver](), _controller(p), None,
         study.max_steps, False, None, diffrax.NoProgressMeter(),
     )
     members = (out["member"][:, :, None] == jnp.arange(target.r)).sum(axis=1).astype(jnp.int32)
@@ -70,7 +87,7 @@ def _full(study: Study, seed_idx):
     )
 
 
-def _decoupled(study: Study, seed_idx):
+def _decoupled(study: Study, seed_idx, p):
     """Phase 1 fast path: the tensor-power dynamics (paper Eq. 1, ``R`` frozen at ``T*``), every
     column its own (d+1)-dimensional ODE, vectorized over seeds x columns.
 
@@ -81,11 +98,11 @@ def _decoupled(study: Study, seed_idx):
     on the event grid, an over-estimate since ``S`` is convex in ``t`` there).
     """
     dtype = jnp.dtype(study.dtype)
-    target = _target(study, dtype)
-    rho0, ubar0 = initial_state(study, seed_idx)  # (B, m), (B, d, m)
+    target = _target(study, p["a"])
+    rho0, ubar0 = initial_state(study, seed_idx, p["delta0"])  # (B, m), (B, d, m)
     B, m = rho0.shape
-    event_ts = jnp.linspace(0.0, study.horizon, study.event_points, dtype=dtype)
-    lam = jnp.asarray(study.lam, dtype)
+    event_ts = jnp.linspace(jnp.zeros((), dtype), p["horizon"], study.event_points, dtype=dtype)
+    lam = p["lam"]
     term = diffrax.ODETerm(lambda t, y, args: lognorm_vector_field(y, target, lam, frozen=True))
 
     def summary(t, y, args):
@@ -95,9 +112,9 @@ def _decoupled(study: Study, seed_idx):
 
     def column(rho, u):
         sol = diffrax.diffeqsolve(
-            term, _SOLVER_CLASSES[study.solver](), jnp.asarray(0.0, dtype), jnp.asarray(study.horizon, dtype), None,
+            term, _SOLVER_CLASSES[study.solver](), jnp.zeros((), dtype), p["horizon"], None,
             (rho[None], u[:, None]), saveat=diffrax.SaveAt(ts=event_ts, fn=summary),
-            stepsize_controller=_controller(study, dtype), max_steps=study.max_steps, throw=False,
+            stepsize_controller=_controller(p), max_steps=study.max_steps, throw=False,
         )
         ok = sol.result == diffrax.RESULTS.successful
         maxed = sol.result == diffrax.RESULTS.max_steps_reached
@@ -113,7 +130,7 @@ def _decoupled(study: Study, seed_idx):
         idx = jnp.where(jnp.isfinite(ev["idx"]), ev["idx"], -1).astype(jnp.int32)
         disc, _, member = discovery_times(
             event_ts, T(ev["log_norm"]), T(ev["dlog_norm"]), T(ev["corr2"]), T(idx),
-            r=target.r, delta1=jnp.asarray(study.delta1, dtype), alpha=jnp.asarray(study.alpha, dtype),
+            r=target.r, delta1=p["delta1"], alpha=p["alpha"],
         )
         S = jnp.exp(2.0 * ev["log_norm"]).sum(axis=0)  # (K,)
         coupling = target.order * jnp.trapezoid(S, event_ts)
@@ -130,9 +147,20 @@ def _decoupled(study: Study, seed_idx):
 
 
 def compile_chunk(study: Study, mesh: Mesh):
-    """A jitted ``fn(seed_idx (C,) uint32, sharded over mesh axis "seed") -> dict of (C, ...) arrays``."""
+    """A jitted ``fn(seed_idx (C,) uint32 sharded over mesh axis "seed", traced_params(study))
+    -> dict of (C, ...) arrays``; shared by every study with the same :func:`static_key`."""
+    key = (static_key(study), mesh)
+    if key not in _COMPILED:
+        _COMPILED[key] = _build(study, mesh)
+    return _COMPILED[key]
+
+
+_COMPILED: dict = {}
+
+
+def _build(study, mesh):
     local = _full if study.mode == "full" else _decoupled
     fn = jax.shard_map(
-        lambda idx: local(study, idx), mesh=mesh, in_specs=P("seed"), out_specs=P("seed"), check_vma=False
+        lambda idx, p: local(study, idx, p), mesh=mesh, in_specs=(P("seed"), P()), out_specs=P("seed"), check_vma=False
     )
     return jax.jit(fn)

@@ -92,7 +92,7 @@ def run_study(study: Study, out, *, chunk: int | None = None, devices: int | Non
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
     from .. import __version__
-    from .kernel import compile_chunk
+    from .kernel import compile_chunk, traced_params
 
     mesh_devices = select_devices(devices)
     nproc = jax.process_count()
@@ -120,6 +120,7 @@ def run_study(study: Study, out, *, chunk: int | None = None, devices: int | Non
 
     mesh = Mesh(np.array(mesh_devices), ("seed",))
     sharding = NamedSharding(mesh, P("seed"))
+    replicated = NamedSharding(mesh, P())
     ndev = len(mesh_devices)
     padded = -(-chunk // ndev) * ndev
     points = study.points()
@@ -135,14 +136,16 @@ def run_study(study: Study, out, *, chunk: int | None = None, devices: int | Non
             todo = np.flatnonzero(~done[j])
             if todo.size == 0:
                 continue
-            fn = compile_chunk(point, mesh)  # one compilation per sweep point, reused by every chunk
+            fn = compile_chunk(point, mesh)  # compiled once per shape, reused by every chunk and sweep value
+            params = {k: jax.make_array_from_callback(v.shape, replicated, lambda s, v=v: v[s])
+                      for k, v in traced_params(point).items()}
             if bar is not None and study.sweep:
                 bar.set_postfix({study.sweep[0]: study.sweep[1][j]})
             for c in todo:
                 lo = int(c) * chunk
                 idx = np.arange(lo, lo + padded, dtype=np.uint32)  # seeds past the end are padding
                 x = jax.make_array_from_callback((padded,), sharding, lambda s: idx[s])
-                res = fn(x)
+                res = fn(x, params)
                 res = multihost_utils.process_allgather(res, tiled=True) if nproc > 1 else jax.device_get(res)
                 if lead:
                     store.write_chunk(root, study, j, int(c), chunk, res)

@@ -72,6 +72,10 @@ def format_table(df) -> str:
     return df.to_string(index=False, float_format=lambda x: f"{x:.4g}")
 
 
+def _yerr(df):
+    return [np.clip(df["p"] - df["p_lo"], 0, None), np.clip(df["p_hi"] - df["p"], 0, None)]
+
+
 def plot(df, ds, path) -> Path:
     """PNG of discovery probability (Wilson 95% intervals) against ``a_i``, or against the swept
     parameter with one line per component."""
@@ -83,14 +87,14 @@ def plot(df, ds, path) -> Path:
     sweep = ds.attrs.get("sweep") or None
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     if sweep is None:
-        ax.errorbar(df["a"], df["p"], yerr=[df["p"] - df["p_lo"], df["p_hi"] - df["p"]], fmt="o", capsize=3)
+        ax.errorbar(df["a"], df["p"], yerr=_yerr(df), fmt="o", capsize=3)
         ax.set_xlabel("ground-truth weight $a_i$")
         for _, row in df.iterrows():
             ax.annotate(f"i={int(row['component'])}", (row["a"], row["p"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
     else:
         for i, g in df.groupby("component"):
             x = g[sweep].astype(float)
-            ax.errorbar(x, g["p"], yerr=[g["p"] - g["p_lo"], g["p_hi"] - g["p"]], marker="o", capsize=3,
+            ax.errorbar(x, g["p"], yerr=_yerr(g), marker="o", capsize=3,
                         label=f"$a_{{{i}}}$ = {g['a'].iloc[0]:.3g}")
         vals = df[sweep].astype(float)
         if vals.min() > 0 and vals.max() / vals.min() > 20:
