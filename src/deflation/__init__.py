@@ -22,6 +22,7 @@ from .dynamics import (  # noqa: E402
 from .flow import FlowResult, gradient_flow  # noqa: E402
 from .init import sample_sphere, sample_sphere_batch, seed_keys  # noqa: E402
 from .target import Target  # noqa: E402
+from . import montecarlo  # noqa: E402  (xarray/zarr are imported lazily inside)
 
 try:
     __version__ = _version("deflation")
