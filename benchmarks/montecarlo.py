@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=512)
     ap.add_argument("--chunk", type=int, default=128)
     ap.add_argument("--horizon", type=float, default=80.0, help="horizon of the throughput runs")
-    ap.add_argument("--phase1-horizon", type=float, default=48.0, help="horizon of the decoupled-vs-full comparison")
+    ap.add_argument("--phase1-horizon", type=float, default=52.0, help="horizon of the decoupled-vs-full comparison")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "montecarlo.json"))
     args = ap.parse_args()
     import numpy as np
