@@ -25,6 +25,7 @@ from .init import sample_sphere, sample_sphere_batch, seed_keys  # noqa: E402
 from .partition import Partition, partition  # noqa: E402
 from .target import Target  # noqa: E402
 from .theorem import Theorem1Parameters, theorem1_parameters  # noqa: E402
+from . import montecarlo  # noqa: E402  (xarray/zarr are imported lazily inside)
 
 try:
     __version__ = _version("deflation")

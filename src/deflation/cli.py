@@ -14,6 +14,7 @@ import sys
 COMMANDS = [
     "figure1",
     "algorithm2",
+    "montecarlo",
 ]
 
 
