@@ -13,6 +13,7 @@ import sys
 #: Command modules, in the order ``--help`` lists them.
 COMMANDS = [
     "figure1",
+    "bench",
 ]
 
 
