@@ -110,35 +110,30 @@ def solve_lognorm(
     )
 
 
-#: Evaluate the event summary after the solve (from states saved on the event grid) when those
-#: states take at most this many bytes; else inside the solver loop (see :func:`_posthoc_events`).
-POSTHOC_EVENT_BYTES = 2**29
+#: Seeds per vmapped solve on each backend (others: the whole batch at once). See :func:`_seed_chunk`.
+SEED_CHUNK = {"cpu": 64}
 
 
-def _posthoc_events(B: int, K: int, d: int, m: int, itemsize: int) -> tuple[bool, int]:
-    """Where to evaluate the event summary, and in chunks of how many grid points.
+def _seed_chunk(B: int) -> int:
+    """How many seeds one vmapped ``diffeqsolve`` handles; larger batches are mapped over chunks.
 
-    Inside the loop (diffrax ``SubSaveAt(fn=...)``) the summary is evaluated in a nested while loop
-    that, under ``vmap``, runs for the whole batch whenever any seed has a grid point in its step:
-    on the Figure 1 setting that costs as much as the solve itself. After the solve it is one
-    batched map over the saved states, 2-3x cheaper, but the saved states take
-    ``B K (d+1) m`` numbers instead of ``B K (4 m + 2 r)``. Post-hoc when they fit in
-    :data:`POSTHOC_EVENT_BYTES`; the chunk keeps the ``(m, m)`` Gram temporaries near 64 MiB.
+    Under ``vmap`` the solver's save buffers (``B x event_points`` event summaries) are updated
+    inside the loop at a cost that grows with the batch, so per-seed cost grows with ``B``: on
+    CPU the Figure 1 setting runs ~2.5x faster per seed in chunks of 64 than as one batch of 512
+    (benchmarks/throughput.py). On accelerators the whole batch is solved at once. Chunking
+    changes nothing per seed: every seed's solve is its own (own steps, own controller).
     """
-    posthoc = B * K * (d + 1) * m * itemsize <= POSTHOC_EVENT_BYTES
-    chunk = max(1, min(K, 2**26 // max(1, B * m * m * itemsize)))
-    return posthoc, chunk
+    return int(SEED_CHUNK.get(jax.default_backend(), 2**62))
 
 
 @eqx.filter_jit
-def _solve_batch(target, y0, ts, event_ts, t0, lam, delta1, alpha, fit_fraction, solver, controller, dt0, max_steps, frozen, precise, progress_meter, posthoc=(False, 1)):
-    """One compiled call: vmapped diffrax solve + event location + loss for a batch (B, ...)."""
+def _solve_batch(target, y0, ts, event_ts, t0, lam, delta1, alpha, fit_fraction, solver, controller, dt0, max_steps, frozen, precise, progress_meter, chunk=2**62):
+    """One compiled call: vmapped diffrax solve + event location + loss for a batch (B, ...),
+    solved ``chunk`` seeds at a time (see :func:`_seed_chunk`)."""
     term = diffrax.ODETerm(lambda t, y, args: lognorm_vector_field(y, target, lam, frozen))
-    summary = _event_summary(target, lam, frozen)
-    K = event_ts.shape[0]
-    posthoc, chunk = posthoc
-    event_save = diffrax.SubSaveAt(ts=event_ts) if posthoc else diffrax.SubSaveAt(ts=event_ts, fn=summary)
-    saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts), event_save])
+    saveat = diffrax.SaveAt(
+        subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(ts=event_ts, fn=_event_summary(target, lam, frozen))]
+    )
 
     def one(y):
         sol = diffrax.diffeqsolve(
@@ -146,10 +141,6 @@ def _solve_batch(target, y0, ts, event_ts, t0, lam, delta1, alpha, fit_fraction,
             max_steps=max_steps, throw=False, progress_meter=progress_meter,
         )
         (rho, ubar), ev = sol.ys
-        if posthoc:  # same function of the same saved states, evaluated after the solve
-            unreached = jnp.all(ev[0] == jnp.inf, axis=-1)  # diffrax fills unreached save slots with inf
-            ev = jax.lax.map(lambda ty: summary(ty[0], ty[1], None), (event_ts, ev), batch_size=chunk)
-            ev = {k: jnp.where(unreached.reshape((K,) + (1,) * (v.ndim - 1)), jnp.inf, v) for k, v in ev.items()}
         u = normalize(ubar)
         omega = jnp.exp(2.0 * rho)
         sq, floor = jax.vmap(lambda uu, om: residual_norm_sq(uu, om, target, precise))(u, omega)
@@ -176,7 +167,17 @@ def _solve_batch(target, y0, ts, event_ts, t0, lam, delta1, alpha, fit_fraction,
             num_rejected_steps=sol.stats["num_rejected_steps"], status=status,
         )
 
-    return jax.vmap(one)(y0)
+    B = y0[0].shape[0]
+    if chunk >= B:
+        return jax.vmap(one)(y0)
+    # lax.map over chunks of seeds (the last one padded with copies of the last seed)
+    nb = -(-B // chunk)
+    pad = nb * chunk - B
+    yc = jax.tree_util.tree_map(
+        lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]).reshape((nb, chunk) + x.shape[1:]), y0
+    )
+    out = jax.lax.map(jax.vmap(one), yc)
+    return jax.tree_util.tree_map(lambda x: x.reshape((nb * chunk,) + x.shape[2:])[:B], out)
 
 
 def _as_initial_state(W0, target: Target):
@@ -299,8 +300,7 @@ def gradient_flow(
     out = _solve_batch(
         target, y0, jnp.asarray(ts_np, dtype), event_ts, jnp.asarray(t0, dtype), jnp.asarray(lam, dtype),
         jnp.asarray(delta1, dtype), jnp.asarray(alpha, dtype), jnp.asarray(fit_fraction, dtype),
-        solver, stepsize_controller, dt0, max_steps, frozen, precise_loss, meter,
-        _posthoc_events(y0[0].shape[0], event_points, target.d, y0[0].shape[-1], np.dtype(dtype).itemsize),
+        solver, stepsize_controller, dt0, max_steps, frozen, precise_loss, meter, _seed_chunk(y0[0].shape[0]),
     )
     if not batched:
         out = {k: v[0] for k, v in out.items()}

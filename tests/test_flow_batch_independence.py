@@ -1,4 +1,4 @@
-"""The performance paths of ``gradient_flow`` give the same numbers as the plain ones."""
+"""A seed's result from ``gradient_flow`` does not depend on the batch it is solved in."""
 
 import jax
 import jax.numpy as jnp
@@ -26,24 +26,6 @@ def _assert_same(a, b, tol=1e-12):
         np.testing.assert_allclose(x[fin], y[fin], rtol=tol, atol=tol * max(1.0, np.abs(x[fin]).max(initial=0)), err_msg=f)
 
 
-def test_posthoc_event_summary_equals_in_loop(monkeypatch):
-    tg, W0 = _problem(4)
-    kw = dict(rtol=1e-9, atol=1e-9, event_points=64)
-    fast = D.gradient_flow(tg, W0, [20.0, 60.0], **kw)
-    assert np.isfinite(np.asarray(fast.fit_time)).any()  # the events are exercised
-    monkeypatch.setattr(flow, "POSTHOC_EVENT_BYTES", 0)  # force the in-loop route
-    assert flow._posthoc_events(4, 64, 6, 10, 8)[0] is False
-    slow = D.gradient_flow(tg, W0, [20.0, 60.0], **kw)
-    _assert_same(fast, slow)
-
-
-def test_unreached_event_points_stay_inf():
-    tg, W0 = _problem(2)
-    res = D.gradient_flow(tg, W0, [60.0], rtol=1e-9, atol=1e-9, max_steps=5, event_points=16)
-    assert (np.asarray(res.status) == flow.MAX_STEPS).all()
-    assert np.isinf(np.asarray(res.fit_time)).all()
-
-
 def test_seed_result_independent_of_batch_size():
     tg, W0 = _problem(8)
     kw = dict(rtol=1e-9, atol=1e-9, event_points=64)
@@ -52,3 +34,13 @@ def test_seed_result_independent_of_batch_size():
         alone = D.gradient_flow(tg, W0[k], [20.0, 60.0], **kw)
         one = jax.tree_util.tree_map(lambda x: x[k] if x.ndim and x.shape[0] == 8 else x, batch)
         _assert_same(alone, one)
+
+
+def test_chunked_batch_equals_unchunked(monkeypatch):
+    tg, W0 = _problem(8)
+    kw = dict(rtol=1e-9, atol=1e-9, event_points=64)
+    whole = D.gradient_flow(tg, W0, [20.0, 60.0], **kw)
+    monkeypatch.setitem(flow.SEED_CHUNK, jax.default_backend(), 3)  # 8 seeds -> chunks 3, 3, 2 (+1 pad)
+    assert flow._seed_chunk(8) == 3
+    chunked = D.gradient_flow(tg, W0, [20.0, 60.0], **kw)
+    _assert_same(whole, chunked)
