@@ -164,7 +164,7 @@ def run_setting(name: str, cfg: dict, quick: bool, repeats: int, progress: bool 
         t = time.perf_counter()
         res = jax.block_until_ready(fn())
         first = time.perf_counter() - t
-        wall = min([first] + [best_time(lambda: fn().W, 1) for _ in range(repeats - 1)])
+        wall = min(best_time(lambda: fn().W, 1) for _ in range(max(1, repeats)))  # compiled calls only
         row = {"solver": sname, "kind": kind, "tol" if kind == "adaptive" else "dt": tol, "wall_s": wall,
                "first_call_s": first, "num_steps_mean": float(np.mean(res.num_steps)),
                "num_rejected_mean": float(np.mean(res.num_rejected_steps))}
@@ -292,7 +292,7 @@ def plot(results: dict, path: Path) -> Path:
 
 def add_arguments(p):
     p.add_argument("--quick", action="store_true", help="few solvers/tolerances, small horizon (a couple of minutes)")
-    p.add_argument("--repeats", type=int, default=None, help="timing repeats (best taken; default 1 quick, 2 full)")
+    p.add_argument("--repeats", type=int, default=None, help="timed calls after the compiling one (best taken; default 1 quick, 2 full)")
     p.add_argument("--only", type=str, default=None, help="comma list of: figure1, hard, optax, raw")
     p.add_argument("--out", type=Path, default=None, help="results JSON (default benchmarks/results/solvers[_quick]_<device>.json)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
