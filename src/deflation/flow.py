@@ -111,17 +111,19 @@ def solve_lognorm(
 
 
 #: Seeds per vmapped solve on each backend (others: the whole batch at once). See :func:`_seed_chunk`.
-SEED_CHUNK = {"cpu": 64}
+SEED_CHUNK = {"cpu": 128}
 
 
 def _seed_chunk(B: int) -> int:
     """How many seeds one vmapped ``diffeqsolve`` handles; larger batches are mapped over chunks.
 
-    Under ``vmap`` the solver's save buffers (``B x event_points`` event summaries) are updated
-    inside the loop at a cost that grows with the batch, so per-seed cost grows with ``B``: on
-    CPU the Figure 1 setting runs ~2.5x faster per seed in chunks of 64 than as one batch of 512
-    (benchmarks/throughput.py). On accelerators the whole batch is solved at once. Chunking
-    changes nothing per seed: every seed's solve is its own (own steps, own controller).
+    Under ``vmap`` every step of the solver loop works on the whole batch (seeds that are done or
+    have no save point in the step are masked, not skipped), and the in-loop saving of the event
+    summary updates ``B x event_points`` buffers. On CPU, 512 Figure 1 seeds (rtol = atol = 1e-6,
+    t = 300) measured side by side: 17.2 s in chunks of 128 vs 20.5 s as one batch with the
+    default 512 event points, 7.8 s vs 13.8 s with ``event_points=2``. On accelerators the whole
+    batch is solved at once. Chunking changes nothing per seed: every seed's solve is its own
+    (own steps, own controller); the tests check it to 1e-12.
     """
     return int(SEED_CHUNK.get(jax.default_backend(), 2**62))
 
