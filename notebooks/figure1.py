@@ -53,7 +53,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import deflation as df
-from deflation.baselines import residual_norm, tensor_power_deflation
+from deflation.baselines import tensor_power_deflation
 
 FIGDIR = os.environ.get("DEFLATION_NB_FIGDIR")
 
@@ -104,10 +104,11 @@ print("solver steps per seed:", np.asarray(flow.num_steps))
 # components - the plateaus that gradient flow should visit if it follows the deflation path.
 
 # %%
-weights, V = tensor_power_deflation(target, jax.random.fold_in(key, 10_000))
-weights, V = np.asarray(weights), np.asarray(V)
+baseline = tensor_power_deflation(target, jax.random.fold_in(key, 10_000), iterations=100)
+weights, V = np.asarray(baseline.weights), np.asarray(baseline.directions)
 baseline_order = np.argmax(np.abs(V), axis=0)  # which e_i each extracted component is
-levels = np.array([0.5 * residual_norm(target, weights[:k], V[:, :k]) ** 2 for k in range(len(weights) + 1)])
+# 1/2 |R_k|^2 after k = 0, 1, ... extracted components
+levels = 0.5 * np.concatenate([[float(target.norm())], np.asarray(baseline.residual_norm)]) ** 2
 print("Algorithm 1 extraction order (component index, 1-based):", baseline_order + 1)
 print("Algorithm 1 weights:", np.round(weights, 6), " (a =", np.round(a, 6), ")")
 print("deflation loss levels 1/2|R_k|^2:", levels)

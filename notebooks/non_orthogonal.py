@@ -55,7 +55,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import deflation as df
-from deflation.baselines import residual_norm, tensor_power_deflation
+from deflation.baselines import tensor_power_deflation
 
 FIGDIR = os.environ.get("DEFLATION_NB_FIGDIR")
 
@@ -120,9 +120,9 @@ target = make_target(SHOW_ANGLE)
 flow = df.gradient_flow(target, W0, ts, precise_loss=False)
 assert not flow.failed(), flow.failed()
 diag, ang, omega, big = analyse(SHOW_ANGLE, flow)
-weights, V = tensor_power_deflation(target, jax.random.fold_in(key, 10_000), n_components=2)
-weights, V = np.asarray(weights), np.asarray(V)
-levels = [0.5 * residual_norm(target, weights[:k], V[:, :k]) ** 2 for k in (0, 1, 2)]
+baseline = tensor_power_deflation(target, jax.random.fold_in(key, 10_000), 2, iterations=100)
+weights, V = np.asarray(baseline.weights), np.asarray(baseline.directions)
+levels = list(0.5 * np.concatenate([[float(target.norm())], np.asarray(baseline.residual_norm)]) ** 2)
 base_ang = plane_angle(V, SHOW_ANGLE)
 print(f"theta = {SHOW_ANGLE} deg: baseline components at {np.round(base_ang, 2)} deg with weights {np.round(weights, 4)}")
 print(f"deflation loss levels after 0, 1, 2 components: {np.array(levels)}")
@@ -174,15 +174,15 @@ for deg in ANGLES:
     fl = flow if deg == SHOW_ANGLE else df.gradient_flow(tg, W0, ts, precise_loss=False)
     assert not fl.failed(), fl.failed()
     dg, *_ = analyse(deg, fl)
-    w, Vb = tensor_power_deflation(tg, jax.random.fold_in(key, 10_000), n_components=2)
-    Vb = np.asarray(Vb)
+    base = tensor_power_deflation(tg, jax.random.fold_in(key, 10_000), 2, iterations=100)
+    Vb = np.asarray(base.directions)
     bang = plane_angle(Vb, deg)
     base_split = bool(np.min(np.abs(bang)) < deg / 4 and np.min(np.abs(bang - deg)) < deg / 4)
     rows.append(dict(angle=deg, split_fraction=np.mean([x["split"] for x in dg]),
                      merged_fraction=np.mean([x["merged"] for x in dg]),
                      t_split=np.nanmedian([x["t_split"] for x in dg]) if any(x["split"] for x in dg) else np.nan,
                      flow_loss=float(np.median(np.asarray(fl.loss[:, -1]))),
-                     deflation_loss=0.5 * residual_norm(tg, w, Vb) ** 2, baseline_split=base_split,
+                     deflation_loss=0.5 * float(base.residual_norm[-1]) ** 2, baseline_split=base_split,
                      baseline_first=float(bang[0])))
 for r in rows:
     print(f"theta {r['angle']:>3} deg: merged first {r['merged_fraction']:.2f}, split {r['split_fraction']:.2f}, "

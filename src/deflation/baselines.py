@@ -1,108 +1,320 @@
-"""The tensor deflation baseline: Algorithm 1 of the paper with the tensor power method
-(Anandkumar, Ge, Hsu, Kakade, Telgarsky 2014, "Tensor decompositions for learning latent
-variable models", Algorithm 1 there).
+"""Baselines a user would otherwise pick, to compare the gradient flow against.
 
-Algorithm 1 (paper Section 3): start from the residual ``R = T*``; while components remain to be
-found, find a best rank-1 approximation ``lam v^{(x)p}`` of ``R`` by power iteration
-``v <- R(v^{p-1}, I) / |R(v^{p-1}, I)|`` from several random starts, keep the start with the
-largest ``R(v^p)``, take the weight ``lam = R(v^p)`` (the least-squares weight for a unit ``v``),
-and deflate ``R <- R - lam v^{(x)p}``. In the model's parametrization ``w^{(x)p} / |w|^{p-2}`` the
-component is ``w = sqrt(lam) v``.
-
-Everything is computed from inner products (never a d^p array):
-``R(v^{p-1}, I) = U (a * (U^T v)^{p-1}) - V (lam * (V^T v)^{p-1})`` with the found components ``V``.
+- :func:`tensor_power_deflation`: the tensor deflation process of the paper's Algorithm 1, each
+  rank-1 step found by the robust tensor power method of Anandkumar et al. (2014)
+  (``w <- R(w^{p-1}, I) / |R(w^{p-1}, I)|`` from several random restarts, the best by ``R(w^p)``).
+  Matrix-free: ``R = T* - sum_k lam_k v_k^{(x)p}`` is never formed.
+- :func:`discrete_gradient_descent`: discrete training of the same loss through an ``optax``
+  optimizer (``optax.sgd`` is Euler's method on the flow with ``dt`` = learning rate).
+- :func:`solve_raw`: the gradient flow integrated by diffrax in the raw ``W`` coordinates (the
+  naive alternative to the log-norm coordinates of :mod:`deflation.flow`).
+- NumPy references: :func:`numpy_dense_gradient` (what paper code usually does: build ``T`` with
+  ``einsum`` each step) and :func:`numpy_lognorm_rhs` / :func:`scipy_flow` (the best a careful
+  NumPy user writes: a Gram-matrix right-hand side for ``scipy.integrate.solve_ivp``).
 """
 
 from __future__ import annotations
 
-from functools import partial
+from typing import Any, Callable
 
+import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Int
 
 from . import _validate as check
-from .init import unit_columns
+from .dynamics import check_W, velocity
 from .target import Target
 
-
-def _contract(U, a, V, lam, Q, p):
-    """``(R(q^p), R(q^{p-1}, I))`` for every column ``q`` of ``Q``, ``R = sum a u^p - sum lam v^p``."""
-    CU, CV = U.T @ Q, V.T @ Q  # (r, n), (k, n)
-    vec = U @ (a[:, None] * CU ** (p - 1)) - V @ (lam[:, None] * CV ** (p - 1))
-    return jnp.sum(Q * vec, axis=0), vec
+# ---------------------------------------------------------------------------- Algorithm 1
 
 
-@partial(jax.jit, static_argnames=("p", "iterations"))
-def _power_iteration(U, a, V, lam, Q0, p: int, iterations: int):
-    """Run ``iterations`` power steps from every column of ``Q0``; return the best unit vector and
-    its value ``R(v^p)`` (the restart with the largest value, Anandkumar et al. 2014, Alg. 1)."""
+class PowerDeflation(eqx.Module):
+    """Result of :func:`tensor_power_deflation`.
 
-    def step(_, Q):
-        _, vec = _contract(U, a, V, lam, Q, p)
-        norm = jnp.linalg.norm(vec, axis=0, keepdims=True)
-        # a start with R(q^{p-1}, I) = 0 is a fixed point; keep it (its value is 0, it never wins)
-        return jnp.where(norm > 0, vec / jnp.where(norm > 0, norm, 1.0), Q)
+    Attributes:
+        W: columns ``w_k = sqrt(max(lam_k, 0)) v_k`` so that ``sum_k w_k^{(x)p}/|w_k|^{p-2}``
+            approximates ``T*`` (the output format of Algorithm 1), (d, rank).
+        directions: unit vectors ``v_k`` in the order found, (d, rank).
+        weights: eigenvalues ``lam_k = R_k(v_k^p)`` of the residual when ``v_k`` was found, (rank,).
+        residual_norm: ``|R|_F`` after each deflation step, (rank,).
+    """
 
-    Q = jax.lax.fori_loop(0, iterations, step, Q0)
-    values, _ = _contract(U, a, V, lam, Q, p)
-    best = jnp.argmax(values)
-    return Q[:, best], values[best]
+    W: Float[Array, "d k"]
+    directions: Float[Array, "d k"]
+    weights: Float[Array, " k"]
+    residual_norm: Float[Array, " k"]
 
 
-def residual_norm(target: Target, weights, components) -> float:
-    """``|T* - sum_k weights_k v_k^{(x)p}|_F`` from Gram matrices (float route)."""
+def _residual_apply(v, target: Target, V, lams, power: int):
+    """``R(v^{power}, I) = sum_i a_i <u_i,v>^power u_i - sum_k lams_k <v_k,v>^power v_k`` for
+    ``R = T* - sum_k lams_k v_k^{(x)p}`` (``power = p - 1``), without forming ``R``."""
+    cu = target.U.T @ v
+    cv = V.T @ v
+    return target.U @ (target.a * cu**power) - V @ (lams * cv**power)
+
+
+def _residual_value(v, target: Target, V, lams):
+    """``R(v^p) = sum_i a_i <u_i, v>^p - sum_k lams_k <v_k, v>^p``."""
     p = target.order
-    U, a = np.asarray(target.U), np.asarray(target.a)
-    V, lam = np.asarray(components), np.asarray(weights)
-    sq = a @ (U.T @ U) ** p @ a - 2 * a @ (U.T @ V) ** p @ lam + lam @ (V.T @ V) ** p @ lam
-    return float(np.sqrt(max(sq, 0.0)))
+    return jnp.sum(target.a * (target.U.T @ v) ** p) - jnp.sum(lams * (V.T @ v) ** p)
+
+
+def _residual_norm_sq(target: Target, V, lams):
+    """``|R|_F^2`` by the Gram formula (float route; fine for a baseline)."""
+    p = target.order
+    UU, UV, VV = target.U.T @ target.U, target.U.T @ V, V.T @ V
+    return target.a @ UU**p @ target.a - 2 * target.a @ UV**p @ lams + lams @ VV**p @ lams
+
+
+@eqx.filter_jit
+def _power_deflation(target: Target, key, rank: int, restarts: int, iterations: int):
+    d, p = target.d, target.order
+    dtype = target.U.dtype
+
+    def power_steps(v, V, lams, n):
+        def body(_, v):
+            g = _residual_apply(v, target, V, lams, p - 1)
+            return g / jnp.linalg.norm(g)
+
+        return jax.lax.fori_loop(0, n, body, v)
+
+    def step(k, carry):
+        V, lams, norms = carry
+        g = jax.random.normal(jax.random.fold_in(key, k), (restarts, d), dtype)
+        starts = g / jnp.linalg.norm(g, axis=1, keepdims=True)
+        cands = jax.vmap(lambda v: power_steps(v, V, lams, iterations))(starts)
+        scores = jax.vmap(lambda v: _residual_value(v, target, V, lams))(cands)
+        v = power_steps(cands[jnp.argmax(scores)], V, lams, iterations)
+        lam = _residual_value(v, target, V, lams)
+        V, lams = V.at[:, k].set(v), lams.at[k].set(lam)
+        norms = norms.at[k].set(jnp.sqrt(jnp.maximum(_residual_norm_sq(target, V, lams), 0.0)))
+        return V, lams, norms
+
+    init = (jnp.zeros((d, rank), dtype), jnp.zeros((rank,), dtype), jnp.zeros((rank,), dtype))
+    V, lams, norms = jax.lax.fori_loop(0, rank, step, init)
+    return V, lams, norms
 
 
 def tensor_power_deflation(
-    target: Target,
-    key: jax.Array,
-    *,
-    n_components: int | None = None,
-    restarts: int = 10,
-    iterations: int = 100,
-) -> tuple[Float[Array, " k"], Float[Array, "d k"]]:
-    """Algorithm 1 (tensor deflation) with the tensor power method as the rank-1 step.
+    target: Target, key: jax.Array, rank: int | None = None, *, restarts: int = 10, iterations: int = 30
+) -> PowerDeflation:
+    """The tensor deflation process (paper Algorithm 1) with the robust tensor power method.
+
+    Starting from ``R = T*``, ``rank`` times: run ``iterations`` power steps
+    ``v <- R(v^{p-1}, I) / |R(v^{p-1}, I)|`` (Anandkumar et al. 2014, Algorithm 1) from each of
+    ``restarts`` uniform random unit vectors, keep the one with the largest ``R(v^p)``, refine it
+    with ``iterations`` more steps, record ``lam = R(v^p)`` and deflate ``R <- R - lam v^{(x)p}``.
+    For an orthogonal ``T*`` the components come out in decreasing order of ``a_i``.
 
     Args:
-        target: the ground truth ``T*``.
-        key: PRNG key; the random starts of step ``k`` are drawn from ``fold_in(key, k)``.
-        n_components: how many components to extract; ``None`` means ``target.r``. Extraction
-            stops early if the best start has ``R(v^p) <= 0`` (nothing left that a component
-            ``w^{(x)p}/|w|^{p-2}`` with positive weight can reduce).
-        restarts: random starts per component (>= 1).
-        iterations: power iterations per start (>= 1).
-
-    Returns:
-        ``(weights (k,), components (d, k))`` in the order found: unit vectors ``v_k`` and
-        weights ``lam_k = R_k(v_k^p)``, so that ``T* ~ sum_k lam_k v_k^{(x)p}``
-        (model columns ``w_k = sqrt(lam_k) v_k``).
+        target: the tensor to decompose.
+        key: PRNG key; deflation step ``k`` draws its restarts from ``fold_in(key, k)``.
+        rank: number of components to extract (default ``target.r``).
+        restarts: random starts per step (>= 1).
+        iterations: power steps per start and for the refinement (>= 1).
     """
     if not isinstance(target, Target):
         raise TypeError(f"target must be a deflation.Target, got {type(target).__name__}")
-    n = target.r if n_components is None else check.integer("n_components", n_components, 1)
+    rank = target.r if rank is None else check.integer("rank", rank, 1)
     restarts = check.integer("restarts", restarts, 1)
     iterations = check.integer("iterations", iterations, 1)
-    key = jnp.asarray(key)
-    if not (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or (key.dtype == jnp.uint32 and key.shape == (2,))):
-        raise TypeError(f"key must be a jax.random key (e.g. jax.random.PRNGKey(0)), got dtype {key.dtype} shape {key.shape}")
-    d, p = target.d, target.order
-    dtype = target.U.dtype
-    V = jnp.zeros((d, n), dtype)  # padded with zero weights: one compiled power iteration for every k
-    lam = jnp.zeros((n,), dtype)
-    found = 0
-    for k in range(n):
-        Q0 = unit_columns(jax.random.fold_in(key, k), d, restarts, dtype)
-        v, value = _power_iteration(target.U, target.a, V, lam, Q0, p, iterations)
-        if not float(value) > 0:
-            break
-        V = V.at[:, k].set(v)
-        lam = lam.at[k].set(value)
-        found += 1
-    return lam[:found], V[:, :found]
+    V, lams, norms = _power_deflation(target, key, rank, restarts, iterations)
+    return PowerDeflation(W=V * jnp.sqrt(jnp.maximum(lams, 0.0)), directions=V, weights=lams, residual_norm=norms)
+
+
+# ---------------------------------------------------------------------------- discrete GD (optax)
+
+
+class DescentResult(eqx.Module):
+    """Result of :func:`discrete_gradient_descent`.
+
+    Attributes:
+        iterations: iteration counts at which the state was recorded, (K,).
+        W: the components at those iterations, (K, d, m).
+        residual: ``(T* - T)(u_i^p)`` for each ground truth ``i`` at those iterations, (K, r).
+    """
+
+    iterations: Int[Array, " K"]
+    W: Float[Array, "K d m"]
+    residual: Float[Array, "K r"]
+
+
+def _truth_residual(W, target: Target):
+    """``(T* - T)(u_i^p)`` for every ground-truth direction (float Gram route)."""
+    p = target.order
+    omega = jnp.sum(W * W, axis=0)
+    safe = jnp.where(omega > 0, omega, 1.0)
+    truth = (target.a[None, :] * (target.U.T @ target.U) ** p).sum(axis=1)
+    model = jnp.sum((target.U.T @ W) ** p / safe ** ((p - 2) / 2), axis=1)
+    return truth - model
+
+
+@eqx.filter_jit
+def _descent(target, W0, optimizer, steps: int, record_every: int, lam):
+    def grad(W):
+        return -velocity(W, target, lam)
+
+    def one(carry, _):
+        W, state = carry
+        updates, state = optimizer.update(grad(W), state, W)
+        return (W + updates, state), None
+
+    def block(carry, _):
+        carry, _ = jax.lax.scan(one, carry, None, length=record_every)
+        return carry, (carry[0], _truth_residual(carry[0], target))
+
+    state = optimizer.init(W0)
+    _, (Ws, res) = jax.lax.scan(block, (W0, state), None, length=steps // record_every)
+    Ws = jnp.concatenate([W0[None], Ws])
+    res = jnp.concatenate([_truth_residual(W0, target)[None], res])
+    return Ws, res
+
+
+def discrete_gradient_descent(
+    target: Target, W0: Any, optimizer: Any, steps: int, *, lam: float = 0.0, record_every: int = 1
+) -> DescentResult:
+    """Discrete training ``W <- W + optimizer.update(grad L(W))`` on the loss of paper Section 4.
+
+    ``grad L = -velocity(W)`` (:func:`deflation.velocity`). With ``optax.sgd(lr)`` this is exactly
+    Euler's method on the gradient flow with step ``lr``, so iteration ``n`` corresponds to flow
+    time ``n * lr``.
+
+    Args:
+        target: the ground truth.
+        W0: initial components (d, m).
+        optimizer: an ``optax.GradientTransformation`` (``optax.sgd(1e-2)``, ``optax.adam(...)``, ...).
+        steps: number of iterations (a multiple of ``record_every``).
+        lam: regularization ``lam/2 |W|_F^2``.
+        record_every: record ``W`` and the residuals every this many iterations (also at 0).
+    """
+    if not isinstance(target, Target):
+        raise TypeError(f"target must be a deflation.Target, got {type(target).__name__}")
+    W0 = check_W("W0", W0, target)
+    steps = check.integer("steps", steps, 1)
+    record_every = check.integer("record_every", record_every, 1)
+    if steps % record_every:
+        raise ValueError(f"steps must be a multiple of record_every = {record_every}, got steps = {steps}")
+    lam = check.nonnegative("lam", lam)
+    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+        raise TypeError(f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}")
+    Ws, res = _descent(target, W0, optimizer, steps, record_every, jnp.asarray(lam, W0.dtype))
+    its = jnp.arange(0, steps + 1, record_every)
+    return DescentResult(iterations=its, W=Ws, residual=res)
+
+
+def descent_fit_iterations(result: DescentResult, target: Target, fit_fraction: float = 0.1):
+    """First recorded iteration at which ``(T* - T)(u_i^p) <= fit_fraction * a_i`` (the ``lam = 0``
+    fit criterion of :func:`deflation.gradient_flow`), per ground truth; ``inf`` if never. (r,)"""
+    fit_fraction = check.in_open_interval("fit_fraction", fit_fraction, 0.0, 1.0)
+    res = np.asarray(result.residual)
+    below = res <= fit_fraction * np.asarray(target.a)[None, :]
+    its = np.asarray(result.iterations, dtype=float)
+    return np.where(below.any(axis=0), its[np.argmax(below, axis=0)], np.inf)
+
+
+# ---------------------------------------------------------------------------- raw-W flow (diffrax)
+
+
+def solve_raw(
+    target: Target, W0, t1, *, solver=None, stepsize_controller=None, dt0=None, saveat=None,
+    max_steps: int = 1_000_000, lam: float = 0.0, t0: float = 0.0,
+) -> diffrax.Solution:
+    """The gradient flow ``dW/dt = velocity(W)`` integrated by diffrax in raw ``W`` coordinates
+    (no log-norm change of variables): the naive route, for comparisons. Traceable; ``throw=False``."""
+    solver = diffrax.Tsit5() if solver is None else solver
+    if stepsize_controller is None:
+        stepsize_controller = diffrax.PIDController(rtol=1e-8, atol=1e-8)
+    term = diffrax.ODETerm(lambda t, W, args: velocity(W, target, lam))
+    return diffrax.diffeqsolve(
+        term, solver, t0, t1, dt0, W0, saveat=saveat or diffrax.SaveAt(t1=True),
+        stepsize_controller=stepsize_controller, max_steps=max_steps, throw=False,
+    )
+
+
+# ---------------------------------------------------------------------------- NumPy references
+
+
+def numpy_dense_tensor(X: np.ndarray, weights: np.ndarray, order: int) -> np.ndarray:
+    """The d^p array ``sum_j weights_j x_j^{(x)p}`` built with ``np.einsum`` (p = 3 or 4 fast path)."""
+    if order == 4:
+        return np.einsum("j,aj,bj,cj,ej->abce", weights, X, X, X, X, optimize=True)
+    if order == 3:
+        return np.einsum("j,aj,bj,cj->abc", weights, X, X, X, optimize=True)
+    T = np.zeros((X.shape[0],) * order)
+    for j in range(X.shape[1]):
+        outer = X[:, j]
+        for _ in range(order - 1):
+            outer = np.multiply.outer(outer, X[:, j])
+        T += weights[j] * outer
+    return T
+
+
+def numpy_dense_gradient(W: np.ndarray, a: np.ndarray, U: np.ndarray, order: int = 4, lam: float = 0.0) -> np.ndarray:
+    """``grad_W L`` the way paper code usually computes it: build ``T`` and ``T*`` as dense d^p
+    arrays with ``einsum`` each call, ``R = T* - T``, then
+    ``grad w = -(p R(wbar^{p-2}, w, I) - (p-2) R(wbar^p) w) + lam w``. O(m d^p) per call."""
+    W, a, U = np.asarray(W, float), np.asarray(a, float), np.asarray(U, float)
+    p = order
+    omega = (W * W).sum(axis=0)
+    Wbar = W / np.sqrt(omega)
+    R = numpy_dense_tensor(U, a, p) - numpy_dense_tensor(Wbar, omega, p)
+    M = R.reshape(-1, R.shape[-1])  # contract the first p-1 modes with wbar^{(x)(p-1)}
+    ones = Wbar
+    for _ in range(p - 2):
+        ones = (ones[:, None, :] * Wbar[None, :, :]).reshape(-1, W.shape[1])
+    Rvec = M.T @ ones  # R(wbar^{p-1}, I), (d, m)
+    Rp = (Rvec * Wbar).sum(axis=0)
+    vel = np.sqrt(omega) * (p * Rvec - (p - 2) * Rp * Wbar) - lam * W
+    return -vel
+
+
+def numpy_gram_residual(Xbar: np.ndarray, omega: np.ndarray, a: np.ndarray, U: np.ndarray, order: int):
+    """NumPy ``(R(x_j^p), R(x_j^{p-1}, I))`` for unit columns by Gram matrices (as in
+    :func:`deflation.contract.residual_vectors`)."""
+    p = order
+    G = Xbar.T @ Xbar
+    C = U.T @ Xbar
+    Rvec = U @ (a[:, None] * C ** (p - 1)) - Xbar @ (omega[:, None] * G ** (p - 1))
+    return (Xbar * Rvec).sum(axis=0), Rvec
+
+
+def numpy_lognorm_rhs(a: np.ndarray, U: np.ndarray, order: int, m: int, lam: float = 0.0) -> Callable:
+    """``f(t, y)`` for ``scipy.integrate.solve_ivp``: the log-norm flow (:mod:`deflation.dynamics`)
+    with ``y = concat(rho (m,), ubar.ravel() (d*m,))``, by NumPy Gram matrices."""
+    a, U = np.asarray(a, float), np.asarray(U, float)
+    d = U.shape[0]
+
+    def f(t, y):
+        rho, ubar = y[:m], y[m:].reshape(d, m)
+        u = ubar / np.sqrt((ubar * ubar).sum(axis=0))
+        Rp, Rvec = numpy_gram_residual(u, np.exp(2.0 * rho), a, U, order)
+        return np.concatenate([2.0 * Rp - lam, (order * (Rvec - Rp * u)).ravel()])
+
+    return f
+
+
+def scipy_flow(target: Target, W0, t1: float, *, rtol: float = 1e-6, atol: float = 1e-6, method: str = "RK45"):
+    """The log-norm gradient flow of every seed in ``W0`` (B, d, m), one ``solve_ivp`` call per
+    seed with a NumPy Gram-matrix right-hand side. Returns ``(W (B, d, m) at t1, nfev (B,))``."""
+    from scipy.integrate import solve_ivp
+
+    W0 = np.asarray(W0, float)
+    if W0.ndim == 2:
+        W0 = W0[None]
+    B, d, m = W0.shape
+    f = numpy_lognorm_rhs(np.asarray(target.a), np.asarray(target.U), target.order, m)
+    out, nfev = np.empty_like(W0), np.empty(B, int)
+    for b in range(B):
+        omega = (W0[b] ** 2).sum(axis=0)
+        y0 = np.concatenate([0.5 * np.log(omega), (W0[b] / np.sqrt(omega)).ravel()])
+        sol = solve_ivp(f, (0.0, t1), y0, method=method, rtol=rtol, atol=atol)
+        if sol.status != 0:
+            raise RuntimeError(f"solve_ivp failed for seed {b}: {sol.message}")
+        y = sol.y[:, -1]
+        ubar = y[m:].reshape(d, m)
+        out[b] = np.exp(y[:m]) * ubar / np.sqrt((ubar**2).sum(axis=0))
+        nfev[b] = sol.nfev
+    return out, nfev

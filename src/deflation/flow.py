@@ -119,9 +119,28 @@ def solve_lognorm(
     )
 
 
+#: Seeds per vmapped solve on each backend (others: the whole batch at once). See :func:`_seed_chunk`.
+SEED_CHUNK = {"cpu": 128}
+
+
+def _seed_chunk(B: int) -> int:
+    """How many seeds one vmapped ``diffeqsolve`` handles; larger batches are mapped over chunks.
+
+    Under ``vmap`` every step of the solver loop works on the whole batch (seeds that are done or
+    have no save point in the step are masked, not skipped), and the in-loop saving of the event
+    summary updates ``B x event_points`` buffers. On CPU, 512 Figure 1 seeds (rtol = atol = 1e-6,
+    t = 300) measured side by side: 17.2 s in chunks of 128 vs 20.5 s as one batch with the
+    default 512 event points, 7.8 s vs 13.8 s with ``event_points=2``. On accelerators the whole
+    batch is solved at once. Chunking changes nothing per seed: every seed's solve is its own
+    (own steps, own controller); the tests check it to 1e-12.
+    """
+    return int(SEED_CHUNK.get(jax.default_backend(), 2**62))
+
+
 @eqx.filter_jit
-def _solve_batch(target, y0, ts, event_ts, t0, lam, delta1, alpha, fit_fraction, tol, solver, controller, dt0, max_steps, frozen, precise, progress_meter):
-    """One compiled call: vmapped diffrax solve + event location + loss for a batch (B, ...)."""
+def _solve_batch(target, y0, ts, event_ts, t0, lam, delta1, alpha, fit_fraction, tol, solver, controller, dt0, max_steps, frozen, precise, progress_meter, chunk=2**62):
+    """One compiled call: vmapped diffrax solve + event location + loss for a batch (B, ...),
+    solved ``chunk`` seeds at a time (see :func:`_seed_chunk`)."""
     term = diffrax.ODETerm(lambda t, y, args: lognorm_vector_field(y, target, lam, frozen))
     saveat = diffrax.SaveAt(
         subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(ts=event_ts, fn=_event_summary(target, lam, frozen))]
@@ -162,7 +181,17 @@ def _solve_batch(target, y0, ts, event_ts, t0, lam, delta1, alpha, fit_fraction,
             num_rejected_steps=sol.stats["num_rejected_steps"], status=status,
         )
 
-    return jax.vmap(one)(y0)
+    B = y0[0].shape[0]
+    if chunk >= B:
+        return jax.vmap(one)(y0)
+    # lax.map over chunks of seeds (the last one padded with copies of the last seed)
+    nb = -(-B // chunk)
+    pad = nb * chunk - B
+    yc = jax.tree_util.tree_map(
+        lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]).reshape((nb, chunk) + x.shape[1:]), y0
+    )
+    out = jax.lax.map(jax.vmap(one), yc)
+    return jax.tree_util.tree_map(lambda x: x.reshape((nb * chunk,) + x.shape[2:])[:B], out)
 
 
 def _tolerance(controller) -> float:
@@ -293,7 +322,8 @@ def gradient_flow(
     out = _solve_batch(
         target, y0, jnp.asarray(ts_np, dtype), event_ts, jnp.asarray(t0, dtype), jnp.asarray(lam, dtype),
         jnp.asarray(delta1, dtype), jnp.asarray(alpha, dtype), jnp.asarray(fit_fraction, dtype),
-        jnp.asarray(_tolerance(stepsize_controller), dtype), solver, stepsize_controller, dt0, max_steps, frozen, precise_loss, meter,
+        jnp.asarray(_tolerance(stepsize_controller), dtype), solver, stepsize_controller, dt0, max_steps, frozen,
+        precise_loss, meter, _seed_chunk(y0[0].shape[0]),
     )
     if not batched:
         out = {k: v[0] for k, v in out.items()}
