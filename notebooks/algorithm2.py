@@ -162,7 +162,8 @@ for i in range(R):
     if fit_ep[i] >= 0:
         ax1.plot(fit_ep[i] + 0.15, a[i], "v", color=colors[i], ms=9, mec="k")
 ax1.set_xticks(s_ax)
-ax1.set(xlabel="epoch s", ylabel="value", title=r"$\beta^{(s)}$ against the weights $a_i$ (lines): ▲ epoch of discovery, ▼ epoch of fit")
+ax1.set(xlabel="epoch s", ylabel="value",
+        title=r"$\beta^{(s)}$ against the weights $a_i$ (lines): ▲ epoch of discovery, ▼ epoch of fit")
 ax1.legend(fontsize=8)
 fig.tight_layout()
 show(fig, "epochs")
@@ -176,8 +177,8 @@ RESULTS.update(a=a.tolist(), epochs=E, converged=bool(res.converged), beta=rec.b
 # %% [markdown]
 # **Reading.** Each epoch's residual curves stay flat while the new columns are small and drop
 # when a component is fitted, as in Figure 1; the lower panel shows the deflation order: a
-# component is discovered in the epoch where $\beta^{(s)}$ has come down to about its weight
-# (the printed $a_i/\beta^{(s)}$ at discovery) and fitted in that epoch or the next. Whether the
+# component is discovered once $\beta^{(s)}$ has come down to within a small factor of its
+# weight (the printed $a_i/\beta^{(s)}$ at discovery) and fitted in that epoch or the next. Whether the
 # discovery falls into Phase 1 or Phase 2 is the subject of the next section.
 
 # %% [markdown]
@@ -220,6 +221,8 @@ for r_ in rows:
           f"{r_['since_redraw'] / r_['growth']:6.3f}")
 ratio_growth = np.array([r_["since_redraw"] / r_["growth"] for r_ in rows])
 n_phase1 = int((phase == 1).sum())
+x_p2 = L01 / (2 * C2 * (math.log(1 / delta1) + math.log(1 / lam)))
+print(f"Phase 2 (t2 = c2 (log 1/delta1 + log 1/lam) / beta) outlasts the growth time when a_k / beta >= {x_p2:.3f}")
 print(f"\nwith c3 = 0: {n_phase1} of {int((phase > 0).sum())} discoveries in Phase 1; time since re-draw / growth time: "
       f"min {ratio_growth.min():.3f}, median {np.median(ratio_growth):.3f}, max {ratio_growth.max():.3f}")
 
@@ -262,13 +265,20 @@ RESULTS.update(growth_ratio=ratio_growth.tolist(), phase1_discoveries=[n_phase1,
 # **Reading.** Every discovery comes at (or a little after) the growth time
 # $\log(\delta_1/\delta_0)/(2a_k-\lambda)$ counted from the discovering column's latest re-draw:
 # the printed ratios are at least about 1, the excess being the alignment time. At this $d$,
-# $d/(\beta\log d)$ is several times shorter than $\log(d/\alpha)/\beta$ (compare the two
-# columns of the table), so with `c3 = 0` a Phase 1 that starts from fresh columns is too short
-# for any column to reach $\delta_1$: the discoveries the table marks as Phase 2 come from columns
-# re-drawn in the middle of the epoch (Phase 2 is long, $\propto \log(1/\delta_1)/\beta$). With
-# `c3 = 1` the printed count of Phase 1 discoveries is what Lemma 4 describes. Either way the
-# deflation order is the same; the paper's $\Theta(\cdot)$ hides that at small $d$ the
-# $\log(d/\alpha)/\beta$ term, not $d/(\beta\log d)$, is the long one.
+# $d/(\beta\log d)$ is several times shorter than $\log(d/\alpha)/\beta$ (compare the two columns of
+# the table), so with `c3 = 0` no column drawn at the start of a Phase 1 can reach $\delta_1$
+# within it. Since every column below $\delta_1$ is re-drawn at each mid-epoch, a discovery needs a
+# window between two re-draws at least as long as the growth time; with `c3 = 0` that window is
+# a Phase 2 (long, $\propto \log(1/\delta_1)/\beta$) plus the next, short Phase 1. Hence the
+# discoveries fall into Phase 2 (columns re-drawn in the middle of the same epoch) or, now and
+# then, early in the next Phase 1 (columns re-drawn in the middle of the previous epoch). Lemma 6.3
+# expects the opposite: re-drawn columns stay at norm $\Theta(\delta_0)$ through Phase 2; here Phase 2
+# is longer than the growth time of every component with $a_k/\beta$ above
+# $\log(\delta_1/\delta_0)/(2c_2(\log(1/\delta_1)+\log(1/\lambda)))$ (printed below the table). With
+# `c3 = 1` the printed count of Phase 1 discoveries is what Lemma 4 describes; compare also the
+# number of epochs and the total time of the two runs. Either way the deflation order is the same;
+# the paper's $\Theta(\cdot)$ hides that at small $d$ the $\log(d/\alpha)/\beta$ term, not
+# $d/(\beta\log d)$, is the long one.
 
 # %% [markdown]
 # ## Fitting: the rate of $\hat a_k$ (Lemma 7)
@@ -365,23 +375,24 @@ smd = s_idx * m * delta1**2  # s m delta1^2, (E, 1)
 mis, mis_avg = rec.misalignment_max[:E], rec.misalignment_avg_max[:E]
 gmin, gmax = rec.gap_min[:E], rec.gap_max[:E]
 applies_c = a[None, :] >= rec.beta[:E, None] / (1 - GAMMA)
-bound_b = alpha**2 + 4 * smd
-lower_c, upper_c = lam / 6 - smd, lam + smd
+bound_b = np.broadcast_to(alpha**2 + 4 * smd, (E, R))
+lower_c, upper_c = np.broadcast_to(lam / 6 - smd, (E, R)), np.broadcast_to(lam + smd, (E, R))
 outside = rec.log_norm_outside_max[:E] - math.log(delta1)  # log(max |w| / delta1) outside every S_k
 has = np.isfinite(mis)
 checks = {
     "(a) max 1 - wbar_k^2 <= alpha": bool(np.all(mis[has] <= alpha)),
-    "(b) avg 1 - wbar_k^2 <= alpha^2 + 4 s m delta1^2": bool(np.all(mis_avg[has] <= np.broadcast_to(bound_b, mis.shape)[has])),
+    "(b) avg 1 - wbar_k^2 <= alpha^2 + 4 s m delta1^2": bool(np.all(mis_avg[has] <= bound_b[has])),
     "(c) a_k - ahat_k >= lam/6 - s m delta1^2": bool(np.all(gmin >= lower_c)),
-    "(c) a_k - ahat_k <= lam + s m delta1^2 where a_k >= beta/(1-gamma)": bool(np.all(gmax[applies_c] <= np.broadcast_to(upper_c, gmax.shape)[applies_c])),
+    "(c) a_k - ahat_k <= lam + s m delta1^2 where a_k >= beta/(1-gamma)": bool(np.all(gmax[applies_c] <= upper_c[applies_c])),
     "(d) |w| <= delta1 outside every S_k": bool(np.all(outside[np.isfinite(outside)] <= 0)),
 }
 margins = {
     "(a) largest value / alpha": float(mis[has].max() / alpha) if has.any() else float("nan"),
     "(b) largest value / alpha^2": float(mis_avg[has].max() / alpha**2) if has.any() else float("nan"),
     "(c) smallest a_k - ahat_k / lam": float(gmin.min() / lam),
-    "(c) largest a_k - ahat_k / lam where the upper bound applies": float(gmax[applies_c].max() / lam) if applies_c.any() else float("nan"),
-    "(d) largest |w| / delta1 outside every S_k": float(np.exp(np.nanmax(np.where(np.isfinite(outside), outside, np.nan)))),
+    "(c) largest a_k - ahat_k / lam where the upper bound applies": (float(gmax[applies_c].max() / lam)
+                                                                     if applies_c.any() else float("nan")),
+    "(d) largest |w| / delta1 outside every S_k": float(np.exp(np.max(outside[np.isfinite(outside)], initial=-np.inf))),
     "columns that reached delta1 misaligned (Lemma 5.3: none)": int(rec.bad_crossings[:E].sum()),
 }
 for k_, v in checks.items():
@@ -407,7 +418,8 @@ axs[0, 1].semilogy(ep, bound_b[:, 0], "r--", label=r"bound $\alpha^2 + 4sm\delta
 axs[0, 1].set(title=r"(b) $\max_t \mathbb{E}_{k,w}(1-\bar w_k^2)$", xlabel="epoch s")
 axs[0, 1].legend(fontsize=8)
 axs[1, 0].set_yscale("log")
-axs[1, 0].plot(ep, upper_c[:, 0], "r--", label=r"$\lambda + sm\delta_1^2$ (upper, for ▼: $a_k \geq \beta^{(s)}/(1-\gamma)$)")
+axs[1, 0].plot(ep, upper_c[:, 0], "r--",
+               label=r"$\lambda + sm\delta_1^2$ (upper, for ▼: $a_k \geq \beta^{(s)}/(1-\gamma)$)")
 axs[1, 0].plot(ep, lower_c[:, 0], "b--", label=r"$\lambda/6 - sm\delta_1^2$ (lower)")
 axs[1, 0].axhline(lam / 2, color="0.5", lw=0.8, ls=":", label=r"$\lambda/2$ (regularized optimum)")
 axs[1, 0].set(title=r"(c) range of $a_k - \hat a_k$ over each epoch", xlabel="epoch s")
@@ -425,14 +437,42 @@ RESULTS.update(prop1_holds=checks, prop1_margins=margins, alpha=alpha, lam=lam, 
 # %% [markdown]
 # **Reading.** The printed verdicts say whether each bound held at every saved time of the run.
 # (a) and (b) hold with an enormous margin (the printed largest values over $\alpha$ and
-# $\alpha^2$): once a column reaches $\delta_1$ aligned to within $\alpha$, the flow keeps
-# aligning it (Lemma 3's $d\bar w_k^2/dt \ge 8(a_k-\hat a_k)(1-\bar w_k^2) - \dots$), so by the time
-# it carries weight it is aligned to machine-independent accuracy far below $\alpha^2$.
-# (c): a fitted direction settles at $a_k - \hat a_k \approx \lambda/2$, between $\lambda/6$ and
-# $\lambda$, and stays there in every later epoch (the ▼ markers are the pairs to which the upper
-# bound applies); an undiscovered direction sits at $a_k$, above the lower bound. (d): columns
-# outside every $S_k$ approach $\delta_1$ from below only just before they cross it and join an
-# $S_k$ (the largest ratio printed is just under 1), and no column crossed $\delta_1$ misaligned.
+# $\alpha^2$): once a column is in $S_k$ the flow keeps aligning it (Lemma 3:
+# $d\bar w_k^2/dt \ge 8(a_k-\hat a_k)(1-\bar w_k^2) - \dots$), so by the time it carries weight its
+# misalignment is far below $\alpha^2$. (c): a fitted direction settles at
+# $a_k - \hat a_k \approx \lambda/2$, between $\lambda/6$ and $\lambda$, and stays there in every later
+# epoch (the ▼ markers are the pairs to which the upper bound applies); an undiscovered direction
+# sits at $a_k$, above the lower bound. (d): columns outside every $S_k$ normally approach
+# $\delta_1$ from below only just before they cross it and join an $S_k$ (a largest ratio just
+# under 1). A column can break (d) only by reaching $\delta_1$ while its misalignment is still
+# above $\alpha^2$ (Definition 1's test, made at the moment $\|w\| = \delta_1$; the printed count of
+# such columns). The next cell lists the columns (if any) that are outside every $S_k$ and larger
+# than $\delta_1$ at the end of the run.
+
+# %%
+ln, mem, ub = np.asarray(res.log_norm), np.asarray(res.member), np.asarray(res.ubar)
+u = ub / np.linalg.norm(ub, axis=0)
+large_outside = np.flatnonzero((mem < 0) & (ln > math.log(delta1)))
+print(f"misaligned crossings of delta1 per epoch: {rec.bad_crossings[:E].tolist()} (alpha^2 = {alpha**2:.3g})")
+print(f"columns outside every S_k with |w| > delta1 at the end: {large_outside.tolist()}")
+for col in large_outside:
+    c = np.asarray(target.U).T @ u[:, col]
+    i = int(np.argmax(c**2))
+    mis_now = float(np.sum((u[:, col] - c[i] * np.asarray(target.U)[:, i]) ** 2))
+    print(f"  column {col}: |w| / delta1 = {math.exp(ln[col] - math.log(delta1)):.3g}, closest direction {i}, "
+          f"now 1 - wbar_{i}^2 = {mis_now:.2g}, |w|^2 / a_{i} = {math.exp(2 * ln[col]) / a[i]:.2g}")
+RESULTS["large_outside"] = len(large_outside)
+
+# %% [markdown]
+# A column listed here crossed $\delta_1$ before it was aligned to within $\alpha$ (with Theorem 1's
+# $\alpha$, the test $1-\bar w_k^2 \le \alpha^2$ at the crossing is extremely strict), so it never joined
+# $S_k$; it kept aligning afterwards, and once its direction was fitted its growth rate
+# $2(a_k - \hat a_k) - \lambda \approx 0$ stalled it above $\delta_1$. Its weight in $T$ is negligible
+# (printed $\|w\|^2/a_k$), but it violates (d), the induction hypothesis the proof carries
+# (Lemma 5.3 excludes exactly such crossings in Phase 1, Lemma 6 carries Proposition 1 through
+# Phase 2). The paper rules this out w.h.p. through Definition 2: a column that grows while
+# correlated with two directions is *bad*, and Lemma 5 needs that there are none. At this $d$ there are many (next
+# section), so an occasional misaligned crossing is what one should expect.
 
 # %% [markdown]
 # ## Definition 2: good, potential and bad (re-)initializations
@@ -465,9 +505,9 @@ RESULTS.update(num_bad=rec.num_bad[:E].tolist(), num_good=rec.num_good[:E].tolis
 # components, so most columns are potential for several directions and Definition 2 calls them
 # bad. Lemma 5's "no bad columns" is an asymptotic statement: $\Gamma_i d = \log d/(8c_1 a_i/\beta)$
 # exceeds 1 only for $\log d > 8c_1a_i/\beta$, far beyond simulable $d$ with $c_1 = 1$. The run
-# does not suffer from it: the bad columns compete, the fastest-growing columns win, and the
-# misalignment monitors above show that every column that reached $\delta_1$ was aligned. In
-# later epochs the thresholds of the remaining small components are larger and bad columns
+# mostly copes with it: the fastest-growing columns win and are aligned by the time they reach
+# $\delta_1$ (monitors (a), (b)); the exceptions are the misaligned crossings counted in the
+# previous section (if any). In later epochs the thresholds of the remaining small components are larger and bad columns
 # become rare. The last printed line is a check of Lemma 5.1 (only potential columns become
 # large in Phase 1) on the `c3` run, where Phase 1 discoveries happen: how many of the columns
 # that joined an $S_i$ during Phase 1 had been potential for that $i$ at the epoch's start.
