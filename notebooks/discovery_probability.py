@@ -259,6 +259,7 @@ for di, d in enumerate(DS):
     ax1.semilogx(MS, plateau[ci1, di], "o-", color=cd[di], label=f"d={d}")
 ax0.set(xlabel="m", ylabel=r"$x_{50}$ ($a_k/\beta$ where P = 1/2)", title="threshold vs m (dotted: norm-growth)")
 ax0.set_yscale("log")
+ax0.set_yticks([0.3, 0.5, 1, 2, 3], ["0.3", "0.5", "1", "2", "3"])
 ax0.legend(fontsize=6, ncol=2, loc="center right")
 for ax in (ax0, ax1):
     ax.set_xticks(MS, [str(m) for m in MS])
