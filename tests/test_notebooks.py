@@ -63,13 +63,51 @@ def check_solvers(res):
         assert row["wall_s"] > 0 and row["n_evals"] > 0 and math.isfinite(row["err_disc"])
 
 
+def check_algorithm2(res):
+    r, E = len(res["a"]), res["epochs"]
+    assert res["converged"] and E >= 2
+    beta = np.asarray(res["beta"])
+    assert beta.shape == (E,) and np.all(np.diff(beta) < 0)
+    assert len(res["residual_after_epoch"]) == E
+    for key in ("discovery_epoch", "fit_epoch", "discovery_phase", "discovery_phase_c3", "kappa_median"):
+        assert len(res[key]) == r, key
+    assert np.all(np.asarray(res["fit_epoch"]) >= np.asarray(res["discovery_epoch"]))
+    holds = res["prop1_holds"]
+    assert len(holds) == 5 and all(v for k, v in holds.items() if not k.startswith("(d)")), holds  # (d): see notebook
+    np.testing.assert_allclose(np.nanmedian(res["kappa_median"]), 4.0, atol=0.25)  # the flow's rate, not Lemma 7's 2
+    assert np.all(np.asarray(res["growth_ratio"]) > 0.9)  # no discovery before the norm-growth time
+    assert 0.8 < np.min(res["fit_time_over_logistic"]) and np.max(res["fit_time_over_logistic"]) < 1.1
+    n0, n3 = res["phase1_discoveries"]
+    assert n3 >= n0 and n3 > 0
+
+
+def check_discovery_probability(res):
+    nc, nd, nm, nx = len(res["conventions"]), len(res["ds"]), len(res["ms"]), len(res["x"])
+    assert nc == 2 and nd >= 2 and nm >= 2
+    prob, lo, hi = (np.asarray(res[k], dtype=float) for k in ("prob", "wilson_lo", "wilson_hi"))
+    assert prob.shape == lo.shape == hi.shape == (nc, nd, nm, nx)
+    ok = np.isfinite(prob)
+    assert ok.any() and np.all((prob[ok] >= 0) & (prob[ok] <= 1))
+    assert np.all(lo[ok] <= prob[ok] + 1e-12) and np.all(prob[ok] <= hi[ok] + 1e-12)
+    x50 = np.asarray(res["x50"], dtype=float)
+    assert x50.shape == (nc, nd, nm) and _finite(x50)
+    assert np.all(x50[1] < 1.0) and np.all(x50[0] > x50[1])  # Lemma 4's extra term moves the threshold below a_k = beta
+    assert np.asarray(res["x_growth"]).shape == (nc, nd)
+    for key in ("p_good", "p_pot", "bad_fraction"):
+        assert np.asarray(res[key]).shape == (nd, nm, nx), key
+    assert set(res["lemma5"]) == set(res["conventions"])
+    assert np.asarray(res["x_first"]).shape == (nc, nd, nm)
+
+
 CHECKS = {
     "figure1": (check_figure1, []),
     "phase_timing": (check_phase_timing, []),
     "non_orthogonal": (check_non_orthogonal, []),
     "solvers": (check_solvers, []),
+    "algorithm2": (check_algorithm2, []),
+    "discovery_probability": (check_discovery_probability, []),
     # a notebook that needs a module from another branch lists it here, e.g.
-    # "algorithm2": (check_algorithm2, ["deflation.algorithm"]): it is skipped until that module exists
+    # "name": (check_name, ["deflation.montecarlo"]): it is skipped until that module exists
 }
 
 
