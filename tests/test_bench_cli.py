@@ -14,5 +14,6 @@ def test_bench_commands_parse():
 def test_bench_summary_lines_format():
     from deflation.bench.throughput import summary_line
 
-    line = summary_line("dense", {"vf_s": 1e-5, "numpy_dense_gradient_s": 1e-1, "ratio": 1e4, "ratio_numpy_gram": 10.0})
-    assert "10000x" in line
+    line = summary_line("dense", {"vf_s": 1e-5, "vf_in_loop_s": 2e-6, "numpy_dense_gradient_s": 1e-1, "ratio": 1e4,
+                                  "ratio_in_loop": 5e4, "ratio_numpy_gram": 10.0})
+    assert "10000x" in line and "50000x" in line
