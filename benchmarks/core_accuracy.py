@@ -3,7 +3,7 @@
 1. loss: `deflation.loss` (double-double) and the float Gram formula against the exact loss of the
    same float64 W (60-digit mpmath), at the Figure 1 size, for losses from 1e-8 to 1e-24;
 2. trajectory: `gradient_flow` (Tsit5, rtol = atol = 1e-10) against SciPy DOP853 at rtol 1e-12 on
-   the raw-W equations written in NumPy;
+   the raw-W equations in NumPy (dense-tensor gradient of deflation.baselines);
 3. events: discovery and fit times (default settings) against crossings of a rtol 1e-12 solve
    saved every 0.01 time units;
 4. the wall time of the Figure 1 job (5 seeds, t = 300, rtol = atol = 1e-10), compile and run.
@@ -24,6 +24,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 import deflation as D
+from deflation.baselines import numpy_dense_gradient
 
 OUT = Path(__file__).parent / "results" / "core_accuracy.json"
 
@@ -68,14 +69,6 @@ def loss_accuracy():
     return rows
 
 
-def numpy_velocity(W, a, U, p, lam):
-    n = np.linalg.norm(W, axis=0)
-    Wb = W / n
-    G, C = Wb.T @ Wb, U.T @ Wb
-    Rvec = U @ (a[:, None] * C ** (p - 1)) - Wb @ (n[:, None] ** 2 * G ** (p - 1))
-    return n * (p * Rvec - (p - 2) * np.sum(Wb * Rvec, axis=0) * Wb) - lam * W
-
-
 def trajectory_accuracy():
     rng = np.random.default_rng(0)
     d, m, p, lam = 5, 7, 4, 0.02
@@ -83,7 +76,8 @@ def trajectory_accuracy():
     target = D.Target(np.array([0.5, 0.3, 0.2]), U, p)
     W0 = 0.05 * rng.standard_normal((d, m))
     ts = np.array([2.0, 10.0, 30.0, 60.0])
-    ref = solve_ivp(lambda t, y: numpy_velocity(y.reshape(d, m), np.asarray(target.a), U, p, lam).ravel(),
+    # the NumPy dense-tensor gradient (deflation.baselines), an independent route to the RHS
+    ref = solve_ivp(lambda t, y: -numpy_dense_gradient(y.reshape(d, m), np.asarray(target.a), U, p, lam).ravel(),
                     (0.0, ts[-1]), W0.ravel(), method="DOP853", rtol=1e-12, atol=1e-14, t_eval=ts)
     out = {}
     for tol in (1e-8, 1e-10):
