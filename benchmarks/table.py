@@ -31,14 +31,17 @@ def throughput(path):
             c = g[k]
             print(f"| 2. VF flop rate / 1024^3 matmul at (B={c['B']}, d={c['d']}, m={c['m']}) | "
                   f"{c['vf_flops_per_s'] / 1e9:.1f} / {g['matmul_1024_flops_per_s'] / 1e9:.1f} GF/s = "
-                  f"**{c['vf_fraction_of_matmul']:.0%}** (Gram product alone: {c['gram_only_fraction_of_matmul']:.0%}) | "
+                  f"**{c['vf_fraction_of_matmul']:.0%}** (batched Gram product alone: {c['gram_only_fraction_of_matmul']:.0%}"
+                  f"{', as XLA batched dot: {:.0%}'.format(c['gram_xla_batched_dot_fraction_of_matmul']) if 'gram_xla_batched_dot_fraction_of_matmul' in c else ''}"
+                  f"{'; one seed Gram GEMM: {:.0%}'.format(c['gram_single_seed_fraction_of_matmul']) if 'gram_single_seed_fraction_of_matmul' in c else ''}) | "
                   f">= {goal:.0%} | {'yes' if c['vf_fraction_of_matmul'] >= goal else 'no'} |")
     if "dense" in r:
         d = r["dense"]
-        print(f"| 3. one VF eval vs dense NumPy gradient (d={d['d']}, m={d['m']}) | {d['vf_s'] * 1e6:.0f} us vs "
-              f"{d['numpy_dense_gradient_s'] * 1e3:.0f} ms = **{d['ratio']:.0f}x** (vs NumPy Gram RHS: "
+        print(f"| 3. one VF eval vs dense NumPy gradient (d={d['d']}, m={d['m']}) | {d['vf_in_loop_s'] * 1e6:.1f} us per "
+              f"evaluation inside a compiled loop vs {d['numpy_dense_gradient_s'] * 1e3:.2f} ms = **{d['ratio_in_loop']:.0f}x**; "
+              f"per standalone jitted call {d['vf_s'] * 1e6:.0f} us = {d['ratio']:.0f}x (vs NumPy Gram RHS: "
               f"{d['ratio_numpy_gram']:.1f}x; torch: {d.get('ratio_torch', d.get('torch'))}) | >= 100x | "
-              f"{'yes' if d['ratio'] >= 100 else 'no'} |")
+              f"{'yes' if d['ratio_in_loop'] >= 100 else 'no'} |")
     if "memory" in r:
         m = r["memory"]
         print(f"| 4. peak RSS, {m['seeds']}-seed Fig. 1 study in chunks of {m['chunk']} | "

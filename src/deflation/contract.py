@@ -16,8 +16,10 @@ Two routes:
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_batching import custom_vmap
 from jaxtyping import Array, Float
 
 from . import _dd as dd
@@ -34,6 +36,66 @@ def split_norms(W: Float[Array, "d m"]) -> tuple[Float[Array, " m"], Float[Array
     return omega, jnp.where(norm > 0, W / safe, 0.0)
 
 
+#: On CPU, products whose contraction is at most this long are summed as outer products.
+UNROLL_MAX = 24
+
+
+def _unrolled(k: int) -> bool:
+    return k <= UNROLL_MAX and jax.default_backend() == "cpu"
+
+
+@custom_vmap
+def _matmul_vmappable(A, B):
+    return A @ B
+
+
+@_matmul_vmappable.def_vmap
+def _matmul_batched(axis_size, in_batched, A, B):
+    A = A if in_batched[0] else jnp.broadcast_to(A, (axis_size,) + A.shape)
+    B = B if in_batched[1] else jnp.broadcast_to(B, (axis_size,) + B.shape)
+    k = A.shape[-1]
+    if axis_size == 1 or not _unrolled(k):
+        return A @ B, True
+    out = A[..., :, 0, None] * B[..., 0, None, :]
+    for i in range(1, k):
+        out = out + A[..., :, i, None] * B[..., i, None, :]
+    return out, True
+
+
+@jax.custom_jvp
+def matmul(A: Float[Array, "n k"], B: Float[Array, "k p"]) -> Float[Array, "n p"]:
+    """``A @ B``, with a faster batched form on CPU.
+
+    Called on single matrices it is ``A @ B``. Under ``vmap`` over seeds on CPU, when the
+    contraction ``k`` is short (``<= UNROLL_MAX``), it is the sum of ``k`` outer products, which
+    XLA fuses into one vectorized loop, instead of XLA:CPU's batched dot, whose per-matrix
+    overhead dominates at these sizes: the Gram matrices of 512 seeds at d = 10, m = 50 take
+    0.38 ms against 1.54 ms (``benchmarks/throughput.py``). Same value up to the order of the
+    additions; each seed's value does not depend on the batch either way. Differentiable (its
+    derivative uses ``@``).
+    """
+    return _matmul_vmappable(A, B)
+
+
+@matmul.defjvp
+def _matmul_jvp(primals, tangents):
+    A, B = primals
+    dA, dB = tangents
+    return matmul(A, B), dA @ B + A @ dB
+
+
+def sum_rows(X: Float[Array, "... k n"]) -> Float[Array, "... n"]:
+    """``X.sum(axis=-2)``; on CPU, for a short axis, as an unrolled chain of additions (XLA:CPU's
+    reduction over a non-minor axis is several times slower at these sizes)."""
+    k = X.shape[-2]
+    if not _unrolled(k):
+        return X.sum(axis=-2)
+    out = X[..., 0, :]
+    for i in range(1, k):
+        out = out + X[..., i, :]
+    return out
+
+
 # ---------------------------------------------------------------------------- float route
 
 
@@ -46,9 +108,9 @@ def residual_vectors(
     and two thin matrix products, 4 m^2 d + 4 r m d flops.
     """
     p = target.order
-    G = Xbar.T @ Xbar  # (m, m)
-    C = target.U.T @ Xbar  # (r, m)
-    Rvec = target.U @ (target.a[:, None] * C ** (p - 1)) - Xbar @ (omega[:, None] * G ** (p - 1))
+    G = matmul(Xbar.T, Xbar)  # (m, m)
+    C = matmul(target.U.T, Xbar)  # (r, m)
+    Rvec = matmul(target.U, target.a[:, None] * C ** (p - 1)) - Xbar @ (omega[:, None] * G ** (p - 1))
     Rp = jnp.sum(Xbar * Rvec, axis=0)
     return Rp, Rvec
 

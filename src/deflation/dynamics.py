@@ -30,6 +30,7 @@ from .contract import (
     residual_norm_sq,
     residual_vectors,
     split_norms,
+    sum_rows,
 )
 from .target import Target
 
@@ -150,7 +151,7 @@ def to_lognorm(W: Float[Array, "d m"]) -> LogNormState:
 
 def normalize(ubar: Float[Array, "d m"]) -> Float[Array, "d m"]:
     """Columns of ``ubar`` scaled to unit length (the integrator lets them drift by O(tol))."""
-    return ubar / jnp.linalg.norm(ubar, axis=-2, keepdims=True)
+    return ubar / jnp.sqrt(sum_rows(ubar * ubar))[..., None, :]
 
 
 def from_lognorm(rho: Float[Array, " m"], ubar: Float[Array, "d m"]) -> Float[Array, "d m"]:

@@ -1,5 +1,5 @@
 """Gradient flow on ``L(W) = 1/2 |T - T*|^2 + lam/2 |W|^2``, integrated by diffrax in log-norm
-coordinates, one compiled and vmapped call for a whole batch of initializations."""
+coordinates, one compiled call for a whole batch of initializations (each with its own steps)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from . import _validate as check
-from .contract import evaluate, evaluate_residual_precise, residual_norm_sq
+from . import stepping
+from .contract import evaluate, evaluate_residual_precise, matmul, residual_norm_sq, sum_rows
 from .dynamics import check_W, from_lognorm, lognorm_vector_field, normalize, to_lognorm
 from .events import discovery_times, fit_times
 from .target import Target
@@ -70,34 +71,56 @@ class FlowResult(eqx.Module):
         return [(int(i), STATUS_NAMES[int(s)]) for i, s in enumerate(status) if s != SUCCESS]
 
 
-def _event_summary(target: Target, lam, frozen: bool):
-    """``fn(t, y, args)`` saved on the event grid: the crossing quantities and their derivatives."""
+def _event_summary(target: Target):
+    """``fn(t, y, dydt)`` saved on the event grid: the crossing quantities and their time
+    derivatives (``dydt``: the vector field at ``y``, or the dense output's derivative)."""
 
     truth = evaluate(target.U, target.a, target.U, target.order)
 
-    def residual_on_truth(y):  # float route: events compare it with a fraction of a_i
+    def crossing_quantities(y):
         rho, ubar = y
-        return truth - evaluate(normalize(ubar), jnp.exp(2.0 * rho), target.U, target.order)
+        u = normalize(ubar)
+        C = matmul(target.U.T, u)  # (r, m)
+        # (T* - T)(u_i^p), float route: events compare it with a fraction of a_i
+        res = truth - (jnp.exp(2.0 * rho)[None, :] * C**target.order).sum(axis=1)
+        return res, (u, C)
 
-    def fn(t, y, args):
-        f = lognorm_vector_field(y, target, lam, frozen)
-        res, dres = jax.jvp(residual_on_truth, (y,), (f,))
-        u = normalize(y[1])
-        C = target.U.T @ u
-        best = jnp.argmax(C**2, axis=0)
-        u_ref = target.U[:, best]
-        # 1 - wbar_i^2 as |u - <u_i, u> u_i|^2: resolved even for the tiny alpha of Theorem 1
-        mis = jnp.sum((u - u_ref * jnp.take_along_axis(C, best[None], 0)) ** 2, axis=0)
+    def fn(t, y, dydt):
+        res, dres, (u, C) = jax.jvp(crossing_quantities, (y,), (dydt,), has_aux=True)
+        # 1 - wbar_i^2 as |u - <u_i, u> u_i|^2 for every i (resolved even for the tiny alpha of
+        # Theorem 1); the best-correlated i is the one where it is smallest
+        mis_all = sum_rows((u[None, :, :] - C[:, None, :] * target.U.T[:, :, None]) ** 2)  # (r, m)
+        best = jnp.argmin(mis_all, axis=0)
         return dict(
             log_norm=y[0],
-            dlog_norm=f[0],
-            misalignment=mis,
-            best_idx=best.astype(u.dtype),  # float: diffrax pre-fills with inf
+            dlog_norm=dydt[0],
+            misalignment=jnp.min(mis_all, axis=0),
+            best_idx=best.astype(u.dtype),  # float: unreached grid points hold inf
             residual=res,
             dresidual=dres,
         )
 
     return fn
+
+
+def _event_fill(x, h, s0, s1):
+    """Event-grid values at ``x`` in ``[0, 1]`` of a step of length ``h`` from the summaries at
+    its ends: cubic Hermite for the log-norms and residuals (value and derivative at both ends),
+    linear for the misalignment, nearest end for the best-correlated index."""
+
+    def hermite(g0, g1, d0, d1):
+        x2, x3 = x * x, x * x * x
+        value = (2 * x3 - 3 * x2 + 1) * g0 + (x3 - 2 * x2 + x) * h * d0 + (3 * x2 - 2 * x3) * g1 + (x3 - x2) * h * d1
+        slope = ((6 * x2 - 6 * x) * (g0 - g1)) / h + (3 * x2 - 4 * x + 1) * d0 + (3 * x2 - 2 * x) * d1
+        return value, slope
+
+    log_norm, dlog_norm = hermite(s0["log_norm"], s1["log_norm"], s0["dlog_norm"], s1["dlog_norm"])
+    residual, dresidual = hermite(s0["residual"], s1["residual"], s0["dresidual"], s1["dresidual"])
+    return dict(
+        log_norm=log_norm, dlog_norm=dlog_norm, residual=residual, dresidual=dresidual,
+        misalignment=(1 - x) * s0["misalignment"] + x * s1["misalignment"],
+        best_idx=jnp.where(x < 0.5, s0["best_idx"], s1["best_idx"]),
+    )
 
 
 def solve_lognorm(
@@ -124,34 +147,28 @@ SEED_CHUNK = {"cpu": 128}
 
 
 def _seed_chunk(B: int) -> int:
-    """How many seeds one vmapped ``diffeqsolve`` handles; larger batches are mapped over chunks.
+    """How many seeds one batched solve handles; larger batches are mapped over chunks.
 
-    Under ``vmap`` every step of the solver loop works on the whole batch (seeds that are done or
-    have no save point in the step are masked, not skipped), and the in-loop saving of the event
-    summary updates ``B x event_points`` buffers. On CPU, 512 Figure 1 seeds (rtol = atol = 1e-6,
-    t = 300) measured side by side: 17.2 s in chunks of 128 vs 20.5 s as one batch with the
-    default 512 event points, 7.8 s vs 13.8 s with ``event_points=2``. On accelerators the whole
-    batch is solved at once. Chunking changes nothing per seed: every seed's solve is its own
-    (own steps, own controller); the tests check it to 1e-12.
+    The batched loop (:mod:`deflation.stepping`) runs until its slowest seed is done, and on CPU
+    its working set (the Gram matrices of every seed) must stay in cache: 512 Figure 1 seeds
+    (rtol = atol = 1e-6, t = 300) measured side by side took 4.4 s in chunks of 128 or 256 and
+    6.1 s as one batch. On accelerators the whole batch is solved at once. Chunking changes
+    nothing per seed: every seed's solve is its own (own steps, own controller); the tests check
+    it to 1e-12.
     """
     return int(SEED_CHUNK.get(jax.default_backend(), 2**62))
 
 
 @eqx.filter_jit
 def _solve_batch(target, y0, ts, event_ts, t0, lam, delta1, alpha, fit_fraction, tol, solver, controller, dt0, max_steps, frozen, precise, progress_meter, chunk=2**62):
-    """One compiled call: vmapped diffrax solve + event location + loss for a batch (B, ...),
-    solved ``chunk`` seeds at a time (see :func:`_seed_chunk`)."""
+    """One compiled call: batched solve (:func:`deflation.stepping.solve_batch`) + event location
+    + loss for a batch (B, ...), ``chunk`` seeds at a time (see :func:`_seed_chunk`)."""
     term = diffrax.ODETerm(lambda t, y, args: lognorm_vector_field(y, target, lam, frozen))
-    saveat = diffrax.SaveAt(
-        subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(ts=event_ts, fn=_event_summary(target, lam, frozen))]
-    )
+    summary = _event_summary(target)
 
-    def one(y):
-        sol = diffrax.diffeqsolve(
-            term, solver, t0, ts[-1], dt0, y, saveat=saveat, stepsize_controller=controller,
-            max_steps=max_steps, throw=False, progress_meter=progress_meter,
-        )
-        (rho, ubar), ev = sol.ys
+    def post(y, ys, ev, result):
+        """Per seed: loss, residual and events from the saved states and the event grid."""
+        rho, ubar = ys
         u = normalize(ubar)
         omega = jnp.exp(2.0 * rho)
         sq, floor = jax.vmap(lambda uu, om: residual_norm_sq(uu, om, target, precise))(u, omega)
@@ -166,31 +183,55 @@ def _solve_batch(target, y0, ts, event_ts, t0, lam, delta1, alpha, fit_fraction,
             event_ts, ev["residual"], ev["dresidual"], ev["log_norm"], ev["dlog_norm"],
             crossing, member, target.a, lam, fit_fraction,
         )
-        ok = sol.result == diffrax.RESULTS.successful
-        maxed = sol.result == diffrax.RESULTS.max_steps_reached
         f0 = lognorm_vector_field(y, target, lam, frozen)
         nonfinite = ~(jnp.isfinite(rho[-1]).all() & jnp.isfinite(ubar[-1]).all())
         nonfinite = nonfinite | ~(jnp.isfinite(f0[0]).all() & jnp.isfinite(f0[1]).all())
-        status = jnp.where(ok, SUCCESS, jnp.where(maxed, MAX_STEPS, SOLVER_FAILED))
+        status = jnp.where(result == stepping.OK, SUCCESS, jnp.where(result == stepping.MAX_STEPS, MAX_STEPS, SOLVER_FAILED))
         status = jnp.where(nonfinite & (status != MAX_STEPS), NONFINITE, status)
-        status = jnp.where(nonfinite & ok, NONFINITE, status)
         return dict(
             W=from_lognorm(rho, ubar), log_norm=rho, loss=loss, loss_floor=0.5 * floor, residual=residual,
-            discovery_time=discovery, fit_time=fit, member=member, num_steps=sol.stats["num_steps"],
-            num_accepted_steps=sol.stats["num_accepted_steps"],
-            num_rejected_steps=sol.stats["num_rejected_steps"], status=status,
+            discovery_time=discovery, fit_time=fit, member=member, status=status,
         )
+
+    def solve(y):
+        if stepping.supports(solver):
+            sol = stepping.solve_batch(
+                term, solver, controller, t0, ts[-1], y, dt0=dt0, max_steps=max_steps, save_ts=ts,
+                event_ts=event_ts, event_fn=summary, event_fill=_event_fill, progress_meter=progress_meter,
+            )
+            ys, ev, result = sol.ys, sol.events, sol.result
+            stats = dict(num_steps=sol.num_steps, num_accepted_steps=sol.num_accepted_steps,
+                         num_rejected_steps=sol.num_rejected_steps)
+        else:  # implicit solvers: diffrax's own loop, vmapped (events from the exact field)
+            ys, ev, result, stats = jax.vmap(solve_one)(y)
+        out = jax.vmap(post)(y, ys, ev, result)
+        out.update(stats)
+        return out
+
+    def solve_one(y):
+        saveat = diffrax.SaveAt(subs=[
+            diffrax.SubSaveAt(ts=ts),
+            diffrax.SubSaveAt(ts=event_ts, fn=lambda t, yy, args: summary(t, yy, term.vf(t, yy, args))),
+        ])
+        sol = diffrax.diffeqsolve(
+            term, solver, t0, ts[-1], dt0, y, saveat=saveat, stepsize_controller=controller,
+            max_steps=max_steps, throw=False, progress_meter=progress_meter,
+        )
+        ok, maxed = diffrax.RESULTS.successful, diffrax.RESULTS.max_steps_reached
+        result = jnp.where(sol.result == ok, stepping.OK, jnp.where(sol.result == maxed, stepping.MAX_STEPS, stepping.FAILED))
+        stats = {k: sol.stats[k] for k in ("num_steps", "num_accepted_steps", "num_rejected_steps")}
+        return sol.ys[0], sol.ys[1], result, stats
 
     B = y0[0].shape[0]
     if chunk >= B:
-        return jax.vmap(one)(y0)
+        return solve(y0)
     # lax.map over chunks of seeds (the last one padded with copies of the last seed)
     nb = -(-B // chunk)
     pad = nb * chunk - B
     yc = jax.tree_util.tree_map(
         lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]).reshape((nb, chunk) + x.shape[1:]), y0
     )
-    out = jax.lax.map(jax.vmap(one), yc)
+    out = jax.lax.map(solve, yc)
     return jax.tree_util.tree_map(lambda x: x.reshape((nb * chunk,) + x.shape[2:])[:B], out)
 
 
@@ -256,8 +297,10 @@ def gradient_flow(
     The ODE is solved in log-norm coordinates (``w = exp(rho) ubar``, see
     :mod:`deflation.dynamics`), so initial scales from 1e-15 to 1e-100 and below integrate with
     full relative accuracy. ``W0`` is (d, m) or a batch (B, d, m) (or a pair ``(rho, ubar)`` of
-    log-norms and directions for scales that underflow); a batch runs in one compiled, vmapped
-    call, each trajectory with its own adaptive steps, so its result does not depend on the batch.
+    log-norms and directions for scales that underflow); a batch runs in one compiled call
+    (:func:`deflation.stepping.solve_batch`: explicit Runge-Kutta methods; ``vmap(diffeqsolve)``
+    for implicit ones), each trajectory with its own adaptive steps, so its result does not depend
+    on the batch.
 
     Args:
         target: the ground truth ``T*``.
@@ -274,7 +317,9 @@ def gradient_flow(
         progress: show a tqdm progress bar (diffrax's progress meter).
         delta1, alpha: Definition 1 thresholds for "discovered" (norm ``delta1``, ``wbar_i^2 >= 1 - alpha^2``).
         fit_fraction: for ``lam = 0`` a component is fitted when its residual is ``<= fit_fraction * a_i``.
-        event_points: size of the uniform grid on which events are bracketed (>= 2).
+        event_points: size of the uniform grid on which events are bracketed (>= 2). The event
+            quantities are evaluated once per solver step and interpolated onto the grid, so a
+            finer grid costs almost nothing.
         precise_loss: double-double loss (default: when ``d m (m + r) <= 2^22``).
         frozen: integrate the tensor-power dynamics (paper Eq. 1, ``R`` frozen at ``T*``) instead.
 

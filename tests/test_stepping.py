@@ -1,0 +1,103 @@
+"""The batched stepping loop against diffrax's own ``diffeqsolve``, seed by seed."""
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import deflation as D
+from deflation import stepping
+from deflation.dynamics import lognorm_vector_field, to_lognorm
+
+
+def _problem(B=4, d=6, m=8):
+    tg = D.Target.geometric(d, 3, ratio=1.5)
+    W0 = D.sample_sphere_batch(jax.random.PRNGKey(1), jnp.arange(B), d, m, 1e-6)
+    term = diffrax.ODETerm(lambda t, y, args: lognorm_vector_field(y, tg, 0.0))
+    return tg, term, jax.vmap(to_lognorm)(W0)
+
+
+@pytest.mark.parametrize("solver", [diffrax.Tsit5(), diffrax.Dopri5(), diffrax.Heun(), diffrax.Bosh3()],
+                         ids=lambda s: type(s).__name__)
+def test_erk_step_equals_diffrax_step(solver):
+    """The unrolled explicit Runge-Kutta step: same y1, error estimate and dense output as diffrax's."""
+    tg, term, y = _problem(1)
+    y = jax.tree_util.tree_map(lambda x: x[0], y)
+    t0, t1 = 0.3, 0.8
+    state = solver.init(term, t0, t1, y, None)
+    y1, err, dense, _, _ = solver.step(term, t0, t1, y, None, state, False)
+    tab = stepping._explicit_tableau(solver)
+    f0 = term.vf(t0, y, None)
+    z1, zerr, fs, f1 = stepping.erk_step(tab, lambda t, s: term.vf(t, s, None), t0, t1, y, f0)
+    zdense = stepping.erk_dense(t1 - t0, y, z1, fs)
+    for a, b in zip(jax.tree_util.tree_leaves((y1, err)), jax.tree_util.tree_leaves((z1, zerr))):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-12, atol=1e-15)
+    for t in (0.3, 0.41, 0.77, 0.8):
+        a = solver.interpolation_cls(t0=t0, t1=t1, **dense).evaluate(t)
+        b = solver.interpolation_cls(t0=t0, t1=t1, **zdense).evaluate(t)
+        for x, z in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+            np.testing.assert_allclose(np.asarray(z), np.asarray(x), rtol=1e-12, atol=1e-15)
+    if tab.fsal:  # f at the step end is the last stage
+        for x, z in zip(jax.tree_util.tree_leaves(term.vf(t1, z1, None)), jax.tree_util.tree_leaves(f1)):
+            np.testing.assert_allclose(np.asarray(z), np.asarray(x), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("solver,adaptive", [(diffrax.Tsit5(), True), (diffrax.Heun(), True), (diffrax.Euler(), False)],
+                         ids=["Tsit5", "Heun", "Euler"])
+def test_batch_loop_equals_diffeqsolve_per_seed(solver, adaptive):
+    """Every seed: same accepted/rejected steps and the same saved states as diffrax.diffeqsolve
+    (Runge-Kutta tableaus go through the unrolled step, Euler through diffrax's). ``dt0`` is given:
+    with ``dt0=None`` diffeqsolve starts at 0.01 (its wrapped term skips the initial-step
+    heuristic) while the batch loop runs the controller's heuristic."""
+    tg, term, y0 = _problem(4)
+    ts = jnp.array([0.0, 0.7, 3.0, 10.0])
+    controller = diffrax.PIDController(rtol=1e-7, atol=1e-7) if adaptive else diffrax.ConstantStepSize()
+    assert stepping.supports(solver)
+    sol = stepping.solve_batch(term, solver, controller, jnp.asarray(0.0), ts[-1], y0, dt0=0.02,
+                               max_steps=10_000, save_ts=ts)
+    assert (np.asarray(sol.result) == stepping.OK).all()
+    for b in range(4):
+        yb = jax.tree_util.tree_map(lambda x: x[b], y0)
+        ref = diffrax.diffeqsolve(term, solver, 0.0, 10.0, 0.02, yb, saveat=diffrax.SaveAt(ts=ts),
+                                  stepsize_controller=controller, max_steps=10_000)
+        assert int(sol.num_accepted_steps[b]) == int(ref.stats["num_accepted_steps"])
+        assert int(sol.num_rejected_steps[b]) == int(ref.stats["num_rejected_steps"])
+        for got, want in zip(jax.tree_util.tree_leaves(sol.ys), jax.tree_util.tree_leaves(ref.ys)):
+            np.testing.assert_allclose(np.asarray(got[b]), np.asarray(want), rtol=1e-9, atol=1e-12)
+
+
+def test_implicit_solvers_are_left_to_diffeqsolve():
+    assert not stepping.supports(diffrax.Kvaerno5())  # gradient_flow falls back to vmap(diffeqsolve)
+
+
+def test_max_steps_is_per_seed():
+    """A seed that runs out of steps is flagged; the others finish and keep their results."""
+    tg, term, y0 = _problem(3)
+    # seed 1 starts 1e6 times larger: it leaves the saddle early and needs more steps
+    y0 = (y0[0].at[1].add(np.log(1e6)), y0[1])
+    controller = diffrax.PIDController(rtol=1e-8, atol=1e-8)
+    ts = jnp.array([15.0])
+    free = stepping.solve_batch(term, diffrax.Tsit5(), controller, jnp.asarray(0.0), ts[-1], y0, dt0=None,
+                                max_steps=100_000, save_ts=ts)
+    steps = np.asarray(free.num_steps)
+    cap = int(steps.max()) - 1
+    capped = stepping.solve_batch(term, diffrax.Tsit5(), controller, jnp.asarray(0.0), ts[-1], y0, dt0=None,
+                                  max_steps=cap, save_ts=ts)
+    result = np.asarray(capped.result)
+    worst = int(steps.argmax())
+    assert result[worst] == stepping.MAX_STEPS
+    others = [b for b in range(3) if steps[b] <= cap]
+    assert others and (result[others] == stepping.OK).all()
+    for got, want in zip(jax.tree_util.tree_leaves(capped.ys), jax.tree_util.tree_leaves(free.ys)):
+        np.testing.assert_array_equal(np.asarray(got)[others], np.asarray(want)[others])
+        assert np.isinf(np.asarray(got)[worst]).all()  # never reached: not a made-up value
+
+
+def test_progress_bar_reaches_the_end(capfd):
+    tg = D.Target.geometric(6, 3, ratio=1.5)
+    W0 = D.sample_sphere_batch(jax.random.PRNGKey(3), jnp.arange(3), 6, 10, 1e-6)
+    res = D.gradient_flow(tg, W0, [30.0], progress=True)
+    jax.effects_barrier()
+    assert (np.asarray(res.status) == 0).all()
+    assert "100.00%" in capfd.readouterr().err
