@@ -101,3 +101,18 @@ def test_progress_bar_reaches_the_end(capfd):
     jax.effects_barrier()
     assert (np.asarray(res.status) == 0).all()
     assert "100.00%" in capfd.readouterr().err
+
+
+def test_overflowing_trial_step_is_rejected_and_recovers():
+    """y' = -y^5 from y0 = 10 with a first step of 1: the trial stages overflow to inf. The step
+    must be rejected and shrunk (diffrax 0.7's own loop, for comparison, stays at y0 until
+    max_steps: its PID error norm becomes NaN). Found on a Figure 1 seed that got stuck."""
+    term = diffrax.ODETerm(lambda t, y, args: -(y**5))
+    controller = diffrax.PIDController(rtol=1e-8, atol=1e-8)
+    y0 = jnp.array([10.0, 1.0])
+    sol = stepping.solve_batch(term, diffrax.Tsit5(), controller, jnp.asarray(0.0), jnp.asarray(1.0), y0,
+                               dt0=1.0, max_steps=2000, save_ts=jnp.array([1.0]))
+    assert (np.asarray(sol.result) == stepping.OK).all()
+    assert (np.asarray(sol.num_steps) < 200).all()
+    exact = (np.asarray(y0) ** -4 + 4.0) ** -0.25
+    np.testing.assert_allclose(np.asarray(sol.ys[:, 0]), exact, rtol=1e-6)

@@ -243,9 +243,15 @@ def solve_batch(
                 sresult = diffrax.RESULTS.successful
             else:
                 y1, y_error, dense, sstate1, sresult = solver.step(term, tprev, tnext, y, None, sstate, False)
-            y_error = jax.tree_util.tree_map(lambda e: jnp.where(jnp.isnan(e), jnp.inf, e), y_error)
+            # A trial step that overflows (a huge step through a region where the field blows
+            # up) must be rejected and shrunk, not poison the controller: diffrax's PIDController
+            # maps a NaN candidate to y0 but turns an infinite one into a NaN error norm (inf/inf),
+            # and then every later step size is NaN. Such a step gets error inf and candidate y0.
+            finite = jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree_util.tree_leaves((y1, y_error))]))
+            y_error = jax.tree_util.tree_map(lambda e: jnp.where(finite, e, jnp.inf), y_error)
+            y1_seen = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, b, a), y, y1)
             keep, tp, tn, _, cstate1, cresult = controller.adapt_step_size(
-                tprev, tnext, y, y1, None, y_error, error_order, cstate
+                tprev, tnext, y, y1_seen, None, y_error, error_order, cstate
             )
             keep = jnp.asarray(keep, bool)
             tp = jnp.minimum(tp, t1)
