@@ -72,8 +72,10 @@ class FlowResult(eqx.Module):
 
 
 def _event_summary(target: Target):
-    """``fn(t, y, dydt)`` saved on the event grid: the crossing quantities and their time
-    derivatives (``dydt``: the vector field at ``y``, or the dense output's derivative)."""
+    """``fn(t, y, dydt)``: the crossing quantities of Definition 1 and the fit criterion, with
+    their time derivatives (``dydt``: the vector field at ``y``, or the dense output's
+    derivative), evaluated at the end of every solver step; :func:`_event_fill` carries them onto
+    the event grid points inside the step."""
 
     truth = evaluate(target.U, target.a, target.U, target.order)
 

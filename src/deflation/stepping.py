@@ -150,11 +150,12 @@ def solve_batch(
     interpolation, as ``diffrax.SaveAt(ts=save_ts)`` does.
 
     Events: if ``event_fn`` is given, ``s = event_fn(t, y, dydt)`` is evaluated at the end of
-    every accepted step (``y``, ``dydt``: the solver's dense output and its time derivative, no
-    extra vector-field evaluation; at ``t0`` the vector field itself), and ``event_fill(x, h, s_start, s_end)`` fills the event grid
-    points inside the step, ``x`` in ``(0, 1]`` their position and ``h`` the step length (e.g. a
-    cubic Hermite interpolation of a quantity from its values and derivatives at the two ends).
-    The event work is one small evaluation per step, whatever the grid size.
+    every accepted step (``y1`` and ``f(y1)`` for FSAL tableaus, otherwise the dense output and
+    its time derivative; no extra vector-field evaluation), and at ``t0`` with the vector field.
+    ``event_fill(x, h, s_start, s_end)`` then fills the event grid points inside the step: ``x``
+    in ``(0, 1]`` is their position and ``h`` the step length (e.g. a cubic Hermite interpolation
+    of a quantity from its values and derivatives at the two ends). The event work is one small
+    evaluation per step, whatever the grid size.
     """
     B = jax.tree_util.tree_leaves(y0)[0].shape[0]
     dtype = jnp.result_type(t0)
