@@ -263,7 +263,9 @@ def plot(results: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     names = [k for k in ("figure1", "hard") if k in results]
-    fig, axes = plt.subplots(1, len(names) + 1, figsize=(6 * (len(names) + 1), 4.5))
+    panels = len(names) + ("raw_vs_lognorm" in results)
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.5), squeeze=False)
+    axes = axes[0]
     for ax, name in zip(axes, names):
         runs = results[name]["runs"]
         for s in sorted({r["solver"] for r in runs}):
@@ -274,8 +276,8 @@ def plot(results: dict, path: Path) -> Path:
         ax.set_title(f"{name}: d={results[name]['d']}, m={results[name]['m']}, {results[name]['seeds']} seeds")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    ax = axes[-1]
     if "raw_vs_lognorm" in results:
+        ax = axes[-1]
         rv = results["raw_vs_lognorm"]
         for coords, style in (("lognorm", "o-"), ("raw", "s--")):
             rows = [r for r in rv["runs"] if r["coordinates"] == coords]
