@@ -22,6 +22,13 @@ def _hermite(x, g0, g1, m0, m1):
     return (2 * x3 - 3 * x2 + 1) * g0 + (x3 - 2 * x2 + x) * m0 + (-2 * x3 + 3 * x2) * g1 + (x3 - x2) * m1
 
 
+def hermite_value_and_slope(x, h, g0, g1, d0, d1):
+    """Cubic Hermite on a step of length ``h`` at ``x`` in ``[0, 1]`` from values ``g0, g1`` and
+    time derivatives ``d0, d1`` at its ends: ``(value, time derivative)``."""
+    slope = ((6 * x * x - 6 * x) * (g0 - g1)) / h + (3 * x * x - 4 * x + 1) * d0 + (3 * x * x - 2 * x) * d1
+    return _hermite(x, g0, g1, d0 * h, d1 * h), slope
+
+
 def first_upcrossing(t, g, dg, iterations: int = 60):
     """First time ``g`` goes from ``< 0`` to ``>= 0``, for every trailing index of ``g``.
 

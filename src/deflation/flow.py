@@ -16,7 +16,7 @@ from . import _validate as check
 from . import stepping
 from .contract import evaluate, evaluate_residual_precise, matmul, residual_norm_sq, sum_rows
 from .dynamics import check_W, from_lognorm, lognorm_vector_field, normalize, to_lognorm
-from .events import discovery_times, fit_times
+from .events import discovery_times, fit_times, hermite_value_and_slope
 from .target import Target
 
 #: Status codes of a trajectory (``FlowResult.status``).
@@ -110,14 +110,8 @@ def _event_fill(x, h, s0, s1):
     its ends: cubic Hermite for the log-norms and residuals (value and derivative at both ends),
     linear for the misalignment, nearest end for the best-correlated index."""
 
-    def hermite(g0, g1, d0, d1):
-        x2, x3 = x * x, x * x * x
-        value = (2 * x3 - 3 * x2 + 1) * g0 + (x3 - 2 * x2 + x) * h * d0 + (3 * x2 - 2 * x3) * g1 + (x3 - x2) * h * d1
-        slope = ((6 * x2 - 6 * x) * (g0 - g1)) / h + (3 * x2 - 4 * x + 1) * d0 + (3 * x2 - 2 * x) * d1
-        return value, slope
-
-    log_norm, dlog_norm = hermite(s0["log_norm"], s1["log_norm"], s0["dlog_norm"], s1["dlog_norm"])
-    residual, dresidual = hermite(s0["residual"], s1["residual"], s0["dresidual"], s1["dresidual"])
+    log_norm, dlog_norm = hermite_value_and_slope(x, h, s0["log_norm"], s1["log_norm"], s0["dlog_norm"], s1["dlog_norm"])
+    residual, dresidual = hermite_value_and_slope(x, h, s0["residual"], s1["residual"], s0["dresidual"], s1["dresidual"])
     return dict(
         log_norm=log_norm, dlog_norm=dlog_norm, residual=residual, dresidual=dresidual,
         misalignment=(1 - x) * s0["misalignment"] + x * s1["misalignment"],

@@ -174,8 +174,9 @@ def solve_batch(
     tnext, cstate, sstate = jax.vmap(init_one)(y0)
     tableau = _explicit_tableau(solver) if isinstance(term, diffrax.ODETerm) else None
     vf = lambda t, y: term.vf(t, y, None)  # noqa: E731
+    f_start = jax.vmap(lambda y: vf(t0, y))(y0) if (tableau is not None and tableau.fsal) or event_fn is not None else None
     if tableau is not None:  # own unrolled step; solver state = f at the step start (FSAL) or None
-        sstate = jax.vmap(lambda y: vf(t0, y))(y0) if tableau.fsal else None
+        sstate = f_start if tableau.fsal else None
 
     def interpolate(tprev, tnext, dense, t):
         return solver.interpolation_cls(t0=tprev, t1=tnext, **dense).evaluate(t)
@@ -187,7 +188,7 @@ def solve_batch(
         one = lambda y: event_fn(t0, y, y)  # noqa: E731
         buffers["events"] = _alloc(lambda y: event_fill(t0, t0, one(y), one(y)), y_one, event_ts.shape[0], B)
         indices["events"] = jnp.zeros(B, jnp.int32)
-        ends = jax.vmap(lambda y: event_fn(t0, y, term.vf(t0, y, None)))(y0)
+        ends = jax.vmap(lambda y, f: event_fn(t0, y, f))(y0, f_start)
     else:
         ends = None
 
