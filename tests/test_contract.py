@@ -1,0 +1,89 @@
+"""The vector field's kernels (deflation.contract) in each of their layouts, against independent
+routes: the dense-tensor loss and its jax.grad (tests/dense.py), and plain jnp operations."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from dense import dense_loss, random_unit_columns
+
+import deflation as D
+from deflation import contract
+
+LAYOUTS = ["one seed", "batched", "seed by seed"]
+
+
+def _problem(p, B=3, d=6, m=9, r=3, seed=0):
+    rng = np.random.default_rng(seed)
+    U = random_unit_columns(rng, d, r)  # not orthogonal: every term of the kernel matters
+    a = rng.uniform(0.5, 2.0, r)
+    W = jnp.asarray(rng.standard_normal((B, d, m)))
+    return D.Target(a, U, order=p), jnp.asarray(a), jnp.asarray(U), W
+
+
+def _velocities(layout, target, W):
+    f = lambda w: D.velocity(w, target)  # noqa: E731
+    if layout == "one seed":
+        return jnp.stack([jax.jit(f)(w) for w in W])
+    return jax.jit(jax.vmap(f))(W)
+
+
+@pytest.mark.parametrize("p", [3, 4])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_velocity_in_every_layout_is_minus_grad_of_dense_loss(layout, p, monkeypatch):
+    """One seed ([U, X]^T X then one product), a batch (fused outer products) and a batch taken
+    seed by seed (forced here by a zero threshold) all give -grad of the dense d^p loss."""
+    if layout == "seed by seed":
+        monkeypatch.setattr(contract, "SEQUENTIAL_MIN_FLOPS", 0)
+    target, a, U, W = _problem(p)
+    want = jnp.stack([-jax.grad(lambda w: dense_loss(w, a, U, p))(w) for w in W])
+    np.testing.assert_allclose(_velocities(layout, target, W), want, rtol=1e-10, atol=1e-12)
+    # the layout asked for is the one that ran: seed by seed is a scan over the batch
+    jaxpr = str(jax.make_jaxpr(jax.vmap(lambda w: D.velocity(w, target)))(W))
+    assert ("scan" in jaxpr) == (layout == "seed by seed")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_velocity_derivative_in_every_layout_is_dense_hessian(layout, monkeypatch):
+    """Forward derivative (what implicit solvers use) and reverse derivative of the velocity
+    through each layout equal those of the dense route."""
+    if layout == "seed by seed":
+        monkeypatch.setattr(contract, "SEQUENTIAL_MIN_FLOPS", 0)
+    p = 4
+    target, a, U, W = _problem(p, seed=1)
+    dW = jax.random.normal(jax.random.PRNGKey(2), W.shape)
+    dense_vel = lambda w: -jax.grad(lambda w_: dense_loss(w_, a, U, p))(w)  # noqa: E731
+    vel = lambda w: D.velocity(w, target)  # noqa: E731
+    if layout == "one seed":
+        got = jnp.stack([jax.jvp(vel, (w,), (t,))[1] for w, t in zip(W, dW)])
+        got_vjp = jnp.stack([jax.vjp(vel, w)[1](t)[0] for w, t in zip(W, dW)])
+    else:
+        got = jax.jvp(jax.vmap(vel), (W,), (dW,))[1]
+        got_vjp = jax.vjp(jax.vmap(vel), W)[1](dW)[0]
+    want = jax.jvp(jax.vmap(dense_vel), (W,), (dW,))[1]
+    want_vjp = jax.vjp(jax.vmap(dense_vel), W)[1](dW)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(got_vjp, want_vjp, rtol=1e-9, atol=1e-11)
+
+
+def test_seed_by_seed_is_chosen_for_large_seeds_only():
+    """The threshold: 2 m^2 d >= SEQUENTIAL_MIN_FLOPS (on CPU) takes the batch seed by seed."""
+    target, *_ = _problem(4)
+    small = jnp.zeros((2, 6, 9))
+    large_m = int(np.ceil(np.sqrt(contract.SEQUENTIAL_MIN_FLOPS / (2 * 6))))
+    large = jnp.ones((2, 6, large_m))
+    f = jax.vmap(lambda w: D.velocity(w, target))
+    on_cpu = jax.default_backend() == "cpu"
+    assert "scan" not in str(jax.make_jaxpr(f)(small))
+    assert ("scan" in str(jax.make_jaxpr(f)(large))) == on_cpu
+
+
+def test_sum_rows_and_materialize_are_exact():
+    X = jax.random.normal(jax.random.PRNGKey(0), (5, 7, 11))
+    np.testing.assert_allclose(contract.sum_rows(X[0]), X[0].sum(axis=0), rtol=1e-15)
+    np.testing.assert_allclose(jax.vmap(contract.sum_rows)(X), X.sum(axis=1), rtol=1e-14)
+    g = jax.grad(lambda X: jnp.sin(jax.vmap(contract.sum_rows)(X)).sum())(X)
+    np.testing.assert_allclose(g, jnp.broadcast_to(jnp.cos(X.sum(axis=1))[:, None, :], X.shape), rtol=1e-13)
+    x = jnp.concatenate([jnp.array([0.0, -0.0, 2.3e-308, -1e-300, 1.5, -3.25e300, 1.7e308]), X.ravel()])
+    same_bits = np.asarray(jax.jit(contract.materialize)(x)).view(np.int64) == np.asarray(x).view(np.int64)
+    assert same_bits.all()  # bit for bit (normal floats; see the docstring for subnormals)
