@@ -183,9 +183,9 @@ def _sum_rows_vmappable(X):
 
 @_sum_rows_vmappable.def_vmap
 def _sum_rows_batched(axis_size, in_batched, X):
-    k = X.shape[-2]
-    if not in_batched[0] or not _unrolled(k):
-        return X.sum(axis=-2), in_batched[0]
+    k = X.shape[-2]  # the rule only runs with X batched (its only argument)
+    if not _unrolled(k):
+        return X.sum(axis=-2), True
     out = X[..., 0, :]
     for i in range(1, k):
         out = out + X[..., i, :]

@@ -130,7 +130,7 @@ def _errors(res, ref) -> dict:
     both = np.isfinite(fr) & np.isfinite(fref)
     return {
         "W_error_rel": w_err.tolist(),
-        "fit_time_error": float(np.abs(fr - fref)[both].max()) if both.any() else float("nan"),
+        "fit_time_error": float(np.abs(fr[both] - fref[both]).max()) if both.any() else float("nan"),
         "fit_time_mismatch": int((np.isfinite(fr) != np.isfinite(fref)).sum()),
         "failed": len(res.failed()),
     }
