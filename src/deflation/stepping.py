@@ -224,9 +224,6 @@ def solve_batch(
 
         return jax.lax.while_loop(lambda s: pending(s[1]).any(), body, (buf, idx))
 
-    def save_state(tprev, tnext, dense, t):
-        return interpolate(tprev, tnext, dense, t)
-
     def summary_at(tprev, tnext, dense, t):
         y, dy = jax.jvp(lambda s: interpolate(tprev, tnext, dense, s), (t,), (jnp.ones_like(t),))
         return event_fn(t, y, dy)
@@ -277,7 +274,7 @@ def solve_batch(
         any_save = (keep & (indices["ys"] < K) & (save_ts[jnp.minimum(indices["ys"], K - 1)] <= c["tnext"])).any()
         buffers["ys"], indices["ys"] = jax.lax.cond(
             any_save,
-            lambda: save(keep, c["tprev"], c["tnext"], dense_info(), buffers["ys"], indices["ys"], save_ts, save_state),
+            lambda: save(keep, c["tprev"], c["tnext"], dense_info(), buffers["ys"], indices["ys"], save_ts, interpolate),
             lambda: (buffers["ys"], indices["ys"]),
         )
         event_start = c["event_start"]
