@@ -33,7 +33,7 @@ def throughput(path):
                   f"{c['vf_flops_per_s'] / 1e9:.1f} / {g['matmul_1024_flops_per_s'] / 1e9:.1f} GF/s = "
                   f"**{c['vf_fraction_of_matmul']:.0%}** (batched Gram product alone: {c['gram_only_fraction_of_matmul']:.0%}"
                   f"{', as XLA batched dot: {:.0%}'.format(c['gram_xla_batched_dot_fraction_of_matmul']) if 'gram_xla_batched_dot_fraction_of_matmul' in c else ''}"
-                  f"{'; one seed Gram GEMM: {:.0%}'.format(c['gram_single_seed_fraction_of_matmul']) if 'gram_single_seed_fraction_of_matmul' in c else ''}"
+                  f"{'; one seed Gram GEMM: {:.0%}'.format(c['gram_single_seed_fraction_of_matmul']) if 'gram_single_seed_fraction_of_matmul' in c and k == 'large' else ''}"
                   f"{'; inside a compiled loop: {:.0%}'.format(c['vf_in_loop_fraction_of_matmul']) if 'vf_in_loop_fraction_of_matmul' in c else ''}"
                   f"{'; all seeds at once instead of seed by seed: {:.0%} with {} page faults per call'.format(c['vf_all_seeds_at_once_fraction_of_matmul'], c['vf_all_seeds_at_once_minor_page_faults_per_call']) if 'vf_all_seeds_at_once_fraction_of_matmul' in c else ''}) | "
                   f">= {goal:.0%} | {'yes' if c['vf_fraction_of_matmul'] >= goal else 'no'} |")

@@ -10,7 +10,7 @@ from dense import dense_loss, random_unit_columns
 import deflation as D
 from deflation import contract
 
-LAYOUTS = ["one seed", "batched", "seed by seed"]
+LAYOUTS = ["one seed", "one seed, dots", "batched", "seed by seed"]
 
 
 def _problem(p, B=3, d=6, m=9, r=3, seed=0):
@@ -21,9 +21,17 @@ def _problem(p, B=3, d=6, m=9, r=3, seed=0):
     return D.Target(a, U, order=p), jnp.asarray(a), jnp.asarray(U), W
 
 
+def _force(layout, monkeypatch):
+    """Make the layout asked for the one the kernel picks at the test's small size."""
+    if layout == "seed by seed":
+        monkeypatch.setattr(contract, "SEQUENTIAL_MIN_FLOPS", 0)
+    if layout == "one seed, dots":  # what one seed gets for d > UNROLL_MAX
+        monkeypatch.setattr(contract, "UNROLL_MAX", 0)
+
+
 def _velocities(layout, target, W):
     f = lambda w: D.velocity(w, target)  # noqa: E731
-    if layout == "one seed":
+    if layout.startswith("one seed"):
         return jnp.stack([jax.jit(f)(w) for w in W])
     return jax.jit(jax.vmap(f))(W)
 
@@ -31,30 +39,33 @@ def _velocities(layout, target, W):
 @pytest.mark.parametrize("p", [3, 4])
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_velocity_in_every_layout_is_minus_grad_of_dense_loss(layout, p, monkeypatch):
-    """One seed ([U, X]^T X then one product), a batch (fused outer products) and a batch taken
-    seed by seed (forced here by a zero threshold) all give -grad of the dense d^p loss."""
-    if layout == "seed by seed":
-        monkeypatch.setattr(contract, "SEQUENTIAL_MIN_FLOPS", 0)
+    """One small seed (the target's products as fused outer products, two dots), one seed by dots
+    ([U, X]^T X, then two products; forced here by UNROLL_MAX = 0), a batch (fused outer products) and a batch taken
+    seed by seed (forced by a zero threshold) all give -grad of the dense d^p loss."""
+    _force(layout, monkeypatch)
     target, a, U, W = _problem(p)
     want = jnp.stack([-jax.grad(lambda w: dense_loss(w, a, U, p))(w) for w in W])
     np.testing.assert_allclose(_velocities(layout, target, W), want, rtol=1e-10, atol=1e-12)
-    # the layout asked for is the one that ran: seed by seed is a scan over the batch
+    # the layout asked for is the one that ran: seed by seed is a scan over the batch, and one
+    # seed by dots has three dots where the small-seed form has two
     jaxpr = str(jax.make_jaxpr(jax.vmap(lambda w: D.velocity(w, target)))(W))
     assert ("scan" in jaxpr) == (layout == "seed by seed")
+    dots = str(jax.make_jaxpr(lambda w: D.velocity(w, target))(W[0])).count("dot_general")
+    if jax.default_backend() == "cpu":
+        assert dots == (3 if layout == "one seed, dots" else 2)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_velocity_derivative_in_every_layout_is_dense_hessian(layout, monkeypatch):
     """Forward derivative (what implicit solvers use) and reverse derivative of the velocity
     through each layout equal those of the dense route."""
-    if layout == "seed by seed":
-        monkeypatch.setattr(contract, "SEQUENTIAL_MIN_FLOPS", 0)
+    _force(layout, monkeypatch)
     p = 4
     target, a, U, W = _problem(p, seed=1)
     dW = jax.random.normal(jax.random.PRNGKey(2), W.shape)
     dense_vel = lambda w: -jax.grad(lambda w_: dense_loss(w_, a, U, p))(w)  # noqa: E731
     vel = lambda w: D.velocity(w, target)  # noqa: E731
-    if layout == "one seed":
+    if layout.startswith("one seed"):
         got = jnp.stack([jax.jvp(vel, (w,), (t,))[1] for w, t in zip(W, dW)])
         got_vjp = jnp.stack([jax.vjp(vel, w)[1](t)[0] for w, t in zip(W, dW)])
     else:
@@ -102,3 +113,17 @@ def test_batched_matmul_equals_plain_and_is_differentiable():
     np.testing.assert_allclose(f(matmul)(A, Bm), f(jnp.matmul)(A, Bm), rtol=1e-12, atol=1e-12)
     tangent = jax.jvp(jax.vmap(matmul), (A, Bm), (A, Bm))[1]  # dA B + A dB with dA = A, dB = B
     np.testing.assert_allclose(tangent, 2 * (A @ Bm), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the outer-product layouts are CPU-only")
+def test_small_seed_in_a_batch_of_one_or_five_gives_the_same_bits():
+    """A small seed's R(x^{p-1}, I) is the same bit for bit in a batch of one and in a batch of
+    five (a batch of one once took dots, which round differently); alone, it differs by rounding."""
+    target, a, U, W = _problem(4, B=5, d=20, m=100, r=5, seed=3)
+    omega, Xbar = jax.vmap(contract.split_norms)(W)
+    f = lambda x, o: contract.residual_vector(x, o, U, a, 4)  # noqa: E731
+    alone = np.stack([jax.jit(f)(x, o) for x, o in zip(Xbar, omega)])
+    batch_of_one = np.concatenate([jax.jit(jax.vmap(f))(Xbar[i : i + 1], omega[i : i + 1]) for i in range(5)])
+    batch = np.asarray(jax.jit(jax.vmap(f))(Xbar, omega))
+    np.testing.assert_array_equal(batch_of_one, batch)
+    np.testing.assert_allclose(alone, batch, rtol=0, atol=1e-14 * np.abs(batch).max())

@@ -61,6 +61,19 @@ def materialize(x: Array) -> Array:
     return x / (1.0 + 0.0 * x)
 
 
+def outer_product_sum(A: Float[Array, "... n k"], B: Float[Array, "... k p"]) -> Float[Array, "... n p"]:
+    """``A @ B`` as the sum of ``k`` outer products ``A[:, i] B[i, :]``, added in order ``i = 0, 1, ...``.
+
+    XLA fuses it into one element-wise loop, which beats a dot when ``k`` is short and the
+    matrices small (see :func:`matmul`); every caller uses this one form, so that the same product
+    rounds the same way in every layout.
+    """
+    out = A[..., :, 0, None] * B[..., 0, None, :]
+    for i in range(1, A.shape[-1]):
+        out = out + A[..., :, i, None] * B[..., i, None, :]
+    return out
+
+
 @custom_vmap
 def _matmul_vmappable(A, B):
     return A @ B
@@ -70,13 +83,9 @@ def _matmul_vmappable(A, B):
 def _matmul_batched(axis_size, in_batched, A, B):
     A = A if in_batched[0] else jnp.broadcast_to(A, (axis_size,) + A.shape)
     B = B if in_batched[1] else jnp.broadcast_to(B, (axis_size,) + B.shape)
-    k = A.shape[-1]
-    if axis_size == 1 or not _unrolled(k):
+    if not _unrolled(A.shape[-1]):
         return A @ B, True
-    out = A[..., :, 0, None] * B[..., 0, None, :]
-    for i in range(1, k):
-        out = out + A[..., :, i, None] * B[..., i, None, :]
-    return out, True
+    return outer_product_sum(A, B), True
 
 
 @jax.custom_jvp
@@ -118,13 +127,20 @@ def _residual_vector_plain(Xbar, omega, U, a, p: int):
 @functools.lru_cache(maxsize=None)
 def _residual_vector_fn(p: int):
     def single(Xbar, omega, U, a):
-        # one seed: U^T Xbar and Xbar^T Xbar as one product [U, Xbar]^T Xbar, with the transpose
-        # written out so that XLA:CPU runs an ordinary row-major product (its dot contracting the
-        # leading axis is slower). The target's and the model's parts stay two products that are
-        # subtracted, as under vmap, so that a seed's rounding does not depend on the layout.
+        # The transposes are written out (materialized) so that XLA:CPU runs ordinary row-major
+        # products: its dot contracting the leading axis is slower. The target's and the model's
+        # parts stay two products that are subtracted, as in the batched form.
         r = U.shape[1]
-        CG = materialize(jnp.concatenate([U, Xbar], axis=1).T) @ Xbar  # (r + m, m)
-        return U @ (a[:, None] * CG[:r] ** (p - 1)) - Xbar @ (omega[:, None] * CG[r:] ** (p - 1))
+        if _unrolled(Xbar.shape[0]) and _unrolled(r):
+            # the target's short products as outer-product sums: at d = 20, m = 100 about 1.7 us
+            # less per evaluation than dots (benchmarks/throughput.py, target 3)
+            C = outer_product_sum(U.T, Xbar)
+            target_part = outer_product_sum(U, materialize(a[:, None] * C ** (p - 1)))
+            G = materialize(Xbar.T) @ Xbar
+        else:  # U^T Xbar and Xbar^T Xbar as one product [U, Xbar]^T Xbar
+            CG = materialize(jnp.concatenate([U, Xbar], axis=1).T) @ Xbar  # (r + m, m)
+            target_part, G = U @ (a[:, None] * CG[:r] ** (p - 1)), CG[r:]
+        return target_part - Xbar @ (omega[:, None] * G ** (p - 1))
 
     def under_vmap(Xbar, omega, U, a):  # the short products as matmul's batched (unrolled) form
         target_part = matmul(U, materialize(a[:, None] * matmul(U.T, Xbar) ** (p - 1)))
@@ -160,7 +176,9 @@ def residual_vector(
     """``R(x_j^{p-1}, I) = U (a * (U^T x_j)^{p-1}) - Xbar (omega * (Xbar^T x_j)^{p-1})`` for every
     column ``x_j`` of ``Xbar`` (4 m^2 d + 4 r m d flops), laid out for the backend:
 
-    - one seed: ``[U, Xbar]^T Xbar`` as one product, then the two thin products;
+    - one seed: the Gram product ``Xbar^T Xbar`` as a dot; on CPU with ``d`` and ``r`` at most
+      ``UNROLL_MAX`` the target's two short products as :func:`outer_product_sum` (as under
+      ``vmap``), otherwise ``[U, Xbar]^T Xbar`` as one product and the target's as a dot;
     - under ``vmap`` over seeds on CPU, when one seed's Gram product is large
       (``2 m^2 d >= SEQUENTIAL_MIN_FLOPS``): the seeds one after another. Each seed's products are
       then full-size matrix multiplies that use every core, and only one seed's (m, m)
