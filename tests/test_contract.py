@@ -40,8 +40,9 @@ def _velocities(layout, target, W):
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_velocity_in_every_layout_is_minus_grad_of_dense_loss(layout, p, monkeypatch):
     """One small seed (the target's products as fused outer products, two dots), one seed by dots
-    ([U, X]^T X, then two products; forced here by UNROLL_MAX = 0), a batch (fused outer products) and a batch taken
-    seed by seed (forced by a zero threshold) all give -grad of the dense d^p loss."""
+    ([U, X]^T X, then two products; forced here by UNROLL_MAX = 0), a batch (fused outer
+    products) and a batch taken seed by seed (forced by a zero threshold) all give -grad of the
+    dense d^p loss."""
     _force(layout, monkeypatch)
     target, a, U, W = _problem(p)
     want = jnp.stack([-jax.grad(lambda w: dense_loss(w, a, U, p))(w) for w in W])

@@ -65,8 +65,8 @@ def outer_product_sum(A: Float[Array, "... n k"], B: Float[Array, "... k p"]) ->
     """``A @ B`` as the sum of ``k`` outer products ``A[:, i] B[i, :]``, added in order ``i = 0, 1, ...``.
 
     XLA fuses it into one element-wise loop, which beats a dot when ``k`` is short and the
-    matrices small (see :func:`matmul`); every caller uses this one form, so that the same product
-    rounds the same way in every layout.
+    matrices small (see :func:`matmul`). The batched and the one-seed forms of the vector field
+    both use it for the target's products, so that these round the same way in both.
     """
     out = A[..., :, 0, None] * B[..., 0, None, :]
     for i in range(1, A.shape[-1]):
