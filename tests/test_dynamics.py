@@ -72,6 +72,11 @@ def test_tensor_power_velocity_is_gradient_with_residual_frozen_at_target():
         Ts = dense_Tstar(np.asarray(target.a), np.asarray(target.U), p)
         g = jax.grad(lambda W_: jnp.sum(Ts * dense_T(W_, p)))(W)
         np.testing.assert_allclose(D.tensor_power_velocity(W, target, 0.2), g - 0.2 * W, rtol=1e-10, atol=1e-12)
+        # a batch under vmap (fused products on CPU) against the same dense gradient
+        Wb = jnp.asarray(rng.standard_normal((3, 4, 5)))
+        gb = jnp.stack([jax.grad(lambda W_: jnp.sum(Ts * dense_T(W_, p)))(w) for w in Wb])
+        got = jax.jit(jax.vmap(lambda w: D.tensor_power_velocity(w, target, 0.2)))(Wb)
+        np.testing.assert_allclose(got, gb - 0.2 * Wb, rtol=1e-10, atol=1e-12)
 
 
 def _exact_loss(W, a, U, p):
