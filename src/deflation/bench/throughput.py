@@ -154,6 +154,7 @@ def _vf_case(B, d, m, r, repeats, rate):
     if contract._sequential(d, m):  # the same field with every seed in one batched computation
         saved, contract.SEQUENTIAL_MIN_FLOPS = contract.SEQUENTIAL_MIN_FLOPS, float("inf")
         try:
+            # a new function, not `batched`: jit's trace cache would return its seed-by-seed form
             at_once = jax.jit(jax.vmap(lambda s: lognorm_vector_field(s, tg, 0.0)))
             jax.block_until_ready(at_once(y))
         finally:
