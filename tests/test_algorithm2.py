@@ -15,9 +15,10 @@ import pytest
 
 import deflation
 from deflation import algorithm as alg
-from deflation.contract import dense_model
+from deflation.dense import dense_model
 from deflation.init import unit_columns
-from deflation.monitors import track_phase
+from deflation.definition1 import Observation, observe, track
+from deflation.monitors import proposition1
 from deflation.partition import partition, partition_thresholds
 
 
@@ -212,7 +213,14 @@ def test_track_phase_locates_crossings_and_membership():
     dmis = jnp.stack([-jnp.exp(-2 * t), 0 * t, 0 * t, 0 * t], axis=1)
     ref = jnp.broadcast_to(jnp.array([1.0, 0.0, 1.0, 0.0]), rho.shape)
     drho = jnp.broadcast_to(jnp.array([c[0], c[1], c[2], -0.5]), rho.shape)
-    obs = dict(rho=rho, drho=drho, mis=mis, dmis=dmis, ref=ref)
+    zeros_r = jnp.zeros((t.shape[0], 2))
+    obs = Observation(rho=rho, drho=drho, mis=mis, dmis=dmis, ref=ref.astype(jnp.int32), residual=zeros_r,
+                      dresidual=zeros_r, residual_norm=0 * t, dresidual_norm=0 * t)
+
+    def track_phase(t, obs, member, a, lam, delta1, alpha):
+        tr = track(t, obs, member, a, lam, delta1, alpha, 0.1)
+        return dict(vars(tr), ahat=tr.ahat[-1], **proposition1(obs, tr, a))
+
     member = jnp.array([-1, -1, -1, -1], jnp.int32)
     out = jax.jit(track_phase)(t, obs, member, a, lam, delta1, alpha)
     out = jax.tree_util.tree_map(np.asarray, out)
@@ -237,7 +245,6 @@ def test_track_phase_locates_crossings_and_membership():
 
 def test_observer_misalignment_resolves_tiny_alpha_and_its_derivative():
     from deflation.dynamics import lognorm_vector_field
-    from deflation.monitors import observer
 
     d, m = 5, 4
     target = deflation.Target.basis(jnp.array([0.5, 0.3, 0.2]), d)
@@ -246,17 +253,17 @@ def test_observer_misalignment_resolves_tiny_alpha_and_its_derivative():
     rho = jnp.array([-3.0, -2.0, -30.0, -1.5])
     member = jnp.array([-1, 2, -1, -1], jnp.int32)
     lam = 1e-3
-    obs = jax.jit(lambda y: observer(target, lam, member)(0.0, y, None))((rho, ubar))
+    f = lognorm_vector_field((rho, ubar), target, lam)
+    obs = jax.jit(lambda y, f: vars(observe(target, y, f, member, norm=True)))((rho, ubar), f)
     assert float(obs["mis"][0]) == pytest.approx(1e-20, rel=1e-6)  # 1 - corr^2 would round to 0
     C = np.asarray(target.U.T @ ubar)
     ref = np.where(np.asarray(member) >= 0, np.asarray(member), np.argmax(C**2, axis=0))
     np.testing.assert_array_equal(np.asarray(obs["ref"]).astype(int), ref)
     np.testing.assert_allclose(np.asarray(obs["mis"][1:]), 1 - C[ref, np.arange(m)][1:] ** 2, rtol=1e-12)
-    f = lognorm_vector_field((rho, ubar), target, lam)
     np.testing.assert_allclose(np.asarray(obs["drho"]), np.asarray(f[0]), rtol=1e-14)
     # d(mis)/dt by a central difference along the vector field
     h = 1e-6
-    obs_at = jax.jit(lambda y: observer(target, lam, member)(0.0, y, None)["mis"])
+    obs_at = jax.jit(lambda y: observe(target, y, lognorm_vector_field(y, target, lam), member).mis)
     plus = obs_at((rho + h * f[0], ubar + h * f[1]))
     minus = obs_at((rho - h * f[0], ubar - h * f[1]))
     np.testing.assert_allclose(np.asarray(obs["dmis"][1:]), np.asarray((plus - minus)[1:] / (2 * h)), rtol=1e-6)
@@ -276,12 +283,12 @@ def test_explicit_run_converges_and_follows_the_deflation_order(explicit_run):
     rec, a, r = res.record, np.asarray(target.a), target.r
     lam, delta1, alpha, eps, m = (EXPLICIT[k] for k in ("lam", "delta1", "alpha", "eps", "m"))
     assert res.status == 0 and bool(res.converged)
-    assert res.residual <= eps
+    assert res.residual_norm <= eps
     E = int(res.epochs)
     assert 1 <= E < 6 and rec.active[:E].all() and not rec.active[E:].any()
     # independent route: the dense tensor of the final W
     dense = np.asarray(dense_model(res.W, 4)) - np.asarray(target.dense())
-    assert np.linalg.norm(dense) == pytest.approx(float(res.residual), rel=1e-6)
+    assert np.linalg.norm(dense) == pytest.approx(float(res.residual_norm), rel=1e-6)
     # regularized equilibrium: every fitted direction has residual (T* - T)(e_i^4) = lam / 2
     np.testing.assert_allclose(rec.trace_residual[E - 1, -1], lam / 2, rtol=1e-3)
     # discovered in non-increasing order of a_i (ties within an epoch allowed)
@@ -311,7 +318,7 @@ def test_explicit_run_converges_and_follows_the_deflation_order(explicit_run):
     np.testing.assert_allclose(rec.ahat[E - 1], ahat, rtol=1e-12)
     # epochs after convergence did no work and changed nothing
     assert (rec.num_steps[E:] == 0).all() and (rec.t1[E:] == 0).all() and (rec.t2[E:] == 0).all()
-    assert (rec.residual_phase2[E:] == res.residual).all() and (rec.beta[E:] == rec.beta[E]).all()
+    assert (rec.residual_norm_phase2[E:] == res.residual_norm).all() and (rec.beta[E:] == rec.beta[E]).all()
     assert (rec.t_start[E:] == rec.t_start[E - 1] + rec.t1[E - 1] + rec.t2[E - 1]).all()
     # beta shrinks by (1 - gamma) per epoch, the phase lengths follow the formulas
     np.testing.assert_allclose(rec.beta[1:E + 1] / rec.beta[:E], 0.5, rtol=1e-14)
@@ -327,14 +334,14 @@ def test_theorem1_run_completes_without_nan(theorem_setup):
     assert res.status == 0
     for name, x in vars(res.record).items():
         assert not np.isnan(np.asarray(x, dtype=float)).any(), name
-    for x in (res.log_norm, res.ubar, res.residual):
+    for x in (res.log_norm, res.ubar, res.residual_norm):
         assert np.isfinite(x).all()
     # started at delta0 ~ 1e-19: Phase 1 of epoch 0 leaves T at that scale, the re-draw then
     # takes the columns still below delta1 ~ 1e-12, and small columns stay exactly represented
     assert math.log(params.delta0) < -40
     rec = res.record
     assert rec.active[0] and rec.num_redrawn[0] > 0
-    assert rec.residual_phase1[0] == pytest.approx(float(target.norm()), rel=1e-9)
+    assert rec.residual_norm_phase1[0] == pytest.approx(float(target.norm()), rel=1e-9)
     small = res.log_norm < math.log(params.delta1)
     assert small.any()
     np.testing.assert_allclose(np.linalg.norm(res.W[:, small], axis=0), np.exp(res.log_norm[small]), rtol=1e-12)
@@ -344,16 +351,16 @@ def test_same_key_same_bits_and_batch_independence(theorem_setup):
     target, params, kwargs = theorem_setup
     base = jax.random.key(2021)
     batch = deflation.modified_gradient_flow(target, base, seeds=8, **kwargs)
-    assert batch.batched and batch.residual.shape == (8,)
+    assert batch.batched and batch.residual_norm.shape == (8,)
     for i in (5,):
         alone = deflation.modified_gradient_flow(target, jax.random.fold_in(base, i), **kwargs)
         again = deflation.modified_gradient_flow(target, jax.random.fold_in(base, i), **kwargs)
-        leaves = lambda r: jax.tree_util.tree_leaves((r.record, r.log_norm, r.ubar, r.member, r.residual,  # noqa: E731
+        leaves = lambda r: jax.tree_util.tree_leaves((r.record, r.log_norm, r.ubar, r.member, r.residual_norm,  # noqa: E731
                                                        r.discovery_epoch, r.converged))
         for x, y in zip(leaves(alone), leaves(again)):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))  # same key: same bits
         mine = jax.tree_util.tree_map(lambda x: x[i], (batch.record, batch.log_norm, batch.ubar, batch.member,
-                                                       batch.residual, batch.discovery_epoch, batch.converged))
+                                                       batch.residual_norm, batch.discovery_epoch, batch.converged))
         for x, y in zip(leaves(alone), jax.tree_util.tree_leaves(mine)):
             x, y = np.asarray(x), np.asarray(y)
             if x.dtype.kind == "f":

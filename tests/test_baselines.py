@@ -25,7 +25,7 @@ def test_power_deflation_recovers_orthogonal_components_in_order():
     np.testing.assert_allclose(np.asarray(out.weights), np.asarray(tg.a), rtol=1e-10)
     assert float(out.residual_norm[-1]) < 1e-7  # float Gram formula: sqrt(eps)-level floor
     # W reproduces T* (dense check, d = 8)
-    from deflation.contract import dense_model
+    from deflation.dense import dense_model
 
     np.testing.assert_allclose(np.asarray(dense_model(out.W, 4)), np.asarray(tg.dense()), atol=1e-10)
 
@@ -64,7 +64,7 @@ def test_optax_sgd_is_euler_on_the_flow():
     sol = bl.solve_raw(tg, W0, steps * lr, solver=diffrax.Euler(), stepsize_controller=diffrax.ConstantStepSize(), dt0=lr)
     np.testing.assert_allclose(np.asarray(gd.W[-1]), np.asarray(sol.ys[0]), rtol=1e-10, atol=1e-13)
     # residual record: (T* - T)(u_i^p) against the dense tensors
-    from deflation.contract import dense_model
+    from deflation.dense import dense_model
 
     R = np.asarray(tg.dense()) - np.asarray(dense_model(gd.W[2], 4))
     want = np.einsum("abce,ai,bi,ci,ei->i", R, *(np.asarray(tg.U),) * 4)

@@ -9,7 +9,7 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import deflation as D
-from deflation.flow import MAX_STEPS, NONFINITE, SUCCESS
+from deflation.integrate import MAX_STEPS, NONFINITE, SUCCESS
 
 
 def numpy_velocity(W, a, U, p, lam):

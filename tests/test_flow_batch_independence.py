@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import deflation as D
-from deflation import flow
+from deflation import integrate
 
 FIELDS = ["W", "log_norm", "loss", "residual", "discovery_time", "fit_time", "member", "num_steps", "status"]
 
@@ -40,7 +40,7 @@ def test_chunked_batch_equals_unchunked(monkeypatch):
     tg, W0 = _problem(8)
     kw = dict(rtol=1e-9, atol=1e-9, event_points=64)
     whole = D.gradient_flow(tg, W0, [20.0, 60.0], **kw)
-    monkeypatch.setitem(flow.SEED_CHUNK, jax.default_backend(), 3)  # 8 seeds -> chunks 3, 3, 2 (+1 pad)
-    assert flow._seed_chunk(8) == 3
+    monkeypatch.setitem(integrate.SEED_CHUNK, jax.default_backend(), 3)  # 8 seeds -> chunks 3, 3, 2 (+1 pad)
+    assert integrate.seed_chunk(8) == 3
     chunked = D.gradient_flow(tg, W0, [20.0, 60.0], **kw)
     _assert_same(whole, chunked)

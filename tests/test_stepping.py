@@ -43,21 +43,48 @@ def test_erk_step_equals_diffrax_step(solver):
             np.testing.assert_allclose(np.asarray(z), np.asarray(x), rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize("solver,adaptive", [(diffrax.Tsit5(), True), (diffrax.Heun(), True), (diffrax.Euler(), False)],
-                         ids=["Tsit5", "Heun", "Euler"])
-def test_batch_loop_equals_diffeqsolve_per_seed(solver, adaptive):
-    """Every seed: same accepted/rejected steps and the same saved states as diffrax.diffeqsolve
-    (Runge-Kutta tableaus go through the unrolled step, Euler through diffrax's). ``dt0`` is given:
-    with ``dt0=None`` diffeqsolve starts at 0.01 (its wrapped term skips the initial-step
-    heuristic) while the batch loop runs the controller's heuristic."""
-    tg, term, y0 = _problem(4)
+class HalfErrorTsit5(diffrax.Tsit5):
+    """A Runge-Kutta subclass that overrides ``step`` (here: it halves the error estimate, so it
+    takes other steps than Tsit5): the loop must run its ``step``, not the unrolled tableau."""
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        y1, err, dense, state, result = super().step(terms, t0, t1, y0, args, solver_state, made_jump)
+        return y1, jax.tree_util.tree_map(lambda e: 0.5 * e, err), dense, state, result
+
+
+def _pid(tol=1e-7):
+    return diffrax.PIDController(rtol=tol, atol=tol)
+
+
+CASES = {
+    "Euler": (diffrax.Euler(), diffrax.ConstantStepSize()),
+    "Heun": (diffrax.Heun(), _pid()),
+    "Midpoint": (diffrax.Midpoint(), _pid()),
+    "Ralston": (diffrax.Ralston(), _pid()),
+    "Bosh3": (diffrax.Bosh3(), _pid()),
+    "Tsit5": (diffrax.Tsit5(), _pid()),
+    "Dopri5": (diffrax.Dopri5(), _pid()),
+    "Dopri8": (diffrax.Dopri8(), _pid()),
+    # step_ts are stepped to; at jump_ts the field is re-evaluated after the jump (made_jump)
+    "Tsit5-clip": (diffrax.Tsit5(), diffrax.ClipStepSizeController(_pid(), step_ts=[0.5, 2.25], jump_ts=[1.3, 6.1])),
+    "Heun-clip": (diffrax.Heun(), diffrax.ClipStepSizeController(_pid(), jump_ts=[1.3])),
+    "overridden-step": (HalfErrorTsit5(), _pid()),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_batch_loop_equals_diffeqsolve_per_seed(name):
+    """Every seed: same accepted/rejected steps and the same saved states as diffrax.diffeqsolve,
+    for every solver and controller the loop takes. ``dt0`` is given: with ``dt0=None``
+    diffeqsolve's initial-step heuristic runs on its wrapped term."""
+    solver, controller = CASES[name]
+    tg, term, y0 = _problem(3)
     ts = jnp.array([0.0, 0.7, 3.0, 10.0])
-    controller = diffrax.PIDController(rtol=1e-7, atol=1e-7) if adaptive else diffrax.ConstantStepSize()
-    assert stepping.supports(solver)
+    assert stepping.supports(solver, controller)
     sol = stepping.solve_batch(term, solver, controller, jnp.asarray(0.0), ts[-1], y0, dt0=0.02,
                                max_steps=10_000, save_ts=ts)
     assert (np.asarray(sol.result) == stepping.OK).all()
-    for b in range(4):
+    for b in range(3):
         yb = jax.tree_util.tree_map(lambda x: x[b], y0)
         ref = diffrax.diffeqsolve(term, solver, 0.0, 10.0, 0.02, yb, saveat=diffrax.SaveAt(ts=ts),
                                   stepsize_controller=controller, max_steps=10_000)
@@ -67,8 +94,43 @@ def test_batch_loop_equals_diffeqsolve_per_seed(solver, adaptive):
             np.testing.assert_allclose(np.asarray(got[b]), np.asarray(want), rtol=1e-9, atol=1e-12)
 
 
-def test_implicit_solvers_are_left_to_diffeqsolve():
-    assert not stepping.supports(diffrax.Kvaerno5())  # gradient_flow falls back to vmap(diffeqsolve)
+def test_overridden_step_and_jumps_change_the_steps():
+    """The two special cases above are not vacuous: the overriding subclass and the jump times
+    each change the step sequence against plain Tsit5."""
+    tg, term, y0 = _problem(1)
+    counts = {}
+    for name in ("Tsit5", "Tsit5-clip", "overridden-step"):
+        solver, controller = CASES[name]
+        sol = stepping.solve_batch(term, solver, controller, jnp.asarray(0.0), 10.0, y0, dt0=0.02, max_steps=10_000,
+                                   save_ts=jnp.array([10.0]))
+        counts[name] = (int(sol.num_accepted_steps[0]), int(sol.num_rejected_steps[0]))
+    assert counts["Tsit5-clip"] != counts["Tsit5"] and counts["overridden-step"] != counts["Tsit5"]
+
+
+def test_unsupported_solvers_are_refused_with_a_reason():
+    """Implicit solvers need diffrax's own loop: solve_batch refuses them by name, and
+    deflation.solve then runs vmap(diffeqsolve) (tests/test_flow.py::test_implicit_solver)."""
+    tg, term, y0 = _problem(1)
+    reason = stepping.unsupported(diffrax.Kvaerno5())
+    assert reason is not None and "Kvaerno5" in reason
+    with pytest.raises(ValueError, match="Kvaerno5"):
+        stepping.solve_batch(term, diffrax.Kvaerno5(), _pid(), jnp.asarray(0.0), 1.0, y0, dt0=None, max_steps=10,
+                             save_ts=jnp.array([1.0]))
+    assert stepping._explicit_tableau(HalfErrorTsit5()) is None  # run through its own step
+    assert stepping._explicit_tableau(diffrax.Tsit5()) is not None
+
+
+def test_installed_diffrax_is_a_tested_release():
+    """The loop uses diffrax internals; pyproject.toml pins the releases it was checked against."""
+    from importlib.metadata import requires, version
+
+    from packaging.specifiers import SpecifierSet
+
+    from packaging.requirements import Requirement
+
+    pinned = [Requirement(r).specifier for r in requires("deflation") if Requirement(r).name == "diffrax"]
+    assert pinned == [SpecifierSet(stepping.DIFFRAX_TESTED)], pinned
+    assert version("diffrax") in SpecifierSet(stepping.DIFFRAX_TESTED)
 
 
 def test_max_steps_is_per_seed():

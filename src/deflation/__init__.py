@@ -1,16 +1,24 @@
 """deflation: exact, batched gradient flow on over-parametrized tensor decomposition.
 
 Simulates the system of Ge, Ren, Wang and Zhou, "Understanding Deflation Process in
-Over-parametrized Tensor Decomposition" (NeurIPS 2021). Importing the package turns on
-``jax_enable_x64`` (float64 by default); pass float32 arrays to work in single precision.
+Over-parametrized Tensor Decomposition" (NeurIPS 2021).
+
+Precision. Importing the package turns on JAX's ``jax_enable_x64`` for the whole process, so that
+arrays are float64 by default: the loss is resolved far below 1e-16 only in double precision, and
+every result of this package is computed in it. This is a process-wide JAX setting, done once here
+and nowhere else. To keep JAX's float32 default, set the environment variable
+``JAX_ENABLE_X64=0`` (or ``false``) before the import: the package then leaves the setting alone,
+and its functions work in the precision of the arrays they are given.
 """
+
+import os as _os
 
 import jax as _jax
 
-_jax.config.update("jax_enable_x64", True)
+if _os.environ.get("JAX_ENABLE_X64", "").strip().lower() not in ("0", "false", "no", "off"):
+    _jax.config.update("jax_enable_x64", True)
 
-from importlib.metadata import PackageNotFoundError as _NotFound, version as _version  # noqa: E402
-
+from ._version import __version__  # noqa: E402
 from .algorithm import Algorithm2Result, EpochRecord, modified_gradient_flow  # noqa: E402
 from .dynamics import (  # noqa: E402
     from_lognorm,
@@ -23,21 +31,21 @@ from .dynamics import (  # noqa: E402
 from .flow import FlowResult, gradient_flow  # noqa: E402
 from .init import sample_sphere, sample_sphere_batch, seed_keys  # noqa: E402
 from .partition import Partition, partition  # noqa: E402
+from .integrate import EventConfig, Solution, SolverConfig, solve  # noqa: E402
 from .target import Target  # noqa: E402
 from .theorem import Theorem1Parameters, theorem1_parameters  # noqa: E402
-from . import montecarlo  # noqa: E402  (xarray/zarr are imported lazily inside)
-
-try:
-    __version__ = _version("deflation")
-except _NotFound:  # running from a source tree without installation
-    __version__ = "0+unknown"
 
 __all__ = [
     "Algorithm2Result",
     "EpochRecord",
+    "EventConfig",
     "FlowResult",
     "Partition",
+    "Solution",
+    "SolverConfig",
     "Target",
+    "Theorem1Parameters",
+    "__version__",
     "from_lognorm",
     "gradient_flow",
     "loss",
@@ -47,8 +55,8 @@ __all__ = [
     "sample_sphere",
     "sample_sphere_batch",
     "seed_keys",
+    "solve",
     "tensor_power_velocity",
-    "Theorem1Parameters",
     "theorem1_parameters",
     "to_lognorm",
     "velocity",

@@ -3,7 +3,7 @@
 One epoch ``s`` (state ``W^{(s,0)}``, scale ``beta^{(s)}``):
 
 1. Phase 1: gradient flow on ``L(W) = 1/2 |T - T*|_F^2 + lam/2 |W|_F^2`` for
-   ``t1 = c1 d / (beta log d)`` (plus ``c3 log(d / alpha) / beta``, Lemma 4's ``t1'''``, if ``c3 > 0``);
+   ``t1 = c1 d / (beta log d)`` (plus Lemma 4's third term ``c3 log(d / alpha) / beta`` if ``c3 > 0``);
 2. every column with ``|w| < delta1`` is re-drawn from ``delta0 Unif(S^{d-1})``;
 3. Phase 2: gradient flow for ``t2 = c2 (log(1/delta1) + log(1/lam)) / beta``;
 4. ``beta <- beta (1 - gamma)``.
@@ -14,19 +14,20 @@ It starts from ``W^{(0,0)}`` with i.i.d. columns from ``delta0 Unif(S^{d-1})`` a
 Implementation. The state is kept in log-norm coordinates ``(rho, ubar)`` (``w = exp(rho) ubar``,
 see :mod:`deflation.dynamics`), so the Theorem 1 scales (``delta0`` far below 1e-30) integrate
 with full relative accuracy; a re-draw sets ``rho = log delta0`` and a fresh unit direction. The
-epoch loop is a ``lax.scan`` of ``max_epochs`` steps whose carry holds the state, ``beta``, the
-``S_i`` membership of every column (Definition 1) and the PRNG key, split explicitly once per epoch
-(the re-draw key). Once converged (or halted by a solver failure) an epoch is a ``lax.cond`` branch
-that does no work and changes nothing; under ``vmap`` both branches are traced, so the working
-branch then also runs its phases with length 0 (zero solver steps). Each phase is one
-:func:`deflation.flow.solve_lognorm` call that saves a uniform grid of ``grid_points`` times on
-which :mod:`deflation.monitors` locates Definition 1 crossings and evaluates the Proposition 1
-monitors. The whole run is one ``jit``-compiled function, ``vmap``-ped over seeds; seed ``k`` of a
-batch uses the key ``fold_in(key, k)``, so its result does not depend on the batch.
+epoch loop is a ``lax.scan`` of ``max_epochs`` steps over the whole batch of seeds; its carry
+(:class:`EpochState`) holds each seed's state, ``beta``, the ``S_i`` membership of every column
+(Definition 1) and the PRNG key, split explicitly once per epoch (the re-draw key). Each phase is
+one :func:`deflation.integrate.solve` call for the batch, each seed with its own phase length and
+its own adaptive steps, whose event grid of ``grid_points`` times per phase carries Definition 1
+(:mod:`deflation.definition1`) and the Proposition 1 monitors (:mod:`deflation.monitors`). A seed
+that has converged (or was halted by a solver failure) runs its phases with length 0: no solver
+step, nothing changes, and its record says the epoch did not run. Seed ``k`` of a batch uses the
+key ``fold_in(key, k)``, so its result does not depend on the batch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Sequence
 
@@ -38,13 +39,14 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from . import _validate as check
-from .contract import evaluate, residual_norm_sq
+from .contract import residual_norm_sq
+from .definition1 import discovered
 from .dynamics import from_lognorm, normalize
-from .flow import NONFINITE, SOLVER_FAILED, STATUS_NAMES, SUCCESS, MAX_STEPS, solve_lognorm
 from .init import seed_keys, unit_columns
-from .monitors import observer, track_phase
+from .monitors import proposition1
 from .partition import C_RHO, partition, partition_thresholds
-from .target import Target
+from .integrate import SUCCESS, EventConfig, SolverConfig, failures, solve
+from .target import Target, as_target
 from .theorem import theorem1_alpha
 
 
@@ -69,6 +71,18 @@ class Algorithm2Config(eqx.Module):
     max_steps: int
 
 
+def _when_idle(value):
+    """Field metadata: the value an epoch that did not run records (None: the computed one,
+    which for a phase of length 0 is the state's own)."""
+    return dict(idle=value)
+
+
+_SAME = _when_idle(None)
+_ZERO = _when_idle(0)
+_INF = _when_idle(math.inf)
+_NEG_INF = _when_idle(-math.inf)
+
+
 class EpochRecord(eqx.Module):
     """Per-epoch record of Algorithm 2. Every array has a leading epoch axis ``E = max_epochs``
     (after the batch axis ``B`` when the run was batched). Times inside an epoch are measured
@@ -76,15 +90,16 @@ class EpochRecord(eqx.Module):
 
     An epoch with ``active = False`` did not run (converged or halted before it): its lengths and
     counts are 0, its flags and residuals repeat the state, and its extremes over time are those
-    of an empty set (minima ``+inf``, maxima ``-inf``).
+    of an empty set (minima ``+inf``, maxima ``-inf``). Each field declares that idle value once,
+    in its metadata (:meth:`idle_where`).
 
     Attributes:
         active: whether the epoch ran.
         beta: ``beta^{(s)}``.
         t1, t2: lengths of Phase 1 and Phase 2 (the paper's ``t1^{(s)}`` and ``t2^{(s)} - t1^{(s)}``).
         t_start: absolute time at the start of the epoch.
-        residual_phase1, residual_phase2: ``|T - T*|_F`` at the end of Phase 1 (before the
-            re-draw) and of Phase 2.
+        residual_norm_phase1, residual_norm_phase2: ``|T - T*|_F`` at the end of Phase 1 (before
+            the re-draw) and of Phase 2.
         num_redrawn: columns re-drawn between the phases.
         discovered_phase1: ``S_i`` non-empty at the end of Phase 1 (Lemma 4.2), (E, r).
         discovered: ``S_i`` non-empty at the end of the epoch (Definition 1), (E, r).
@@ -94,7 +109,7 @@ class EpochRecord(eqx.Module):
         fit_time: when ``a_i - ahat_i`` fell to ``2 lam`` in this epoch (inf: not), (E, r).
         misalignment_max: Prop. 1 (a) monitor, max over the epoch and ``w in S_i`` of
             ``1 - wbar_i^2`` (claim: ``<= alpha``), (E, r). Computed without cancellation
-            (see :mod:`deflation.monitors`), so it resolves Theorem 1's ``alpha^2 ~ 1e-16``.
+            (see :mod:`deflation.definition1`), so it resolves Theorem 1's ``alpha^2 ~ 1e-16``.
         misalignment_avg_max: Prop. 1 (b) monitor, max over the epoch of ``E_{i,w} (1 - wbar_i^2)``
             (claim: ``<= alpha^2 + 4 s m delta1^2``), (E, r).
         gap_min, gap_max: Prop. 1 (c) monitors, extremes over the epoch of ``a_i - ahat_i``, (E, r).
@@ -110,46 +125,63 @@ class EpochRecord(eqx.Module):
         joined_phase1_potential, joined_phase1_good: of those, how many were in
             ``S_{i,pot}^{(s)}`` / ``S_{i,good}^{(s)}`` (Lemma 5.1: all are potential), (E, r).
         joined_phase2: columns that joined ``S_i`` in Phase 2, (E, r).
-        status: solver status of the epoch (0 success; see :data:`deflation.flow.STATUS_NAMES`).
+        status: solver status of the epoch (0 success; see :data:`deflation.integrate.STATUS_NAMES`).
         num_steps: solver steps taken in the epoch.
-        trace_t: absolute save times of both phases, (E, 2K).
+        trace_t: absolute times of both phases' event grids, (E, 2K).
         trace_residual: ``(T* - T)(u_i^p)`` on ``trace_t``, (E, 2K, r).
-        trace_residual_norm: ``|T - T*|_F`` on ``trace_t``, (E, 2K).
+        trace_residual_norm: ``|T - T*|_F`` on ``trace_t`` (float Gram route), (E, 2K).
     """
 
-    active: Bool[Array, "*B E"]
-    beta: Float[Array, "*B E"]
-    t1: Float[Array, "*B E"]
-    t2: Float[Array, "*B E"]
-    t_start: Float[Array, "*B E"]
-    residual_phase1: Float[Array, "*B E"]
-    residual_phase2: Float[Array, "*B E"]
-    num_redrawn: Int[Array, "*B E"]
-    discovered_phase1: Bool[Array, "*B E r"]
-    discovered: Bool[Array, "*B E r"]
-    fitted: Bool[Array, "*B E r"]
-    ahat: Float[Array, "*B E r"]
-    discovery_time: Float[Array, "*B E r"]
-    fit_time: Float[Array, "*B E r"]
-    misalignment_max: Float[Array, "*B E r"]
-    misalignment_avg_max: Float[Array, "*B E r"]
-    gap_min: Float[Array, "*B E r"]
-    gap_max: Float[Array, "*B E r"]
-    log_norm_outside_max: Float[Array, "*B E"]
-    bad_crossings: Int[Array, "*B E"]
-    Gamma: Float[Array, "*B E r"]
-    num_good: Int[Array, "*B E r"]
-    num_potential: Int[Array, "*B E r"]
-    num_bad: Int[Array, "*B E"]
-    joined_phase1: Int[Array, "*B E r"]
-    joined_phase1_potential: Int[Array, "*B E r"]
-    joined_phase1_good: Int[Array, "*B E r"]
-    joined_phase2: Int[Array, "*B E r"]
-    status: Int[Array, "*B E"]
-    num_steps: Int[Array, "*B E"]
-    trace_t: Float[Array, "*B E K2"]
-    trace_residual: Float[Array, "*B E K2 r"]
-    trace_residual_norm: Float[Array, "*B E K2"]
+    active: Bool[Array, "*B E"] = eqx.field(metadata=_SAME)
+    beta: Float[Array, "*B E"] = eqx.field(metadata=_SAME)
+    t1: Float[Array, "*B E"] = eqx.field(metadata=_ZERO)
+    t2: Float[Array, "*B E"] = eqx.field(metadata=_ZERO)
+    t_start: Float[Array, "*B E"] = eqx.field(metadata=_SAME)
+    residual_norm_phase1: Float[Array, "*B E"] = eqx.field(metadata=_SAME)
+    residual_norm_phase2: Float[Array, "*B E"] = eqx.field(metadata=_SAME)
+    num_redrawn: Int[Array, "*B E"] = eqx.field(metadata=_ZERO)
+    discovered_phase1: Bool[Array, "*B E r"] = eqx.field(metadata=_SAME)
+    discovered: Bool[Array, "*B E r"] = eqx.field(metadata=_SAME)
+    fitted: Bool[Array, "*B E r"] = eqx.field(metadata=_SAME)
+    ahat: Float[Array, "*B E r"] = eqx.field(metadata=_SAME)
+    discovery_time: Float[Array, "*B E r"] = eqx.field(metadata=_INF)
+    fit_time: Float[Array, "*B E r"] = eqx.field(metadata=_INF)
+    misalignment_max: Float[Array, "*B E r"] = eqx.field(metadata=_NEG_INF)
+    misalignment_avg_max: Float[Array, "*B E r"] = eqx.field(metadata=_NEG_INF)
+    gap_min: Float[Array, "*B E r"] = eqx.field(metadata=_INF)
+    gap_max: Float[Array, "*B E r"] = eqx.field(metadata=_NEG_INF)
+    log_norm_outside_max: Float[Array, "*B E"] = eqx.field(metadata=_NEG_INF)
+    bad_crossings: Int[Array, "*B E"] = eqx.field(metadata=_ZERO)
+    Gamma: Float[Array, "*B E r"] = eqx.field(metadata=_INF)
+    num_good: Int[Array, "*B E r"] = eqx.field(metadata=_ZERO)
+    num_potential: Int[Array, "*B E r"] = eqx.field(metadata=_ZERO)
+    num_bad: Int[Array, "*B E"] = eqx.field(metadata=_ZERO)
+    joined_phase1: Int[Array, "*B E r"] = eqx.field(metadata=_ZERO)
+    joined_phase1_potential: Int[Array, "*B E r"] = eqx.field(metadata=_ZERO)
+    joined_phase1_good: Int[Array, "*B E r"] = eqx.field(metadata=_ZERO)
+    joined_phase2: Int[Array, "*B E r"] = eqx.field(metadata=_ZERO)
+    status: Int[Array, "*B E"] = eqx.field(metadata=_SAME)
+    num_steps: Int[Array, "*B E"] = eqx.field(metadata=_ZERO)
+    trace_t: Float[Array, "*B E K2"] = eqx.field(metadata=_SAME)
+    trace_residual: Float[Array, "*B E K2 r"] = eqx.field(metadata=_SAME)
+    trace_residual_norm: Float[Array, "*B E K2"] = eqx.field(metadata=_SAME)
+
+    def idle_where(self, active: Bool[Array, "*B"]) -> "EpochRecord":
+        """The record with every field of an epoch that did not run (``active`` False) set to its
+        declared idle value."""
+        values = {}
+        for f in dataclasses.fields(self):
+            x = getattr(self, f.name)
+            idle = f.metadata["idle"]
+            if idle is not None:
+                mask = jnp.reshape(active, jnp.shape(active) + (1,) * (x.ndim - jnp.ndim(active)))
+                x = jnp.where(mask, x, jnp.asarray(idle, x.dtype))
+            values[f.name] = x
+        return EpochRecord(**values)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every field as a NumPy array, by name (for saving)."""
+        return {f.name: np.asarray(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
 class Algorithm2Result(eqx.Module):
@@ -161,7 +193,7 @@ class Algorithm2Result(eqx.Module):
         epochs: number of epochs that ran, (B,).
         discovery_epoch: epoch in which ``S_i`` first became non-empty, -1 if never, (B, r).
         fit_epoch: first epoch at whose end ``i`` was fitted, -1 if never, (B, r).
-        residual: final ``|T - T*|_F``, (B,).
+        residual_norm: final ``|T - T*|_F``, (B,).
         log_norm, ubar: final state in log-norm coordinates, ``w_j = exp(log_norm_j) ubar_j``
             (exact where ``W`` underflows), (B, m), (B, d, m).
         W: final components, (B, d, m).
@@ -176,7 +208,7 @@ class Algorithm2Result(eqx.Module):
     epochs: Int[Array, "*B"]
     discovery_epoch: Int[Array, "*B r"]
     fit_epoch: Int[Array, "*B r"]
-    residual: Float[Array, "*B"]
+    residual_norm: Float[Array, "*B"]
     log_norm: Float[Array, "*B m"]
     ubar: Float[Array, "*B d m"]
     W: Float[Array, "*B d m"]
@@ -191,8 +223,82 @@ class Algorithm2Result(eqx.Module):
 
     def failed(self) -> list[tuple[int, str]]:
         """``[(batch index, reason), ...]`` for every run halted by a solver failure."""
-        status = np.atleast_1d(np.asarray(self.status))
-        return [(int(i), STATUS_NAMES[int(s)]) for i, s in enumerate(status) if s != SUCCESS]
+        return failures(self.status)
+
+    def _arrays(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("seeds", "config")}
+
+    def run_arrays(self) -> dict[str, np.ndarray]:
+        """The per-run results (everything but the record) as NumPy arrays, by name."""
+        return {k: np.asarray(v) for k, v in self._arrays().items() if k != "record"}
+
+    def seed(self, index: int) -> "Algorithm2Result":
+        """Run ``index`` of a batched result (NumPy arrays), shaped as if it had been run alone."""
+        if not self.batched:
+            return self
+        arrays = jax.tree_util.tree_map(lambda x: np.asarray(x)[index], self._arrays())
+        return Algorithm2Result(seeds=None, config=self.config, **arrays)
+
+    def take(self, n: int) -> "Algorithm2Result":
+        """The first ``n`` runs of a batched result (NumPy arrays)."""
+        arrays = jax.tree_util.tree_map(lambda x: np.asarray(x)[:n], self._arrays())
+        return Algorithm2Result(seeds=None if self.seeds is None else self.seeds[:n], config=self.config, **arrays)
+
+    @classmethod
+    def concatenate(cls, parts: Sequence["Algorithm2Result"], seeds=None) -> "Algorithm2Result":
+        """Batched results of the same parameters, one after another along the seed axis."""
+        arrays = jax.tree_util.tree_map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]),
+                                        *[p._arrays() for p in parts])
+        return cls(seeds=seeds, config=parts[0].config, **arrays)
+
+    def epoch_table(self, seed: int = 0) -> str:
+        """One run's epochs as a text table: beta, phase lengths, ``|T - T*|_F`` after each phase,
+        re-draws, Definition 2's bad columns, and the components newly discovered and fitted
+        (0-based indices into ``a``)."""
+        rec = self.seed(seed).record if self.batched else jax.tree_util.tree_map(np.asarray, self.record)
+        lines = [f"{'epoch':>5} {'beta':>9} {'t1':>9} {'t2':>9} {'|T-T*| P1':>10} {'|T-T*| P2':>10} {'redrawn':>7} "
+                 f"{'bad(D2)':>7}  {'discovered (new)':<18} {'fitted (new)':<18}"]
+        r = rec.discovered.shape[-1]
+        prev_disc = np.zeros(r, bool)
+        prev_fit = np.zeros(r, bool)
+        for s in range(rec.active.shape[0]):
+            if not rec.active[s]:
+                break
+            new_disc = np.isfinite(rec.discovery_time[s]) | (rec.discovered[s] & ~prev_disc)
+            new_fit = rec.fitted[s] & ~prev_fit
+            lines.append(
+                f"{s:>5} {rec.beta[s]:9.3e} {rec.t1[s]:9.3e} {rec.t2[s]:9.3e} {rec.residual_norm_phase1[s]:10.3e} "
+                f"{rec.residual_norm_phase2[s]:10.3e} {rec.num_redrawn[s]:>7d} {rec.num_bad[s]:>7d}  "
+                f"{_index_list(new_disc):<18} {_index_list(new_fit):<18}"
+            )
+            prev_disc, prev_fit = rec.discovered[s], rec.fitted[s]
+        return "\n".join(lines)
+
+    def component_table(self, target: Target, seed: int = 0) -> str:
+        """One run's components as a text table: weight, discovery / fit epoch and time within that
+        epoch, the phase of the discovery, and the paper's scales ``d / (a_i log d)`` (Phase 1) and
+        ``(log 1/delta1 + log 1/lam) / a_i`` (Phase 2)."""
+        run = self.seed(seed)
+        rec = jax.tree_util.tree_map(np.asarray, run.record)
+        de, fe = np.asarray(run.discovery_epoch), np.asarray(run.fit_epoch)
+        cfg = self.config
+        a = np.asarray(target.a)
+        d = target.d
+        lines = [f"{'i':>3} {'a_i':>8} {'disc ep':>7} {'t_disc':>9} {'phase':>5} {'fit ep':>6} {'t_fit':>9} "
+                 f"{'d/(a log d)':>11} {'L/a_i':>9}"]
+        L = math.log(1 / cfg.delta1) + math.log(1 / cfg.lam)
+        for i in range(a.shape[0]):
+            td = rec.discovery_time[de[i], i] if de[i] >= 0 else math.inf
+            ph = "-" if de[i] < 0 else ("1" if td <= rec.t1[de[i]] else "2")
+            tf = rec.fit_time[fe[i], i] if fe[i] >= 0 else math.inf
+            lines.append(f"{i:>3} {a[i]:8.4f} {de[i]:>7d} {td:9.3g} {ph:>5} {fe[i]:>6d} {tf:9.3g} "
+                         f"{d / (a[i] * math.log(d)):11.3g} {L / a[i]:9.3g}")
+        return "\n".join(lines)
+
+
+def _index_list(mask) -> str:
+    idx = [str(i) for i in np.flatnonzero(mask)]
+    return ",".join(idx) if idx else "-"
 
 
 # ---------------------------------------------------------------------------- pure pieces
@@ -228,180 +334,147 @@ def reinitialize(key, rho, ubar, member, delta0, delta1, enabled=True):
     return rho, ubar, member, redrawn
 
 
-def _status(sol, state) -> jax.Array:
-    ok = sol.result == diffrax.RESULTS.successful
-    maxed = sol.result == diffrax.RESULTS.max_steps_reached
-    finite = jnp.isfinite(state[0]).all() & jnp.isfinite(state[1]).all()
-    return jnp.where(ok, jnp.where(finite, SUCCESS, NONFINITE), jnp.where(maxed, MAX_STEPS, SOLVER_FAILED))
-
-
-def _phase(target, state, member, length, lam, delta1, alpha, K, solver, controller, max_steps, precise):
-    """One phase of gradient flow for ``length`` (traced; 0 means no steps) with Definition 1
-    tracking on a uniform grid of ``K`` points."""
-    ts = length * jnp.linspace(0.0, 1.0, K, dtype=state[0].dtype)
-    saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(t1=True),
-                                  diffrax.SubSaveAt(ts=ts, fn=observer(target, lam, member))])
-    sol = solve_lognorm(target, state, jnp.zeros_like(length), length, lam, solver=solver,
-                        stepsize_controller=controller, max_steps=max_steps, saveat=saveat)
-    (rho, ubar), obs = sol.ys
-    end = (rho[0], normalize(ubar[0]))
-    status = _status(sol, end)
-    summary = track_phase(ts, obs, member, target.a, lam, delta1, alpha)
-    summary["residual_norm"] = _residual_norm(end, target, precise)
-    return end, ts, obs, summary, status, sol.stats["num_steps"]
-
-
-def _residual_norm(state, target, precise):
+def residual_norm(rho: Float[Array, " m"], ubar: Float[Array, "d m"], target: Target, precise: bool | None):
     """``|T - T*|_F`` of a log-norm state (double-double when ``precise``; see :mod:`deflation.contract`)."""
-    sq, _ = residual_norm_sq(normalize(state[1]), jnp.exp(2.0 * state[0]), target, precise)
+    sq, _ = residual_norm_sq(normalize(ubar), jnp.exp(2.0 * rho), target, precise)
     return jnp.sqrt(jnp.maximum(sq, 0.0))
 
 
-def _directions_nonempty(member, r):
-    return (member[None, :] == jnp.arange(r)[:, None]).any(axis=1)
+class EpochState(eqx.Module):
+    """The carry of the epoch scan, per seed (leading batch axis ``B``).
+
+    Attributes:
+        rho, ubar: the state in log-norm coordinates, (B, m), (B, d, m).
+        member: ``S_i`` index of every column, or -1, (B, m).
+        beta: the epoch scale ``beta^{(s)}``, (B,).
+        key: each seed's PRNG key (split once per epoch for the re-draw), (B,).
+        time: absolute time at the start of the epoch, (B,).
+        residual_norm: ``|T - T*|_F`` of the state, (B,).
+        status: 0, or the first solver failure's code (the seed is then halted), (B,).
+    """
+
+    rho: Float[Array, "B m"]
+    ubar: Float[Array, "B d m"]
+    member: Int[Array, "B m"]
+    beta: Float[Array, " B"]
+    key: Any
+    time: Float[Array, " B"]
+    residual_norm: Float[Array, " B"]
+    status: Int[Array, " B"]
 
 
-def _ahat(rho, member, r):
-    return jax.ops.segment_sum(jnp.exp(2.0 * rho), member + 1, num_segments=r + 1)[1:]
-
-
-def _single_run(target: Target, key, p, *, m, K, max_epochs, solver, controller, max_steps, precise):
-    """Algorithm 2 for one key. ``p``: dict of traced scalar parameters."""
+def _run_batch(target: Target, keys, p, *, m, K, max_epochs, solver: SolverConfig, precise):
+    """Algorithm 2 for a batch of keys ``(B,)``. ``p``: dict of traced scalar parameters."""
     d, r = target.d, target.r
     a = target.a
     lam, delta0, delta1, alpha, gamma, eps = (p[k] for k in ("lam", "delta0", "delta1", "alpha", "gamma", "eps"))
     c1, c2, c3, c_rho = (p[k] for k in ("c1", "c2", "c3", "c_rho"))
-    truth = evaluate(target.U, a, target.U, target.order)
+    events = EventConfig(delta1=delta1, alpha=alpha, fit_fraction=0.1, points=K, norm=True)
+    per_seed = jax.vmap
 
-    key, k0 = jax.random.split(key)
-    ubar0 = unit_columns(k0, d, m)
-    rho0 = jnp.full((m,), jnp.log(delta0), dtype=ubar0.dtype)
-    omega0 = jnp.exp(2.0 * rho0)
-    res0 = _residual_norm((rho0, ubar0), target, False)  # |T| ~ m delta0^2: no cancellation at the start
-    carry = dict(
-        rho=rho0, ubar=ubar0, member=jnp.full((m,), -1, dtype=jnp.int32), beta=res0, key=key,
-        time=jnp.zeros((), ubar0.dtype), residual=res0, resid_dir=truth - evaluate(ubar0, omega0, target.U, target.order),
-        halted=jnp.zeros((), bool), status=jnp.zeros((), jnp.int32),
-    )
-    inf = jnp.full((r,), jnp.inf, ubar0.dtype)
-    zr = jnp.zeros((r,), jnp.int32)
-    z = jnp.zeros((), jnp.int32)
+    def draw(key):
+        key, k0 = jax.random.split(key)
+        ubar = unit_columns(k0, d, m)
+        return key, jnp.full((m,), jnp.log(delta0), dtype=ubar.dtype), ubar
 
-    def run(c):
-        active = (c["residual"] > eps) & ~c["halted"]
-        t1p, t1, t2 = phase_lengths(c["beta"], d, lam, delta1, alpha, c1, c2, c3)
+    keys, rho0, ubar0 = per_seed(draw)(keys)
+    B = rho0.shape[0]
+    res0 = per_seed(lambda rho, ubar: residual_norm(rho, ubar, target, False))(rho0, ubar0)  # |T| ~ m delta0^2
+    state = EpochState(rho=rho0, ubar=ubar0, member=jnp.full((B, m), -1, jnp.int32), beta=res0, key=keys,
+                       time=jnp.zeros((B,), rho0.dtype), residual_norm=res0, status=jnp.zeros((B,), jnp.int32))
+
+    def epoch(c: EpochState, _):
+        active = (c.residual_norm > eps) & (c.status == SUCCESS)
+        t1p, t1, t2 = phase_lengths(c.beta, d, lam, delta1, alpha, c1, c2, c3)
         t1 = jnp.where(active, t1, 0.0)
-        key, k_redraw = jax.random.split(c["key"])
-        discovered0 = _directions_nonempty(c["member"], r)
-        part = partition(c["ubar"], c["member"] < 0, target, *partition_thresholds(a, lam, t1p, discovered0, c_rho))
+        split = per_seed(jax.random.split)(c.key)
+        key, k_redraw = split[:, 0], split[:, 1]
+        Gamma, rho_def2 = per_seed(lambda mem, tp: partition_thresholds(a, lam, tp, discovered(mem, r), c_rho))(c.member, t1p)
+        part = per_seed(lambda u, mem, G, rd: partition(u, mem < 0, target, G, rd))(c.ubar, c.member, Gamma, rho_def2)
 
-        # both phases in one inner scan, so the solve is compiled once (halves compile time)
+        # both phases in one inner scan, so the solve is compiled once
         def phase(pc, x):
             rho, ubar, member, ok = pc
             second, length = x
-            rho, ubar, member, redrawn = reinitialize(k_redraw, rho, ubar, member, delta0, delta1,
-                                                      enabled=second & active & ok)
+            rho, ubar, member, redrawn = per_seed(
+                lambda k, rh, ub, mem, on: reinitialize(k, rh, ub, mem, delta0, delta1, enabled=second & on)
+            )(k_redraw, rho, ubar, member, active & ok)
             length = jnp.where(active & ok, length, 0.0)
-            y, ts, obs, summary, st, n = _phase(target, (rho, ubar), member, length, lam, delta1, alpha,
-                                                K, solver, controller, max_steps, precise)
-            out = dict(start_member=member, ts=ts, obs=obs, summary=summary, status=st, steps=n, redrawn=redrawn.sum())
-            return (y[0], y[1], summary["member"], ok & (st == SUCCESS)), out
+            sol = solve(target, (rho, ubar), t1=length, solver=solver, lam=lam, events=events, member=member,
+                        from_above=False)
+            end_rho, end_ubar = sol.rho[:, -1], per_seed(normalize)(sol.ubar[:, -1])
+            tr = sol.tracked
+            out = dict(tracked=tr, obs=sol.observations, ts=sol.event_ts, status=sol.status, steps=sol.num_steps,
+                       redrawn=redrawn.sum(axis=1),
+                       norm=per_seed(lambda rh, ub: residual_norm(rh, ub, target, precise))(end_rho, end_ubar),
+                       monitors=per_seed(lambda ob, t: proposition1(ob, t, a))(sol.observations, tr))
+            return (end_rho, end_ubar, tr.member, ok & (sol.status == SUCCESS)), out
 
         (rho_e, ubar_e, member_e, ok), ph = jax.lax.scan(
-            phase, (c["rho"], c["ubar"], c["member"], jnp.ones((), bool)),
-            (jnp.array([False, True]), jnp.stack([t1, t2])))
+            phase, (c.rho, c.ubar, c.member, jnp.ones((B,), bool)), (jnp.array([False, True]), jnp.stack([t1, t2])))
         t2 = jnp.where(active & (ph["status"][0] == SUCCESS), t2, 0.0)
-        first_fail = jnp.argmax(ph["status"] != SUCCESS)
-        status = jnp.where(ok, SUCCESS, ph["status"][first_fail]).astype(jnp.int32)
-        p1 = jax.tree_util.tree_map(lambda x: x[0], ph["summary"])
-        p2 = jax.tree_util.tree_map(lambda x: x[1], ph["summary"])
-        obs1 = jax.tree_util.tree_map(lambda x: x[0], ph["obs"])
-        obs2 = jax.tree_util.tree_map(lambda x: x[1], ph["obs"])
-        ts1, ts2 = ph["ts"][0], ph["ts"][1]
-        redrawn_count = ph["redrawn"][1]
-        n1, n2 = ph["steps"][0], ph["steps"][1]
-        y2 = (rho_e, ubar_e)
-
-        new_member = p2["member"]
-        ahat = p2["ahat"]
-        joined1 = (p1["member"][None, :] == jnp.arange(r)[:, None]) & p1["joined_mask"][None, :]
-        rec = dict(
-            active=active, beta=c["beta"], t1=t1, t2=t2, t_start=c["time"],
-            residual_phase1=p1["residual_norm"], residual_phase2=p2["residual_norm"],
-            num_redrawn=redrawn_count.astype(jnp.int32),
-            discovered_phase1=_directions_nonempty(p1["member"], r),
-            discovered=_directions_nonempty(new_member, r),
-            fitted=a - ahat <= 2.0 * lam, ahat=ahat,
-            discovery_time=jnp.where(jnp.isfinite(p1["discovery_time"]), p1["discovery_time"], t1 + p2["discovery_time"]),
-            fit_time=jnp.where(jnp.isfinite(p1["fit_time"]), p1["fit_time"], t1 + p2["fit_time"]),
-            misalignment_max=jnp.maximum(p1["misalignment_max"], p2["misalignment_max"]),
-            misalignment_avg_max=jnp.maximum(p1["misalignment_avg_max"], p2["misalignment_avg_max"]),
-            gap_min=jnp.minimum(p1["gap_min"], p2["gap_min"]),
-            gap_max=jnp.maximum(p1["gap_max"], p2["gap_max"]),
-            log_norm_outside_max=jnp.maximum(p1["log_norm_outside_max"], p2["log_norm_outside_max"]),
-            bad_crossings=(p1["bad_crossings"] + p2["bad_crossings"]).astype(jnp.int32),
+        first_fail = jnp.argmax(ph["status"] != SUCCESS, axis=0)
+        failed_status = jnp.take_along_axis(ph["status"], first_fail[None], axis=0)[0]
+        status = jnp.where(active & ~ok, failed_status, c.status).astype(jnp.int32)
+        p1, p2 = (jax.tree_util.tree_map(lambda x: x[i], ph) for i in (0, 1))
+        tr1, tr2, mon1, mon2 = p1["tracked"], p2["tracked"], p1["monitors"], p2["monitors"]
+        ahat = tr2.ahat[:, -1]
+        joined1 = (tr1.member[:, None, :] == jnp.arange(r)[None, :, None]) & jnp.isfinite(tr1.join_time)[:, None, :]
+        later = lambda x1, x2: jnp.where(jnp.isfinite(x1), x1, t1[:, None] + x2)  # noqa: E731
+        rec = EpochRecord(
+            active=active, beta=c.beta, t1=t1, t2=t2, t_start=c.time,
+            residual_norm_phase1=p1["norm"], residual_norm_phase2=p2["norm"],
+            num_redrawn=p2["redrawn"].astype(jnp.int32),
+            discovered_phase1=per_seed(lambda mem: discovered(mem, r))(tr1.member),
+            discovered=per_seed(lambda mem: discovered(mem, r))(member_e),
+            fitted=a[None, :] - ahat <= 2.0 * lam, ahat=ahat,
+            discovery_time=later(tr1.discovery_time, tr2.discovery_time),
+            fit_time=later(tr1.fit_time, tr2.fit_time),
+            misalignment_max=jnp.maximum(mon1["misalignment_max"], mon2["misalignment_max"]),
+            misalignment_avg_max=jnp.maximum(mon1["misalignment_avg_max"], mon2["misalignment_avg_max"]),
+            gap_min=jnp.minimum(mon1["gap_min"], mon2["gap_min"]),
+            gap_max=jnp.maximum(mon1["gap_max"], mon2["gap_max"]),
+            log_norm_outside_max=jnp.maximum(mon1["log_norm_outside_max"], mon2["log_norm_outside_max"]),
+            bad_crossings=(tr1.bad_crossings + tr2.bad_crossings).astype(jnp.int32),
             Gamma=part.Gamma,
-            num_good=part.good.sum(1).astype(jnp.int32), num_potential=part.potential.sum(1).astype(jnp.int32),
-            num_bad=part.bad.sum().astype(jnp.int32),
-            joined_phase1=p1["joined"].astype(jnp.int32),
-            joined_phase1_potential=(joined1 & part.potential).sum(1).astype(jnp.int32),
-            joined_phase1_good=(joined1 & part.good).sum(1).astype(jnp.int32),
-            joined_phase2=p2["joined"].astype(jnp.int32),
-            status=status, num_steps=(n1 + n2).astype(jnp.int32),
-            trace_t=c["time"] + jnp.concatenate([ts1, t1 + ts2]),
-            trace_residual=jnp.concatenate([obs1["residual"], obs2["residual"]]),
-            trace_residual_norm=jnp.concatenate([obs1["residual_norm"], obs2["residual_norm"]]),
-        )
-        new = dict(
-            rho=y2[0], ubar=y2[1], member=new_member, beta=c["beta"] * (1.0 - gamma), key=key,
-            time=c["time"] + t1 + t2, residual=p2["residual_norm"], resid_dir=obs2["residual"][-1],
-            halted=status != SUCCESS, status=status,
+            num_good=part.good.sum(-1).astype(jnp.int32), num_potential=part.potential.sum(-1).astype(jnp.int32),
+            num_bad=part.bad.sum(-1).astype(jnp.int32),
+            joined_phase1=tr1.joined.astype(jnp.int32),
+            joined_phase1_potential=(joined1 & part.potential).sum(-1).astype(jnp.int32),
+            joined_phase1_good=(joined1 & part.good).sum(-1).astype(jnp.int32),
+            joined_phase2=tr2.joined.astype(jnp.int32),
+            status=status, num_steps=(p1["steps"] + p2["steps"]).astype(jnp.int32),
+            trace_t=c.time[:, None] + jnp.concatenate([p1["ts"], t1[:, None] + p2["ts"]], axis=1),
+            trace_residual=jnp.concatenate([p1["obs"].residual, p2["obs"].residual], axis=1),
+            trace_residual_norm=jnp.concatenate([p1["obs"].residual_norm, p2["obs"].residual_norm], axis=1),
+        ).idle_where(active)
+        keep = lambda new, old: jnp.where(jnp.reshape(active, (B,) + (1,) * (old.ndim - 1)), new, old)  # noqa: E731
+        new = EpochState(
+            rho=keep(rho_e, c.rho), ubar=keep(ubar_e, c.ubar), member=keep(member_e, c.member),
+            beta=keep(c.beta * (1.0 - gamma), c.beta), key=key, time=c.time + t1 + t2,
+            residual_norm=keep(p2["norm"], c.residual_norm), status=status,
         )
         return new, rec
 
-    def skip(c):
-        ahat = _ahat(c["rho"], c["member"], r)
-        nonempty = _directions_nonempty(c["member"], r)
-        zero = jnp.zeros((), c["time"].dtype)
-        rec = dict(
-            active=jnp.zeros((), bool), beta=c["beta"], t1=zero, t2=zero, t_start=c["time"],
-            residual_phase1=c["residual"], residual_phase2=c["residual"], num_redrawn=z,
-            discovered_phase1=nonempty, discovered=nonempty, fitted=a - ahat <= 2.0 * lam, ahat=ahat,
-            discovery_time=inf, fit_time=inf, misalignment_max=-inf, misalignment_avg_max=-inf, gap_min=inf, gap_max=-inf,
-            log_norm_outside_max=jnp.asarray(-jnp.inf, c["time"].dtype), bad_crossings=z,
-            Gamma=inf, num_good=zr, num_potential=zr, num_bad=z, joined_phase1=zr, joined_phase1_potential=zr,
-            joined_phase1_good=zr, joined_phase2=zr, status=c["status"], num_steps=z,
-            trace_t=jnp.full((2 * K,), c["time"]), trace_residual=jnp.broadcast_to(c["resid_dir"], (2 * K, r)),
-            trace_residual_norm=jnp.full((2 * K,), c["residual"]),
-        )
-        return c, rec
-
-    def epoch(c, _):
-        return jax.lax.cond((c["residual"] > eps) & ~c["halted"], run, skip, c)
-
-    final, rec = jax.lax.scan(epoch, carry, None, length=max_epochs)
-    first = lambda flags: jnp.where(flags.any(0), jnp.argmax(flags, axis=0), -1).astype(jnp.int32)  # noqa: E731
+    final, rec = jax.lax.scan(epoch, state, None, length=max_epochs)
+    rec = jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, 0, 1), rec)  # (B, E, ...)
+    first = lambda flags: jnp.where(flags.any(1), jnp.argmax(flags, axis=1), -1).astype(jnp.int32)  # noqa: E731
     return dict(
         record=rec,
-        converged=final["residual"] <= eps,
-        epochs=rec["active"].sum().astype(jnp.int32),
-        discovery_epoch=first(jnp.isfinite(rec["discovery_time"])),
-        fit_epoch=first(rec["fitted"] & rec["active"][:, None]),
-        residual=final["residual"],
-        log_norm=final["rho"], ubar=final["ubar"], W=from_lognorm(final["rho"], final["ubar"]),
-        member=final["member"], status=final["status"],
+        converged=final.residual_norm <= eps,
+        epochs=rec.active.sum(axis=1).astype(jnp.int32),
+        discovery_epoch=first(jnp.isfinite(rec.discovery_time)),
+        fit_epoch=first(rec.fitted & rec.active[:, :, None]),
+        residual_norm=final.residual_norm,
+        log_norm=final.rho, ubar=final.ubar, W=per_seed(from_lognorm)(final.rho, final.ubar),
+        member=final.member, status=final.status,
     )
 
 
 @eqx.filter_jit
-def _run(target, keys, params, m, K, max_epochs, solver, controller, max_steps, precise, batched):
-    """One compiled call: Algorithm 2 for one key, or vmapped over a batch of keys. (The
-    unbatched run is not a batch of one: there ``lax.cond`` really skips finished epochs.)"""
-    def one(k):
-        return _single_run(target, k, params, m=m, K=K, max_epochs=max_epochs, solver=solver,
-                           controller=controller, max_steps=max_steps, precise=precise)
-
-    return jax.vmap(one)(keys) if batched else one(keys)
+def _run(target, keys, params, m, K, max_epochs, solver, precise):
+    """One compiled call: Algorithm 2 for a batch of keys ``(B,)``."""
+    return _run_batch(target, keys, params, m=m, K=K, max_epochs=max_epochs, solver=solver, precise=precise)
 
 
 # ---------------------------------------------------------------------------- public entry point
@@ -482,8 +555,7 @@ def modified_gradient_flow(
     Raises:
         ValueError / TypeError: on bad input, before anything is traced.
     """
-    if not isinstance(target, Target):
-        raise TypeError(f"target must be a deflation.Target, got {type(target).__name__}")
+    target = as_target(target)
     key = _check_key(key)
     d, r = target.d, target.r
     if d < 2:
@@ -524,7 +596,7 @@ def modified_gradient_flow(
             raise ValueError("target.a must have a positive weight (T* = 0 needs no algorithm)")
     if seeds is None:
         seed_list = None
-        keys = key
+        keys = key[None] if key.ndim == 0 else key[None, :]
     else:
         if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
             seed_list = list(range(check.integer("seeds", seeds, 1)))
@@ -543,8 +615,8 @@ def modified_gradient_flow(
     f64 = lambda x: jnp.asarray(x, jnp.float64)  # noqa: E731
     params = dict(lam=f64(lam), delta0=f64(delta0), delta1=f64(delta1), alpha=f64(alpha), gamma=f64(gamma),
                   eps=f64(eps), c1=f64(c1), c2=f64(c2), c3=f64(c3), c_rho=f64(c_rho))
-    controller = diffrax.PIDController(rtol=f64(rtol), atol=f64(atol))
-    out = _run(target, keys, params, m, grid_points, max_epochs, solver, controller, max_steps, precise_loss,
-               seed_list is not None)
-    record = EpochRecord(**out.pop("record"))
-    return Algorithm2Result(record=record, seeds=seed_list, config=config, **out)
+    config_solver = SolverConfig.adaptive(rtol, atol, solver, max_steps=max_steps)
+    out = _run(target, keys, params, m, grid_points, max_epochs, config_solver, precise_loss)
+    if seed_list is None:
+        out = jax.tree_util.tree_map(lambda x: x[0], out)
+    return Algorithm2Result(seeds=seed_list, config=config, **out)

@@ -25,8 +25,9 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from . import _validate as check
+from .contract import residual_norm_sq_fast, residual_on, split_norms
 from .dynamics import check_W, velocity
-from .target import Target
+from .target import Target, as_target
 
 # ---------------------------------------------------------------------------- Algorithm 1
 
@@ -58,15 +59,12 @@ def _residual_apply(v, target: Target, V, lams, power: int):
 
 def _residual_value(v, target: Target, V, lams):
     """``R(v^p) = sum_i a_i <u_i, v>^p - sum_k lams_k <v_k, v>^p``."""
-    p = target.order
-    return jnp.sum(target.a * (target.U.T @ v) ** p) - jnp.sum(lams * (V.T @ v) ** p)
+    return residual_on(V, lams, target, v[:, None])[0]
 
 
 def _residual_norm_sq(target: Target, V, lams):
     """``|R|_F^2`` by the Gram formula (float route; fine for a baseline)."""
-    p = target.order
-    UU, UV, VV = target.U.T @ target.U, target.U.T @ V, V.T @ V
-    return target.a @ UU**p @ target.a - 2 * target.a @ UV**p @ lams + lams @ VV**p @ lams
+    return residual_norm_sq_fast(V, lams, target)[0]
 
 
 @eqx.filter_jit
@@ -116,8 +114,7 @@ def tensor_power_deflation(
         restarts: random starts per step (>= 1).
         iterations: power steps per start and for the refinement (>= 1).
     """
-    if not isinstance(target, Target):
-        raise TypeError(f"target must be a deflation.Target, got {type(target).__name__}")
+    target = as_target(target)
     rank = target.r if rank is None else check.integer("rank", rank, 1)
     restarts = check.integer("restarts", restarts, 1)
     iterations = check.integer("iterations", iterations, 1)
@@ -144,12 +141,8 @@ class DescentResult(eqx.Module):
 
 def _truth_residual(W, target: Target):
     """``(T* - T)(u_i^p)`` for every ground-truth direction (float Gram route)."""
-    p = target.order
-    omega = jnp.sum(W * W, axis=0)
-    safe = jnp.where(omega > 0, omega, 1.0)
-    truth = (target.a[None, :] * (target.U.T @ target.U) ** p).sum(axis=1)
-    model = jnp.sum((target.U.T @ W) ** p / safe ** ((p - 2) / 2), axis=1)
-    return truth - model
+    omega, Wbar = split_norms(W)
+    return residual_on(Wbar, omega, target)
 
 
 @eqx.filter_jit
@@ -190,8 +183,7 @@ def discrete_gradient_descent(
         lam: regularization ``lam/2 |W|_F^2``.
         record_every: record ``W`` and the residuals every this many iterations (also at 0).
     """
-    if not isinstance(target, Target):
-        raise TypeError(f"target must be a deflation.Target, got {type(target).__name__}")
+    target = as_target(target)
     W0 = check_W("W0", W0, target)
     steps = check.integer("steps", steps, 1)
     record_every = check.integer("record_every", record_every, 1)

@@ -20,7 +20,7 @@ COMMANDS = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="deflation",

@@ -1,9 +1,9 @@
-"""Gram-matrix contractions of ``T = sum_j omega_j xbar_j^{(x)p}`` and ``T*`` (DESIGN.md).
+"""Gram-matrix contractions of ``T = sum_j omega_j xbar_j^{(x)p}`` and ``T*``: the only O(m^2 d) kernels.
 
 The model is stored as weights ``omega_j = |w_j|^2`` and unit directions ``xbar_j``, so that
 ``w_j^{(x)p} / |w_j|^{p-2} = omega_j xbar_j^{(x)p}`` (paper Section 2). Every quantity is a
 function of the Gram matrices ``X^T X`` (m, m), ``U^T X`` (r, m) and ``U^T U`` (r, r): nothing here
-forms a d^p array except :func:`dense_power_sum`, which exists for tests at small d.
+forms a d^p array (:mod:`deflation.dense` does, for checks at small d).
 
 Two routes:
 - the float route (:func:`residual_vectors`, :func:`residual_norm_sq_fast`) is the O(m^2 d) kernel
@@ -246,6 +246,36 @@ def evaluate(
     return (weights[None, :] * (V.T @ X) ** order).sum(axis=1)
 
 
+def frozen_residual_vectors(Xbar: Float[Array, "d m"], target: Target) -> tuple[Float[Array, " m"], Float[Array, "d m"]]:
+    """``(T*(x_j^p), T*(x_j^{p-1}, I))`` for unit columns: :func:`residual_vectors` with ``R``
+    frozen at ``T*`` (the tensor-power dynamics of paper Eq. 1), ``4 r m d`` flops."""
+    p = target.order
+    C = target.U.T @ Xbar
+    Rvec = target.U @ (target.a[:, None] * C ** (p - 1))
+    return jnp.sum(target.a[:, None] * C**p, axis=0), Rvec
+
+
+def residual_on(
+    Xbar: Float[Array, "d m"], omega: Float[Array, " m"], target: Target, V: Float[Array, "d k"] | None = None,
+    *, precise: bool = False,
+) -> Float[Array, " k"]:
+    """``(T* - T)(v^p)`` for every column ``v`` of ``V`` (default ``V = U``: the residual along each
+    ground-truth direction, paper Figure 1's right panel), ``T = sum_j omega_j xbar_j^{(x)p}``.
+
+    ``precise=False``: float route, ``T*(v^p) - sum_j omega_j <xbar_j, v>^p`` (resolved to about
+    1e-16 of ``a``); ``precise=True``: double-double route (:func:`evaluate_residual_precise`),
+    accurate to about 1e-30, for a fitted direction's residual on a log scale. The one routine for
+    this quantity: the dynamics, the events, Algorithm 2 and the baselines all call it.
+    """
+    if precise:
+        return evaluate_residual_precise(Xbar, omega, target, target.U if V is None else V)
+    p = target.order
+    if V is None:
+        C = matmul(target.U.T, Xbar)  # (r, m); the fast batched form on CPU
+        return evaluate(target.U, target.a, target.U, p) - (omega[None, :] * C**p).sum(axis=1)
+    return evaluate(target.U, target.a, V, p) - evaluate(Xbar, omega, V, p)
+
+
 def residual_norm_sq_fast(Xbar, omega, target: Target) -> tuple[Array, Array]:
     """``(|T - T*|_F^2, floor)`` by the float Gram formula.
 
@@ -346,40 +376,3 @@ def residual_norm_sq(Xbar, omega, target: Target, precise: bool | None = None):
     if omega is None:
         omega, Xbar = split_norms(Xbar)
     return residual_norm_sq_fast(Xbar, omega, target)
-
-
-# ---------------------------------------------------------------------------- dense (tests)
-
-
-def dense_power_sum(X, weights, order: int, max_bytes: int = 2**30):
-    """The d^p array ``sum_j weights_j x_j^{(x)p}`` (small d only).
-
-    Raises ``ValueError`` when the array (or the working memory of one column chunk) would
-    exceed ``max_bytes``.
-    """
-    X = jnp.asarray(X)
-    d, m = X.shape
-    itemsize = np.dtype(X.dtype).itemsize
-    need = itemsize * d**order
-    if need > max_bytes:
-        raise ValueError(
-            f"dense tensor of shape ({d},)*{order} needs {need / 2**20:.1f} MiB, more than "
-            f"max_bytes = {max_bytes / 2**20:.1f} MiB; use the Gram-matrix functions instead"
-        )
-    chunk = max(1, int(max_bytes // (2 * need)))
-    total = jnp.zeros((d,) * order, X.dtype)
-    weights = jnp.asarray(weights, X.dtype)
-    for start in range(0, m, chunk):
-        Xc = X[:, start : start + chunk]
-        P = Xc
-        for _ in range(order - 1):
-            P = (P[:, None, :] * Xc[None, :, :]).reshape(-1, Xc.shape[1])
-        total = total + (P @ weights[start : start + chunk]).reshape((d,) * order)
-    return total
-
-
-def dense_model(W, order: int, max_bytes: int = 2**30):
-    """The d^p array of ``T = sum_j w_j^{(x)p} / |w_j|^{p-2}`` (small d only)."""
-    omega, Wbar = split_norms(jnp.asarray(W))
-    return dense_power_sum(Wbar, omega, order, max_bytes)
-

@@ -13,16 +13,10 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from . import _validate as check
-from . import stepping
-from .contract import evaluate, evaluate_residual_precise, matmul, residual_norm_sq, sum_rows
-from .dynamics import check_W, from_lognorm, lognorm_vector_field, normalize, to_lognorm
-from .events import discovery_times, fit_times, hermite_value_and_slope
-from .target import Target
-
-#: Status codes of a trajectory (``FlowResult.status``).
-SUCCESS, MAX_STEPS, NONFINITE, SOLVER_FAILED = 0, 1, 2, 3
-STATUS_NAMES = {SUCCESS: "success", MAX_STEPS: "max_steps reached", NONFINITE: "non-finite state", SOLVER_FAILED: "solver failed"}
-
+from .contract import residual_norm_sq, residual_on
+from .dynamics import check_W, from_lognorm, normalize, to_lognorm
+from .integrate import EventConfig, SolverConfig, failures, map_chunks, seed_chunk, solve
+from .target import Target, as_target
 
 class FlowResult(eqx.Module):
     """What :func:`gradient_flow` returns. A leading batch axis ``B`` is present when ``W0`` was
@@ -41,10 +35,12 @@ class FlowResult(eqx.Module):
         residual: ``(T* - T)(u_i^p)`` for each ground truth ``i``, (B, K, r).
         discovery_time: first time a column reaches norm ``delta1`` with ``wbar_i^2 >= 1 - alpha^2``
             (Definition 1), (B, r); ``inf`` if not within the horizon.
-        fit_time: first time ``i`` is fitted (see :func:`deflation.events.fit_times`), (B, r).
+        fit_time: first time ``i`` is fitted (``a_i - ahat_i <= 2 lam``; with ``lam = 0`` the
+            residual on ``u_i`` drops to ``fit_fraction * a_i``, see :mod:`deflation.definition1`), (B, r).
         member: for each column, the ground truth ``i`` whose ``S_i`` it joined (Definition 1), or -1, (B, m).
         num_steps, num_accepted_steps, num_rejected_steps: solver statistics, (B,).
-        status: 0 success, 1 max_steps reached, 2 non-finite state, 3 other solver failure, (B,).
+        status: 0 success, 1 max_steps reached, 2 non-finite state, 3 other solver failure
+            (:data:`deflation.integrate.STATUS_NAMES`), (B,).
     """
 
     ts: Float[Array, " K"]
@@ -67,176 +63,36 @@ class FlowResult(eqx.Module):
 
     def failed(self) -> list[tuple[int, str]]:
         """``[(batch index, reason), ...]`` for every trajectory whose status is not success."""
-        status = np.atleast_1d(np.asarray(self.status))
-        return [(int(i), STATUS_NAMES[int(s)]) for i, s in enumerate(status) if s != SUCCESS]
-
-
-def _event_summary(target: Target):
-    """``fn(t, y, dydt)``: the crossing quantities of Definition 1 and the fit criterion, with
-    their time derivatives (``dydt``: the vector field at ``y``, or the dense output's
-    derivative), evaluated at the end of every solver step; :func:`_event_fill` carries them onto
-    the event grid points inside the step."""
-
-    truth = evaluate(target.U, target.a, target.U, target.order)
-
-    def crossing_quantities(y):
-        rho, ubar = y
-        u = normalize(ubar)
-        C = matmul(target.U.T, u)  # (r, m)
-        # (T* - T)(u_i^p), float route: events compare it with a fraction of a_i
-        res = truth - (jnp.exp(2.0 * rho)[None, :] * C**target.order).sum(axis=1)
-        return res, (u, C)
-
-    def fn(t, y, dydt):
-        res, dres, (u, C) = jax.jvp(crossing_quantities, (y,), (dydt,), has_aux=True)
-        # 1 - wbar_i^2 as |u - <u_i, u> u_i|^2 for every i (resolved even for the tiny alpha of
-        # Theorem 1); the best-correlated i is the one where it is smallest
-        mis_all = sum_rows((u[None, :, :] - C[:, None, :] * target.U.T[:, :, None]) ** 2)  # (r, m)
-        best = jnp.argmin(mis_all, axis=0)
-        return dict(
-            log_norm=y[0],
-            dlog_norm=dydt[0],
-            misalignment=jnp.min(mis_all, axis=0),
-            best_idx=best.astype(u.dtype),  # float: unreached grid points hold inf
-            residual=res,
-            dresidual=dres,
-        )
-
-    return fn
-
-
-def _event_fill(x, h, s0, s1):
-    """Event-grid values at ``x`` in ``[0, 1]`` of a step of length ``h`` from the summaries at
-    its ends: cubic Hermite for the log-norms and residuals (value and derivative at both ends),
-    linear for the misalignment, nearest end for the best-correlated index."""
-
-    log_norm, dlog_norm = hermite_value_and_slope(x, h, s0["log_norm"], s1["log_norm"], s0["dlog_norm"], s1["dlog_norm"])
-    residual, dresidual = hermite_value_and_slope(x, h, s0["residual"], s1["residual"], s0["dresidual"], s1["dresidual"])
-    return dict(
-        log_norm=log_norm, dlog_norm=dlog_norm, residual=residual, dresidual=dresidual,
-        misalignment=(1 - x) * s0["misalignment"] + x * s1["misalignment"],
-        best_idx=jnp.where(x < 0.5, s0["best_idx"], s1["best_idx"]),
-    )
-
-
-def solve_lognorm(
-    target: Target, state, t0, t1, lam, *, solver=None, stepsize_controller=None, dt0=None,
-    max_steps: int = 100_000, frozen: bool = False, saveat: diffrax.SaveAt | None = None,
-) -> diffrax.Solution:
-    """Pure, traceable solve of the log-norm flow for one trajectory ``state = (rho, ubar)``
-    from ``t0`` to ``t1`` (both may be traced), with ``throw=False``: the building block for
-    callers that run inside ``jit``/``vmap``/``lax.scan`` (Algorithm 2, Monte Carlo). No input
-    checks; defaults are Tsit5 with ``PIDController(1e-8, 1e-8)``.
-    """
-    solver = diffrax.Tsit5() if solver is None else solver
-    if stepsize_controller is None:
-        stepsize_controller = diffrax.PIDController(rtol=1e-8, atol=1e-8)
-    term = diffrax.ODETerm(lambda t, y, args: lognorm_vector_field(y, target, lam, frozen))
-    return diffrax.diffeqsolve(
-        term, solver, t0, t1, dt0, state, saveat=saveat or diffrax.SaveAt(t1=True),
-        stepsize_controller=stepsize_controller, max_steps=max_steps, throw=False,
-    )
-
-
-#: Seeds per vmapped solve on each backend (others: the whole batch at once). See :func:`_seed_chunk`.
-SEED_CHUNK = {"cpu": 128}
-
-
-def _seed_chunk(B: int) -> int:
-    """How many seeds one batched solve handles; larger batches are mapped over chunks.
-
-    The batched loop (:mod:`deflation.stepping`) runs until its slowest seed is done, and on CPU
-    its working set (the Gram matrices of every seed) must stay in cache: 512 Figure 1 seeds
-    (rtol = atol = 1e-6, t = 300) measured side by side took 4.4 s in chunks of 128 or 256 and
-    6.1 s as one batch. On accelerators the whole batch is solved at once. Chunking changes
-    nothing per seed: every seed's solve is its own (own steps, own controller); the tests check
-    it to 1e-12.
-    """
-    return int(SEED_CHUNK.get(jax.default_backend(), 2**62))
+        return failures(self.status)
 
 
 @eqx.filter_jit
-def _solve_batch(target, y0, ts, event_ts, t0, lam, delta1, alpha, fit_fraction, tol, solver, controller, dt0, max_steps, frozen, precise, progress_meter, chunk=2**62):
-    """One compiled call: batched solve (:func:`deflation.stepping.solve_batch`) + event location
-    + loss for a batch (B, ...), ``chunk`` seeds at a time (see :func:`_seed_chunk`)."""
-    term = diffrax.ODETerm(lambda t, y, args: lognorm_vector_field(y, target, lam, frozen))
-    summary = _event_summary(target)
+def _flow(target, y0, ts, t0, lam, solver: SolverConfig, events: EventConfig, frozen, precise, progress):
+    """One compiled call: :func:`deflation.integrate.solve` and the loss and residual time series, a
+    chunk of seeds at a time (:func:`deflation.integrate.seed_chunk`)."""
+    tol = solver.tolerance()
+    p = target.order
 
-    def post(y, ys, ev, result):
-        """Per seed: loss, residual and events from the saved states and the event grid."""
-        rho, ubar = ys
+    def series(rho, ubar):
+        """Per seed: loss, its accuracy floor and the residual on every u_i at the save times."""
         u = normalize(ubar)
         omega = jnp.exp(2.0 * rho)
         sq, floor = jax.vmap(lambda uu, om: residual_norm_sq(uu, om, target, precise))(u, omega)
         loss = 0.5 * sq + 0.5 * lam * omega.sum(-1)
-        floor = jnp.maximum(floor, (10 * (target.order + 2) * tol * omega.sum(-1)) ** 2)
-        residual = jax.vmap(lambda uu, om: evaluate_residual_precise(uu, om, target, target.U))(u, omega)
-        discovery, crossing, member = discovery_times(
-            event_ts, ev["log_norm"], ev["dlog_norm"], ev["misalignment"], jnp.where(jnp.isfinite(ev["best_idx"]), ev["best_idx"], -1).astype(jnp.int32),
-            r=target.r, delta1=delta1, alpha=alpha,
-        )
-        fit = fit_times(
-            event_ts, ev["residual"], ev["dresidual"], ev["log_norm"], ev["dlog_norm"],
-            crossing, member, target.a, lam, fit_fraction,
-        )
-        f0 = lognorm_vector_field(y, target, lam, frozen)
-        nonfinite = ~(jnp.isfinite(rho[-1]).all() & jnp.isfinite(ubar[-1]).all())
-        nonfinite = nonfinite | ~(jnp.isfinite(f0[0]).all() & jnp.isfinite(f0[1]).all())
-        status = jnp.where(result == stepping.OK, SUCCESS, jnp.where(result == stepping.MAX_STEPS, MAX_STEPS, SOLVER_FAILED))
-        status = jnp.where(nonfinite & (status != MAX_STEPS), NONFINITE, status)
-        return dict(
-            W=from_lognorm(rho, ubar), log_norm=rho, loss=loss, loss_floor=0.5 * floor, residual=residual,
-            discovery_time=discovery, fit_time=fit, member=member, status=status,
-        )
+        floor = jnp.maximum(floor, (10 * (p + 2) * tol * omega.sum(-1)) ** 2)
+        residual = jax.vmap(lambda uu, om: residual_on(uu, om, target, precise=True))(u, omega)
+        return dict(W=from_lognorm(rho, ubar), log_norm=rho, loss=loss, loss_floor=0.5 * floor, residual=residual)
 
-    def solve(y):
-        if stepping.supports(solver):
-            sol = stepping.solve_batch(
-                term, solver, controller, t0, ts[-1], y, dt0=dt0, max_steps=max_steps, save_ts=ts,
-                event_ts=event_ts, event_fn=summary, event_fill=_event_fill, progress_meter=progress_meter,
-            )
-            ys, ev, result = sol.ys, sol.events, sol.result
-            stats = dict(num_steps=sol.num_steps, num_accepted_steps=sol.num_accepted_steps,
-                         num_rejected_steps=sol.num_rejected_steps)
-        else:  # implicit solvers: diffrax's own loop, vmapped (events from the exact field)
-            ys, ev, result, stats = jax.vmap(solve_one)(y)
-        out = jax.vmap(post)(y, ys, ev, result)
-        out.update(stats)
+    def run(y):
+        sol = solve(target, y, t1=ts[-1], save_ts=ts, t0=t0, lam=lam, solver=solver, events=events, frozen=frozen,
+                    progress=progress, chunk=2**62)
+        out = jax.vmap(series)(sol.rho, sol.ubar)
+        out.update(discovery_time=sol.tracked.discovery_time, fit_time=sol.tracked.fit_time,
+                   member=sol.tracked.member, status=sol.status, num_steps=sol.num_steps,
+                   num_accepted_steps=sol.num_accepted_steps, num_rejected_steps=sol.num_rejected_steps)
         return out
 
-    def solve_one(y):
-        saveat = diffrax.SaveAt(subs=[
-            diffrax.SubSaveAt(ts=ts),
-            diffrax.SubSaveAt(ts=event_ts, fn=lambda t, yy, args: summary(t, yy, term.vf(t, yy, args))),
-        ])
-        sol = diffrax.diffeqsolve(
-            term, solver, t0, ts[-1], dt0, y, saveat=saveat, stepsize_controller=controller,
-            max_steps=max_steps, throw=False, progress_meter=progress_meter,
-        )
-        ok, maxed = diffrax.RESULTS.successful, diffrax.RESULTS.max_steps_reached
-        result = jnp.where(sol.result == ok, stepping.OK, jnp.where(sol.result == maxed, stepping.MAX_STEPS, stepping.FAILED))
-        stats = {k: sol.stats[k] for k in ("num_steps", "num_accepted_steps", "num_rejected_steps")}
-        return sol.ys[0], sol.ys[1], result, stats
-
-    B = y0[0].shape[0]
-    if chunk >= B:
-        return solve(y0)
-    # lax.map over chunks of seeds (the last one padded with copies of the last seed)
-    nb = -(-B // chunk)
-    pad = nb * chunk - B
-    yc = jax.tree_util.tree_map(
-        lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]).reshape((nb, chunk) + x.shape[1:]), y0
-    )
-    out = jax.lax.map(solve, yc)
-    return jax.tree_util.tree_map(lambda x: x.reshape((nb * chunk,) + x.shape[2:])[:B], out)
-
-
-def _tolerance(controller) -> float:
-    """``max(rtol, atol)`` of an adaptive controller (0 when it has none, e.g. constant steps)."""
-    try:
-        return float(max(jnp.max(controller.rtol), jnp.max(controller.atol)))
-    except (AttributeError, TypeError):
-        return 0.0
+    return map_chunks(run, y0, seed_chunk(y0[0].shape[0]))
 
 
 def _as_initial_state(W0, target: Target):
@@ -322,8 +178,7 @@ def gradient_flow(
     Returns:
         a :class:`FlowResult`.
     """
-    if not isinstance(target, Target):
-        raise TypeError(f"target must be a deflation.Target, got {type(target).__name__}")
+    target = as_target(target)
     y0, batched = _as_initial_state(W0, target)
     lam = check.nonnegative("lam", lam)
     t0 = check.finite("t0", t0)
@@ -343,10 +198,7 @@ def gradient_flow(
     if dt0 is not None:
         dt0 = check.positive("dt0", dt0)
     max_steps = check.integer("max_steps", max_steps, 1)
-    delta1 = check.positive("delta1", delta1)
-    alpha = check.in_open_interval("alpha", alpha, 0.0, 1.0)
-    fit_fraction = check.in_open_interval("fit_fraction", fit_fraction, 0.0, 1.0)
-    event_points = check.integer("event_points", event_points, 2)
+    events = EventConfig(delta1=delta1, alpha=alpha, fit_fraction=fit_fraction, points=event_points)
     if solver is None:
         solver = diffrax.Tsit5()
     elif not isinstance(solver, diffrax.AbstractSolver):
@@ -357,15 +209,10 @@ def gradient_flow(
         raise TypeError(f"stepsize_controller must be a diffrax step-size controller, got {type(stepsize_controller).__name__}")
     if isinstance(stepsize_controller, diffrax.ConstantStepSize) and dt0 is None:
         raise ValueError("dt0 must be given (> 0) with a ConstantStepSize controller")
+    config = SolverConfig(solver=solver, controller=stepsize_controller, dt0=dt0, max_steps=max_steps)
     dtype = y0[0].dtype
-    event_ts = jnp.linspace(t0, ts_np[-1], event_points, dtype=dtype)
-    meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
-    out = _solve_batch(
-        target, y0, jnp.asarray(ts_np, dtype), event_ts, jnp.asarray(t0, dtype), jnp.asarray(lam, dtype),
-        jnp.asarray(delta1, dtype), jnp.asarray(alpha, dtype), jnp.asarray(fit_fraction, dtype),
-        jnp.asarray(_tolerance(stepsize_controller), dtype), solver, stepsize_controller, dt0, max_steps, frozen,
-        precise_loss, meter, _seed_chunk(y0[0].shape[0]),
-    )
+    out = _flow(target, y0, jnp.asarray(ts_np, dtype), jnp.asarray(t0, dtype), jnp.asarray(lam, dtype), config,
+                events, frozen, precise_loss, progress)
     if not batched:
         out = {k: v[0] for k, v in out.items()}
     return FlowResult(ts=jnp.asarray(ts_np, dtype), **out)

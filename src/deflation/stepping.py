@@ -2,24 +2,28 @@
 in one ``lax.while_loop`` over the whole batch, with diffrax's tableaus, step-size controllers and
 dense interpolation.
 
-Why not ``jax.vmap(diffrax.diffeqsolve)`` (measured on the Figure 1 setting, 512 seeds, CPU,
-``benchmarks/throughput.py``):
+Why not ``jax.vmap(diffrax.diffeqsolve)`` (measurements in ``benchmarks/README.md``):
 
 - under ``vmap`` a ``while_loop`` with a per-seed predicate turns every write of its carry into a
-  select over the *whole* carry, and the carry holds the save buffers: with the 512-point event
-  grid of :func:`deflation.gradient_flow` the solve took 16.2 s against 7.3 s without it. Here a
-  save is a scatter of the written rows only, and the event quantities are evaluated once per
-  step (at its end, from the step's own ``y1`` and ``f(y1)``) and interpolated onto the grid,
-  so the grid size costs nothing measurable;
+  select over the *whole* carry, and the carry holds the save buffers. Here a save is a scatter of
+  the written rows only, and the event quantities are evaluated once per step (at its end, from
+  the step's own ``y1`` and ``f(y1)``) and interpolated onto the event grid, so the grid size
+  costs almost nothing;
 - diffrax runs the Runge-Kutta stages in a loop over a stacked stage buffer (a copy of it per
-  stage, 20% of the solve); :func:`erk_step` unrolls them into straight-line code.
+  stage); :func:`erk_step` unrolls them into straight-line code.
 
-Every seed still takes exactly the steps it would take alone (its own controller state, its own
-accept/reject); a seed that is done is masked out. The loop mirrors ``diffrax._integrate``'s (the
-same ``adapt_step_size`` call, clipping to ``t1``, NaN errors rejected; checked step for step
-against ``diffeqsolve`` in the tests). One difference: with ``dt0=None`` the controller's
-initial-step heuristic runs, where ``diffeqsolve`` starts at ``dt0 = 0.01``. Solvers: see
-:func:`supports`.
+Every trajectory takes exactly the steps it would take alone (its own controller state, its own
+accept/reject); one that is done is masked out. The loop mirrors ``diffrax.diffeqsolve``'s: the
+controller is wrapped for forward time (``controller.wrap``), steps are clipped to the end within
+100 ULPs, a step whose error is NaN is rejected, ``made_jump`` is passed on (so a
+``ClipStepSizeController``'s ``jump_ts`` re-evaluate the vector field after the jump), and each
+trajectory's steps are checked against ``diffeqsolve`` step for step in the tests, for every
+solver and controller :func:`supports` accepts. One difference: with ``dt0=None`` the controller's
+initial-step heuristic runs on the unwrapped term.
+
+It relies on diffrax internals (``ButcherTableau``, ``AbstractStepSizeController.adapt_step_size``,
+``RESULTS``): :data:`DIFFRAX_TESTED` names the diffrax releases it was checked against, and the
+package requires one of them.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PyTree
+
+#: The diffrax releases this loop was checked against (``pyproject.toml`` pins the same range).
+DIFFRAX_TESTED = ">=0.7.0,<0.8"
 
 #: Save points handled per trajectory in one vectorized pass of the saving loop.
 SAVE_BLOCK = 4
@@ -44,7 +51,8 @@ class BatchSolution(eqx.Module):
 
     Attributes:
         ys: the state at each save time, ``(B, K, ...)`` (``inf`` where never reached).
-        events: ``event_fn``'s output at each event time, ``(B, Ke, ...)`` (``inf`` where never reached).
+        events: ``event_fn``'s output at each event time, ``(B, Ke, ...)`` (``inf``, or -1 for
+            integers, where never reached), or None.
         num_steps, num_accepted_steps, num_rejected_steps: ``(B,)``.
         result: ``(B,)``: 0 success, 1 ``max_steps`` reached, 3 solver or controller failure.
     """
@@ -68,20 +76,49 @@ def _where(mask, new, old):
     return jax.tree_util.tree_map(sel, new, old)
 
 
-def supports(solver) -> bool:
-    """Whether :func:`solve_batch` takes this solver: explicit Runge-Kutta methods with a Butcher
-    tableau (Euler, Heun, Midpoint, Ralston, Bosh3, Tsit5, Dopri5, Dopri8, ...). Implicit
-    solvers are not taken: their steps need diffrax's own loop set-up (callers use
-    ``vmap(diffeqsolve)`` for them)."""
-    return _explicit_tableau(solver) is not None or isinstance(solver, diffrax.Euler)
+def unsupported(solver, controller=None) -> str | None:
+    """Why :func:`solve_batch` cannot take this solver (and controller), or None if it can.
+
+    Taken: explicit Runge-Kutta methods (``diffrax.AbstractERK``: Heun, Midpoint, Ralston, Bosh3,
+    Tsit5, Dopri5, Dopri8, ...) and Euler, with any step-size controller of diffrax
+    (``PIDController``, ``ConstantStepSize``, ``ClipStepSizeController``, ...). Implicit solvers
+    need diffrax's own loop set-up (root-finder tolerances from the controller); callers use
+    ``vmap(diffeqsolve)`` for them and for anything else refused here.
+    """
+    if not isinstance(solver, (diffrax.AbstractERK, diffrax.Euler)):
+        return (f"{type(solver).__name__} is not an explicit Runge-Kutta method or Euler (implicit and "
+                "stochastic solvers need diffrax's own loop)")
+    if controller is not None and not isinstance(controller, diffrax.AbstractStepSizeController):
+        return f"{type(controller).__name__} is not a diffrax step-size controller"
+    return None
+
+
+def supports(solver, controller=None) -> bool:
+    """Whether :func:`solve_batch` takes this solver and controller (see :func:`unsupported`)."""
+    return unsupported(solver, controller) is None
 
 
 def _explicit_tableau(solver) -> diffrax.ButcherTableau | None:
-    """The Butcher tableau of an explicit Runge-Kutta solver (Tsit5, Dopri5, Dopri8, Bosh3, Heun, ...), else None."""
+    """The Butcher tableau of an explicit Runge-Kutta solver whose step is diffrax's own (Tsit5,
+    Dopri5, Dopri8, Bosh3, Heun, ...), else None: a subclass that overrides ``step`` or ``init``
+    is run through its own ``step``."""
     tableau = getattr(solver, "tableau", None)
-    if isinstance(solver, diffrax.AbstractERK) and isinstance(tableau, diffrax.ButcherTableau):
-        return tableau
-    return None
+    if not (isinstance(solver, diffrax.AbstractERK) and isinstance(tableau, diffrax.ButcherTableau)):
+        return None
+    cls = type(solver)
+    base = diffrax.AbstractRungeKutta
+    if cls.step is not base.step or cls.init is not base.init or cls.func is not base.func:
+        return None
+    return tableau
+
+
+def _can_jump(controller) -> bool:
+    """Whether the controller can make jumps (``jump_ts``), after which FSAL must not be reused."""
+    while controller is not None:
+        if getattr(controller, "jump_ts", None) is not None:
+            return True
+        controller = getattr(controller, "controller", None)
+    return False
 
 
 def _combine(y0, dt, coefficients, fs):
@@ -121,10 +158,35 @@ def erk_dense(dt, y0, y1, fs):
     return dict(y0=y0, y1=y1, k=jax.tree_util.tree_map(lambda *f: dt * jnp.stack(f), *fs))
 
 
+def stages_per_step(solver) -> int:
+    """Vector-field evaluations per step of ``solver`` in this loop (FSAL tableaus reuse the last
+    stage; Euler takes one)."""
+    tableau = getattr(solver, "tableau", None)
+    if isinstance(tableau, diffrax.ButcherTableau):
+        stages = len(tableau.c) + 1
+        return stages - 1 if tableau.fsal else stages
+    return 1
+
+
+def _unreached(dtype):
+    """Fill value of a buffer entry that was never written: inf for floats, -1 for integers."""
+    if jnp.issubdtype(dtype, jnp.floating):
+        return jnp.inf
+    if jnp.issubdtype(dtype, jnp.bool_):
+        return False
+    return -1
+
+
 def _alloc(fn, y_example, K: int, B: int):
-    """``inf``-filled buffers ``(B, K, ...)`` for the outputs of ``fn`` on one trajectory."""
+    """Buffers ``(B, K, ...)`` for the outputs of ``fn`` on one trajectory, filled as unreached."""
     shapes = jax.eval_shape(fn, y_example)
-    return jax.tree_util.tree_map(lambda s: jnp.full((B, K) + s.shape, jnp.inf, s.dtype), shapes)
+    return jax.tree_util.tree_map(lambda s: jnp.full((B, K) + s.shape, _unreached(s.dtype), s.dtype), shapes)
+
+
+def _per_trajectory(ts, B: int):
+    """A grid ``(K,)`` shared by all trajectories or ``(B, K)`` per trajectory, as ``(B, K)``."""
+    ts = jnp.asarray(ts)
+    return jnp.broadcast_to(ts, (B,) + ts.shape[-1:])
 
 
 def solve_batch(
@@ -132,47 +194,64 @@ def solve_batch(
     solver: diffrax.AbstractSolver,
     controller: diffrax.AbstractStepSizeController,
     t0: Float[Array, ""],
-    t1: Float[Array, ""],
+    t1: Float[Array, "*B"],
     y0: PyTree,
     *,
     dt0: float | None,
     max_steps: int,
-    save_ts: Float[Array, " K"],
-    event_ts: Float[Array, " Ke"] | None = None,
-    event_fn: Callable[[Any, PyTree, PyTree], PyTree] | None = None,
+    save_ts: Float[Array, "*B K"],
+    event_ts: Float[Array, "*B Ke"] | None = None,
+    event_fn: Callable[[Any, PyTree, PyTree, Any], PyTree] | None = None,
     event_fill: Callable[[Any, Any, PyTree, PyTree], PyTree] | None = None,
+    event_args: PyTree = None,
     progress_meter: diffrax.AbstractProgressMeter = diffrax.NoProgressMeter(),
 ) -> BatchSolution:
     """Integrate ``dy/dt = term(t, y)`` from ``t0`` to ``t1`` for every trajectory of the batch
     ``y0`` (leaves with a leading axis ``B``), each with its own adaptive steps.
 
-    The state is saved at ``save_ts`` (increasing, within ``[t0, t1]``) by the solver's dense
-    interpolation, as ``diffrax.SaveAt(ts=save_ts)`` does.
+    ``t1`` is one end time or one per trajectory ``(B,)`` (a trajectory with ``t1 = t0`` takes no
+    step). The state is saved at ``save_ts`` (``(K,)`` shared or ``(B, K)`` per trajectory,
+    increasing, within ``[t0, t1]``) by the solver's dense interpolation, as
+    ``diffrax.SaveAt(ts=save_ts)`` does; points at ``t0`` get ``y0``.
 
-    Events: if ``event_fn`` is given, ``s = event_fn(t, y, dydt)`` is evaluated at the end of
-    every accepted step (``y1`` and ``f(y1)`` for FSAL tableaus, otherwise the dense output and
-    its time derivative; no extra vector-field evaluation), and at ``t0`` with the vector field.
-    ``event_fill(x, h, s_start, s_end)`` then fills the event grid points inside the step: ``x``
-    in ``(0, 1]`` is their position and ``h`` the step length (e.g. a cubic Hermite interpolation
-    of a quantity from its values and derivatives at the two ends). The event work is one small
+    Events: if ``event_fn`` is given, ``s = event_fn(t, y, dydt, args)`` (``args``: this
+    trajectory's slice of ``event_args``) is evaluated at ``t0`` and at the end of every accepted
+    step (``y1`` and ``f(y1)`` for FSAL tableaus, otherwise the dense output and its time
+    derivative; no extra vector-field evaluation). ``event_fill(x, h, s_start, s_end)`` then fills
+    the event grid points ``event_ts`` (shaped like ``save_ts``) inside the step: ``x`` in
+    ``(0, 1]`` is their position and ``h`` the step length (e.g. a cubic Hermite interpolation of a
+    quantity from its values and derivatives at the two ends). The event work is one small
     evaluation per step, whatever the grid size.
+
+    Raises:
+        ValueError: the solver or controller is not one :func:`supports` takes.
     """
+    reason = unsupported(solver, controller)
+    if reason is not None:
+        raise ValueError(f"solve_batch cannot run this solver: {reason}")
     B = jax.tree_util.tree_leaves(y0)[0].shape[0]
     dtype = jnp.result_type(t0)
     t0 = jnp.asarray(t0, dtype)
-    t1 = jnp.asarray(t1, dtype)
+    t1 = jnp.broadcast_to(jnp.asarray(t1, dtype), (B,))
     # a step ending within ~100 ULPs of t1 is stretched to t1 (as in diffrax's loop)
     t1_floor = t1 - 100 * (jnp.nextafter(t1, jnp.asarray(jnp.inf, dtype)) - t1)
+    controller = controller.wrap(1)  # forward time, as diffeqsolve wraps it for direction = +1
     error_order = solver.error_order(term)
     y_one = jax.tree_util.tree_map(lambda x: x[0], y0)
+    save_ts = _per_trajectory(save_ts, B)
+    if event_fn is not None:
+        event_ts = _per_trajectory(event_ts, B)
+        if event_args is None:
+            event_args = jnp.zeros((B,))
 
-    def init_one(y):
-        tnext, cstate = controller.init(term, t0, t1, y, dt0, None, solver.func, error_order)
-        tnext = jnp.minimum(tnext, t1)
+    def init_one(y, t_end):
+        tnext, cstate = controller.init(term, t0, t_end, y, dt0, None, solver.func, error_order)
+        tnext = jnp.minimum(tnext, t_end)
         return tnext, cstate, solver.init(term, t0, tnext, y, None)
 
-    tnext, cstate, sstate = jax.vmap(init_one)(y0)
+    tnext, cstate, sstate = jax.vmap(init_one)(y0, t1)
     tableau = _explicit_tableau(solver) if isinstance(term, diffrax.ODETerm) else None
+    can_jump = _can_jump(controller)
     vf = lambda t, y: term.vf(t, y, None)  # noqa: E731
     f_start = jax.vmap(lambda y: vf(t0, y))(y0) if (tableau is not None and tableau.fsal) or event_fn is not None else None
     if tableau is not None:  # own unrolled step; solver state = f at the step start (FSAL) or None
@@ -181,21 +260,32 @@ def solve_batch(
     def interpolate(tprev, tnext, dense, t):
         return solver.interpolation_cls(t0=tprev, t1=tnext, **dense).evaluate(t)
 
-    save_fn = lambda y: y  # noqa: E731
-    buffers = {"ys": _alloc(save_fn, y_one, save_ts.shape[0], B)}
-    indices = {"ys": jnp.zeros(B, jnp.int32)}
+    rows = jnp.arange(B)[:, None]
+
+    def write_start(buf, ts, value):
+        """Points at ``t0`` (or before) get the value at ``t0``; returns ``(buf, next index)``."""
+        K = ts.shape[1]
+        at_start = ts <= t0  # (B, K), a prefix of each sorted grid
+        k = jnp.where(at_start, jnp.arange(K)[None, :], K)
+        vals = jax.tree_util.tree_map(lambda v: jnp.broadcast_to(v[:, None], (B, K) + v.shape[1:]), value)
+        buf = jax.tree_util.tree_map(lambda b, v: b.at[rows, k].set(v, mode="drop"), buf, vals)
+        return buf, at_start.sum(axis=1, dtype=jnp.int32)
+
+    buffers, indices = {}, {}
+    buffers["ys"], indices["ys"] = write_start(_alloc(lambda y: y, y_one, save_ts.shape[1], B), save_ts, y0)
     if event_fn is not None:
-        one = lambda y: event_fn(t0, y, y)  # noqa: E731
-        buffers["events"] = _alloc(lambda y: event_fill(t0, t0, one(y), one(y)), y_one, event_ts.shape[0], B)
-        indices["events"] = jnp.zeros(B, jnp.int32)
-        ends = jax.vmap(lambda y, f: event_fn(t0, y, f))(y0, f_start)
+        args_one = jax.tree_util.tree_map(lambda x: x[0], event_args)
+        one = lambda y: event_fn(t0, y, y, args_one)  # noqa: E731
+        ends = jax.vmap(lambda y, f, a: event_fn(t0, y, f, a))(y0, f_start, event_args)
+        empty = _alloc(lambda y: event_fill(t0, t0, one(y), one(y)), y_one, event_ts.shape[1], B)
+        buffers["events"], indices["events"] = write_start(empty, event_ts, ends)
     else:
         ends = None
 
     zeros = jnp.zeros(B, jnp.int32)
     carry = dict(
-        tprev=jnp.full(B, t0), tnext=tnext, y=y0, sstate=sstate, cstate=cstate, num_steps=zeros,
-        accepted=zeros, rejected=zeros, result=zeros, buffers=buffers, indices=indices,
+        tprev=jnp.full(B, t0), tnext=tnext, y=y0, sstate=sstate, cstate=cstate, made_jump=jnp.zeros(B, bool),
+        num_steps=zeros, accepted=zeros, rejected=zeros, result=zeros, buffers=buffers, indices=indices,
         event_start=ends, meter=progress_meter.init(),
     )
 
@@ -205,17 +295,20 @@ def solve_batch(
     def save(keep, tprev, tnext, dense, buf, idx, ts, fn):
         """Write ``fn`` at every ``ts`` point in ``(tprev, tnext]`` of the accepted steps, up to
         ``SAVE_BLOCK`` points per trajectory and pass (one pass covers almost every step)."""
-        K = ts.shape[0]
+        K = ts.shape[1]
         P = min(SAVE_BLOCK, K)
-        rows = jnp.arange(B)[:, None]
+
+        def at(k):  # ts[b, k[b, ...]] with k clipped into range
+            k = jnp.minimum(k, K - 1)
+            return jnp.take_along_axis(ts, k.reshape(B, -1), axis=1).reshape(k.shape)
 
         def pending(i):
-            return keep & (i < K) & (ts[jnp.minimum(i, K - 1)] <= tnext)
+            return keep & (i < K) & (at(i) <= tnext)
 
         def body(s):
             buf, i = s
             k = i[:, None] + jnp.arange(P)  # (B, P)
-            t = ts[jnp.minimum(k, K - 1)]
+            t = at(k)
             ok = keep[:, None] & (k < K) & (t <= tnext[:, None])
             vals = jax.vmap(lambda a, b, dn, tt: jax.vmap(lambda x: fn(a, b, dn, x))(tt))(tprev, tnext, dense, t)
             k = jnp.where(ok, k, K)  # out of range: dropped
@@ -224,9 +317,9 @@ def solve_batch(
 
         return jax.lax.while_loop(lambda s: pending(s[1]).any(), body, (buf, idx))
 
-    def summary_at(tprev, tnext, dense, t):
+    def summary_at(tprev, tnext, dense, t, args):
         y, dy = jax.jvp(lambda s: interpolate(tprev, tnext, dense, s), (t,), (jnp.ones_like(t),))
-        return event_fn(t, y, dy)
+        return event_fn(t, y, dy, args)
 
     def save_event(ends, tprev, tnext, t):
         h = tnext - tprev
@@ -235,13 +328,18 @@ def solve_batch(
     def step(c):
         on = active(c)
 
-        def one(tprev, tnext, y, sstate, cstate):
+        def one(tprev, tnext, y, sstate, cstate, made_jump, t_end, t_end_floor):
             if tableau is not None:
-                f0 = sstate if tableau.fsal else vf(tprev, y)
+                if not tableau.fsal:
+                    f0 = vf(tprev, y)
+                elif can_jump:  # after a jump the field may differ from the last stage: re-evaluate
+                    f0 = jax.lax.cond(made_jump, lambda: vf(tprev, y), lambda: sstate)
+                else:
+                    f0 = sstate
                 y1, y_error, dense, sstate1 = erk_step(tableau, vf, tprev, tnext, y, f0)  # dense: the stages
                 sresult = diffrax.RESULTS.successful
             else:
-                y1, y_error, dense, sstate1, sresult = solver.step(term, tprev, tnext, y, None, sstate, False)
+                y1, y_error, dense, sstate1, sresult = solver.step(term, tprev, tnext, y, None, sstate, made_jump)
             # A trial step that overflows (a huge step through a region where the field blows
             # up) must be rejected and shrunk, not poison the controller: diffrax's PIDController
             # maps a NaN candidate to y0 but turns an infinite one into a NaN error norm (inf/inf),
@@ -249,18 +347,18 @@ def solve_batch(
             finite = jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree_util.tree_leaves((y1, y_error))]))
             y_error = jax.tree_util.tree_map(lambda e: jnp.where(finite, e, jnp.inf), y_error)
             y1_seen = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, b, a), y, y1)
-            keep, tp, tn, _, cstate1, cresult = controller.adapt_step_size(
+            keep, tp, tn, jump, cstate1, cresult = controller.adapt_step_size(
                 tprev, tnext, y, y1_seen, None, y_error, error_order, cstate
             )
             keep = jnp.asarray(keep, bool)
-            tp = jnp.minimum(tp, t1)
-            tn = jnp.where(tn > t1_floor, jnp.where(keep, t1, tp + 0.5 * (t1 - tp)), tn)
+            tp = jnp.minimum(tp, t_end)
+            tn = jnp.where(tn > t_end_floor, jnp.where(keep, t_end, tp + 0.5 * (t_end - tp)), tn)
             ok = diffrax.RESULTS.successful
             failed = (keep & ~(sresult == ok)) | ~(cresult == ok)
-            return y1, dense, sstate1, keep, tp, tn, cstate1, failed
+            return y1, dense, sstate1, keep, tp, tn, cstate1, jnp.asarray(jump, bool), failed
 
-        y1, dense, sstate1, keep, tp, tn, cstate1, failed = jax.vmap(one)(
-            c["tprev"], c["tnext"], c["y"], c["sstate"], c["cstate"]
+        y1, dense, sstate1, keep, tp, tn, cstate1, jump, failed = jax.vmap(one)(
+            c["tprev"], c["tnext"], c["y"], c["sstate"], c["cstate"], c["made_jump"], t1, t1_floor
         )
         keep = keep & on
         buffers, indices = dict(c["buffers"]), dict(c["indices"])
@@ -270,8 +368,9 @@ def solve_batch(
                 return dense
             return jax.vmap(erk_dense)(c["tnext"] - c["tprev"], c["y"], y1, dense)
 
-        K = save_ts.shape[0]
-        any_save = (keep & (indices["ys"] < K) & (save_ts[jnp.minimum(indices["ys"], K - 1)] <= c["tnext"])).any()
+        K = save_ts.shape[1]
+        nxt = jnp.take_along_axis(save_ts, jnp.minimum(indices["ys"], K - 1)[:, None], axis=1)[:, 0]
+        any_save = (keep & (indices["ys"] < K) & (nxt <= c["tnext"])).any()
         buffers["ys"], indices["ys"] = jax.lax.cond(
             any_save,
             lambda: save(keep, c["tprev"], c["tnext"], dense_info(), buffers["ys"], indices["ys"], save_ts, interpolate),
@@ -280,9 +379,10 @@ def solve_batch(
         event_start = c["event_start"]
         if event_fn is not None:
             if tableau is not None and tableau.fsal:  # y and f at the step end are known exactly
-                end = jax.vmap(event_fn)(c["tnext"], y1, sstate1)
+                end = jax.vmap(event_fn)(c["tnext"], y1, sstate1, event_args)
             else:
-                end = jax.vmap(lambda a, b, dn: summary_at(a, b, dn, b))(c["tprev"], c["tnext"], dense_info())
+                end = jax.vmap(lambda a, b, dn, ar: summary_at(a, b, dn, b, ar))(
+                    c["tprev"], c["tnext"], dense_info(), event_args)
             buffers["events"], indices["events"] = save(
                 keep, c["tprev"], c["tnext"], (event_start, end), buffers["events"], indices["events"],
                 event_ts, lambda a, b, e, t: save_event(e, a, b, t),
@@ -295,6 +395,7 @@ def solve_batch(
             y=_where(keep, y1, c["y"]),
             sstate=_where(keep, sstate1, c["sstate"]),
             cstate=_where(on, cstate1, c["cstate"]),
+            made_jump=jnp.where(keep, jump, c["made_jump"]),
             num_steps=c["num_steps"] + on,
             accepted=c["accepted"] + keep,
             rejected=c["rejected"] + (on & ~keep),
@@ -303,7 +404,8 @@ def solve_batch(
             indices=indices,
             event_start=event_start,
         )
-        progress = jnp.min(jnp.where(new["result"] == OK, (tprev - t0) / (t1 - t0), 1.0))
+        span = jnp.where(t1 > t0, t1 - t0, 1.0)
+        progress = jnp.min(jnp.where((new["result"] == OK) & (t1 > t0), (tprev - t0) / span, 1.0))
         new["meter"] = progress_meter.step(c["meter"], jnp.clip(progress, 0.0, 1.0))
         return new
 

@@ -12,9 +12,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from . import _validate as check
-
-#: Largest array ``Target.dense`` builds unless told otherwise (bytes).
-DENSE_MAX_BYTES = 2**30
+from .dense import DENSE_MAX_BYTES, dense_power_sum
 
 
 class Target(eqx.Module):
@@ -133,6 +131,12 @@ class Target(eqx.Module):
 
         Raises ``ValueError`` if it would take more than ``max_bytes``.
         """
-        from .contract import dense_power_sum
-
         return dense_power_sum(self.U, self.a, self.order, max_bytes=max_bytes)
+
+
+def as_target(value: Any, name: str = "target") -> Target:
+    """``value`` if it is a :class:`Target`, else ``TypeError`` naming ``name`` (the one type check
+    every public entry point uses)."""
+    if not isinstance(value, Target):
+        raise TypeError(f"{name} must be a deflation.Target, got {type(value).__name__}")
+    return value

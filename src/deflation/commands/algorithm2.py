@@ -9,7 +9,7 @@ Parameters not given on the command line follow Theorem 1's scalings
   target (``a``, ``U``);
 - ``algorithm2.json``: the parameters and a per-seed summary;
 - ``algorithm2.png``: the residual per direction across epochs (see
-  :func:`deflation.plots_algorithm2.plot_algorithm2`) for the first seed.
+  :func:`deflation.plots.plot_algorithm2`) for the first seed.
 """
 
 from __future__ import annotations
@@ -71,15 +71,8 @@ def _target(args):
     return Target.geometric(args.d, r, 1.2 if args.geometric is None else args.geometric)
 
 
-def _concat(parts):
-    """Concatenate batched results along the seed axis (NumPy)."""
-    import jax
-
-    return jax.tree_util.tree_map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]), *parts)
-
-
 def _run_seeds(target, key, kwargs, seeds: int, chunk: int):
-    """Run ``seeds`` seeds in chunks of ``chunk`` (padded: one compile), with a progress bar."""
+    """Run ``seeds`` seeds in chunks of ``chunk`` (padded with the last seed: one compilation)."""
     import jax
 
     from ..algorithm import Algorithm2Result, modified_gradient_flow
@@ -92,82 +85,16 @@ def _run_seeds(target, key, kwargs, seeds: int, chunk: int):
     n_chunks = math.ceil(seeds / chunk)
     parts = []
     for c in tqdm(range(n_chunks), desc="seed chunks", disable=n_chunks == 1):
-        idx = [min(k, seeds - 1) for k in range(c * chunk, (c + 1) * chunk)]  # pad with the last seed
-        res = modified_gradient_flow(target, key, seeds=idx, **kwargs)
-        keep = min(chunk, seeds - c * chunk)
-        parts.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:keep],
-                                            (res.record, res.converged, res.epochs, res.discovery_epoch,
-                                             res.fit_epoch, res.residual, res.log_norm, res.ubar, res.W,
-                                             res.member, res.status)))
-        config = res.config
-    rec, conv, ep, de, fe, resid, ln, ub, W, mem, st = _concat(parts)
-    return Algorithm2Result(record=rec, converged=conv, epochs=ep, discovery_epoch=de, fit_epoch=fe, residual=resid,
-                            log_norm=ln, ubar=ub, W=W, member=mem, status=st, seeds=list(range(seeds)), config=config)
-
-
-def _fmt_set(mask) -> str:
-    idx = [str(i) for i in np.flatnonzero(mask)]
-    return ",".join(idx) if idx else "-"
-
-
-def epoch_table(result, seed: int = 0) -> str:
-    """The per-epoch table printed by the command (one run; components are 0-based indices into a)."""
-    import jax
-
-    rec = jax.tree_util.tree_map(np.asarray, result.record)
-    if result.batched:
-        rec = jax.tree_util.tree_map(lambda x: x[seed], rec)
-    lines = [f"{'epoch':>5} {'beta':>9} {'t1':>9} {'t2':>9} {'|T-T*| P1':>10} {'|T-T*| P2':>10} {'redrawn':>7} "
-             f"{'bad(D2)':>7}  {'discovered (new)':<18} {'fitted (new)':<18}"]
-    r = rec.discovered.shape[-1]
-    prev_disc = np.zeros(r, bool)
-    prev_fit = np.zeros(r, bool)
-    for s in range(rec.active.shape[0]):
-        if not rec.active[s]:
-            break
-        new_disc = np.isfinite(rec.discovery_time[s]) | (rec.discovered[s] & ~prev_disc)
-        new_fit = rec.fitted[s] & ~prev_fit
-        lines.append(
-            f"{s:>5} {rec.beta[s]:9.3e} {rec.t1[s]:9.3e} {rec.t2[s]:9.3e} {rec.residual_phase1[s]:10.3e} "
-            f"{rec.residual_phase2[s]:10.3e} {rec.num_redrawn[s]:>7d} {rec.num_bad[s]:>7d}  {_fmt_set(new_disc):<18} "
-            f"{_fmt_set(new_fit):<18}"
-        )
-        prev_disc, prev_fit = rec.discovered[s], rec.fitted[s]
-    return "\n".join(lines)
-
-
-def component_table(result, target, seed: int = 0) -> str:
-    """Per component: weight, discovery / fit epoch and time within that epoch, and the paper's
-    scales ``d / (a_i log d)`` (Phase 1) and ``(log 1/delta1 + log 1/lam) / a_i`` (Phase 2)."""
-    import jax
-
-    rec = jax.tree_util.tree_map(np.asarray, result.record)
-    de, fe = np.asarray(result.discovery_epoch), np.asarray(result.fit_epoch)
-    if result.batched:
-        rec = jax.tree_util.tree_map(lambda x: x[seed], rec)
-        de, fe = de[seed], fe[seed]
-    cfg = result.config
-    a = np.asarray(target.a)
-    d = target.d
-    lines = [f"{'i':>3} {'a_i':>8} {'disc ep':>7} {'t_disc':>9} {'phase':>5} {'fit ep':>6} {'t_fit':>9} "
-             f"{'d/(a log d)':>11} {'L/a_i':>9}"]
-    L = math.log(1 / cfg.delta1) + math.log(1 / cfg.lam)
-    for i in range(a.shape[0]):
-        td = rec.discovery_time[de[i], i] if de[i] >= 0 else math.inf
-        ph = "-" if de[i] < 0 else ("1" if td <= rec.t1[de[i]] else "2")
-        tf = rec.fit_time[fe[i], i] if fe[i] >= 0 else math.inf
-        lines.append(f"{i:>3} {a[i]:8.4f} {de[i]:>7d} {td:9.3g} {ph:>5} {fe[i]:>6d} {tf:9.3g} "
-                     f"{d / (a[i] * math.log(d)):11.3g} {L / a[i]:9.3g}")
-    return "\n".join(lines)
+        idx = [min(k, seeds - 1) for k in range(c * chunk, (c + 1) * chunk)]
+        parts.append(modified_gradient_flow(target, key, seeds=idx, **kwargs).take(min(chunk, seeds - c * chunk)))
+    return Algorithm2Result.concatenate(parts, seeds=list(range(seeds)))
 
 
 def _save(result, target, out: str, extra: dict) -> None:
     import jax
 
-    arrays = {f"record_{k}": np.asarray(v) for k, v in vars(jax.tree_util.tree_map(np.asarray, result.record)).items()}
-    for name in ("converged", "epochs", "discovery_epoch", "fit_epoch", "residual", "log_norm", "ubar", "W", "member",
-                 "status"):
-        arrays[name] = np.asarray(getattr(result, name))
+    arrays = {f"record_{k}": v for k, v in result.record.arrays().items()}
+    arrays.update(result.run_arrays())
     arrays["a"], arrays["U"] = np.asarray(target.a), np.asarray(target.U)
     np.savez_compressed(os.path.join(out, "algorithm2.npz"), **arrays)
     with open(os.path.join(out, "algorithm2.json"), "w") as fh:
@@ -195,18 +122,18 @@ def run(args) -> int:
     key = jax.random.key(args.seed)
     start = time.perf_counter()
     result = _run_seeds(target, key, kwargs, args.seeds, args.chunk)
-    jax.block_until_ready(result.residual)
+    jax.block_until_ready(result.residual_norm)
     elapsed = time.perf_counter() - start
     print(f"(compiled and ran in {elapsed:.1f} s)\n")
     print("per-epoch table (seed 0; components are 0-based indices into a; bad(D2) = Definition 2 bad columns):")
-    print(epoch_table(result, 0))
+    print(result.epoch_table(0))
     print("\nper component (seed 0; times measured from the start of the epoch named; "
           "L = log 1/delta1 + log 1/lam):")
-    print(component_table(result, target, 0))
+    print(result.component_table(target, 0))
 
     conv = np.atleast_1d(np.asarray(result.converged))
     epochs = np.atleast_1d(np.asarray(result.epochs))
-    resid = np.atleast_1d(np.asarray(result.residual))
+    resid = np.atleast_1d(np.asarray(result.residual_norm))
     disc = np.asarray(result.discovery_epoch).reshape(len(conv), -1)
     print()
     for k in range(len(conv)):
@@ -230,7 +157,7 @@ def run(args) -> int:
     _save(result, target, args.out, extra)
     print(f"\nwrote {os.path.join(args.out, 'algorithm2.npz')} and algorithm2.json", end="")
     if not args.no_plot:
-        from ..plots_algorithm2 import plot_algorithm2
+        from ..plots import plot_algorithm2
 
         path = plot_algorithm2(result, target, os.path.join(args.out, "algorithm2.png"), seed=0)
         print(f", {path}", end="")

@@ -8,6 +8,8 @@ import sys
 
 import numpy as np
 
+from ..integrate import SOLVERS
+
 _SWEEP_FLAGS = {"d": int, "m": int, "order": int, "delta0": float, "delta1": float, "alpha": float, "lam": float, "time": float}
 
 
@@ -65,7 +67,7 @@ def register(sub):
     g.add_argument("--mode", default="full", choices=["full", "decoupled"],
                    help="full gradient flow, or the decoupled Phase 1 tensor-power dynamics (fast; coupling checked)")
     s = p.add_argument_group("solver")
-    s.add_argument("--solver", default="tsit5", help="diffrax solver: tsit5, dopri5, dopri8, bosh3, heun, midpoint, ralston")
+    s.add_argument("--solver", default="tsit5", help=f"diffrax solver: {', '.join(SOLVERS)}")
     s.add_argument("--rtol", type=float, default=1e-8)
     s.add_argument("--atol", type=float, default=1e-8)
     s.add_argument("--max-steps", type=int, default=100_000)

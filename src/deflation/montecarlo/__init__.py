@@ -11,7 +11,8 @@ from .distributed import CoordinatorUnreachable, initialize as initialize_distri
 from .run import DEFAULT_CHUNK, run_study, select_devices
 from .store import StoreMismatch, load
 from .study import SOLVERS, SWEEPABLE, Study
-from .summary import format_table, plot, summarize, wilson_interval
+from ..plots import plot_study as plot
+from .summary import format_table, summarize, wilson_interval
 
 __all__ = [
     "DEFAULT_CHUNK",

@@ -8,21 +8,19 @@ once per distinct shape and reuses the executable for every chunk.
 
 from __future__ import annotations
 
-import diffrax
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
-from ..flow import _solve_batch
+from ..contract import residual_norm_sq
+from ..dynamics import normalize
 from ..init import seed_keys, unit_columns
+from ..integrate import EventConfig, SolverConfig, solve, solver_by_name
 from ..target import Target
 from .study import Study
-
-_SOLVER_CLASSES = {
-    "tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8, "bosh3": diffrax.Bosh3,
-    "heun": diffrax.Heun, "midpoint": diffrax.Midpoint, "ralston": diffrax.Ralston,
-}
 
 #: Per-seed-and-component outputs and per-seed outputs of each mode.
 COMPONENT_VARS = ("discovered", "discovery_time", "fit_time", "members")
@@ -62,26 +60,33 @@ def _target(study: Study, a):
     return Target(a, U, study.order, orthogonal=True)
 
 
-def _controller(p):
-    return diffrax.PIDController(rtol=p["rtol"], atol=p["atol"])
+def _configs(study: Study, p):
+    """The solver and event settings of a study point (``p``: its traced parameters)."""
+    solver = SolverConfig.adaptive(p["rtol"], p["atol"], solver_by_name(study.solver), max_steps=study.max_steps)
+    events = EventConfig(delta1=p["delta1"], alpha=p["alpha"], fit_fraction=p["fit_fraction"],
+                         points=study.event_points)
+    return solver, events
+
+
+def _members(member, r: int):
+    """Columns in each ``S_i`` per seed, (B, r)."""
+    return (member[:, :, None] == jnp.arange(r)).sum(axis=1).astype(jnp.int32)
 
 
 def _full(study: Study, seed_idx, p):
-    """Full gradient flow for a local batch of seeds, through the core's vmapped solve."""
-    dtype = jnp.dtype(study.dtype)
+    """Full gradient flow for a local batch of seeds, through the public batched solve."""
     target = _target(study, p["a"])
     y0 = initial_state(study, seed_idx, p["delta0"])
-    event_ts = jnp.linspace(jnp.zeros((), dtype), p["horizon"], study.event_points, dtype=dtype)
-    out = _solve_batch(
-        target, y0, p["horizon"][None], event_ts, jnp.zeros((), dtype), p["lam"], p["delta1"], p["alpha"],
-        p["fit_fraction"], jnp.maximum(p["rtol"], p["atol"]), _SOLVER_CLASSES[study.solver](), _controller(p), None,
-        study.max_steps, False, None, diffrax.NoProgressMeter(),
-    )
-    members = (out["member"][:, :, None] == jnp.arange(target.r)).sum(axis=1).astype(jnp.int32)
+    solver, events = _configs(study, p)
+    sol = solve(target, y0, t1=p["horizon"], solver=solver, lam=p["lam"], events=events)
+    omega = jnp.exp(2.0 * sol.rho[:, -1])
+    u = jax.vmap(normalize)(sol.ubar[:, -1])
+    sq = jax.vmap(lambda uu, om: residual_norm_sq(uu, om, target, None)[0])(u, omega)
+    tr = sol.tracked
     return dict(
-        discovered=jnp.isfinite(out["discovery_time"]), discovery_time=out["discovery_time"],
-        fit_time=out["fit_time"], members=members, status=out["status"].astype(jnp.int8),
-        num_steps=out["num_steps"].astype(jnp.int32), loss=out["loss"][:, 0],
+        discovered=jnp.isfinite(tr.discovery_time), discovery_time=tr.discovery_time,
+        fit_time=tr.fit_time, members=_members(tr.member, target.r), status=sol.status.astype(jnp.int8),
+        num_steps=sol.num_steps.astype(jnp.int32), loss=0.5 * sq + 0.5 * p["lam"] * omega.sum(-1),
     )
 
 
@@ -105,22 +110,18 @@ def _decoupled(study: Study, seed_idx, p):
     dtype = jnp.dtype(study.dtype)
     target = _target(study, p["a"])
     y0 = initial_state(study, seed_idx, p["delta0"])
-    event_ts = jnp.linspace(jnp.zeros((), dtype), p["horizon"], study.event_points, dtype=dtype)
     ts = jnp.linspace(jnp.zeros((), dtype), p["horizon"], COUPLING_POINTS, dtype=dtype)[1:]
-    out = _solve_batch(
-        target, y0, ts, event_ts, jnp.zeros((), dtype), p["lam"], p["delta1"], p["alpha"],
-        p["fit_fraction"], jnp.maximum(p["rtol"], p["atol"]), _SOLVER_CLASSES[study.solver](), _controller(p), None,
-        study.max_steps, True, False, diffrax.NoProgressMeter(),
-    )
+    solver, events = _configs(study, p)
+    sol = solve(target, y0, t1=p["horizon"], save_ts=ts, solver=solver, lam=p["lam"], events=events, frozen=True)
     h = p["horizon"] / (COUPLING_POINTS - 1)
     c = p["lam"] + (2.0 * jnp.sum(p["a"]) if study.order % 2 else 0.0)
-    S = jnp.exp(2.0 * out["log_norm"]).sum(axis=-1) * jnp.exp(2.0 * c * h)  # (B, K) upper bounds per interval
+    S = jnp.exp(2.0 * sol.rho).sum(axis=-1) * jnp.exp(2.0 * c * h)  # (B, K) upper bounds per interval
     S0 = jnp.exp(2.0 * y0[0]).sum(axis=-1)
-    members = (out["member"][:, :, None] == jnp.arange(target.r)).sum(axis=1).astype(jnp.int32)
-    disc = out["discovery_time"]
+    disc = sol.tracked.discovery_time
     return dict(
         discovered=jnp.isfinite(disc), discovery_time=disc, fit_time=jnp.full_like(disc, jnp.nan),
-        members=members, status=out["status"].astype(jnp.int8), num_steps=out["num_steps"].astype(jnp.int32),
+        members=_members(sol.tracked.member, target.r), status=sol.status.astype(jnp.int8),
+        num_steps=sol.num_steps.astype(jnp.int32),
         coupling_max=jnp.maximum(S.max(axis=-1), S0), coupling=target.order * h * S.sum(axis=-1),
     )
 
@@ -128,16 +129,13 @@ def _decoupled(study: Study, seed_idx, p):
 def compile_chunk(study: Study, mesh: Mesh):
     """A jitted ``fn(seed_idx (C,) uint32 sharded over mesh axis "seed", traced_params(study))
     -> dict of (C, ...) arrays``; shared by every study with the same :func:`static_key`."""
-    key = (static_key(study), mesh)
-    if key not in _COMPILED:
-        _COMPILED[key] = _build(study, mesh)
-    return _COMPILED[key]
+    return _build(static_key(study), study, mesh)
 
 
-_COMPILED: dict = {}
-
-
-def _build(study, mesh):
+@functools.lru_cache(maxsize=16)
+def _build(key, study, mesh):
+    """The compiled chunk function of one :func:`static_key` (the last 16 are kept)."""
+    del key  # the cache key: everything the function depends on besides its traced arguments
     local = _full if study.mode == "full" else _decoupled
     fn = jax.shard_map(
         lambda idx, p: local(study, idx, p), mesh=mesh, in_specs=(P("seed"), P()), out_specs=P("seed"), check_vma=False

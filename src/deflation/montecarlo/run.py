@@ -91,7 +91,7 @@ def run_study(study: Study, out, *, chunk: int | None = None, devices: int | Non
     from jax.experimental import multihost_utils
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-    from .. import __version__
+    from .._version import __version__
     from .kernel import compile_chunk, traced_params
 
     mesh_devices = select_devices(devices)
@@ -159,7 +159,8 @@ def run_study(study: Study, out, *, chunk: int | None = None, devices: int | Non
     store.mark_complete(root)
     ds = store.load(out)
     if summary:
-        from .summary import default_paths, plot, summarize
+        from ..plots import plot_study as plot
+        from .summary import default_paths, summarize
 
         df = summarize(ds)
         csv, png = default_paths(out)

@@ -15,9 +15,7 @@ import equinox as eqx
 import numpy as np
 
 from .. import _validate as check
-
-#: diffrax solvers available by name (explicit, adaptive: they carry an error estimate).
-SOLVERS = ("tsit5", "dopri5", "dopri8", "bosh3", "heun", "midpoint", "ralston")
+from ..integrate import SOLVERS
 MODES = ("full", "decoupled")
 DTYPES = ("float64", "float32")
 #: Parameters that may be swept (given as a list of values); the dataset gets a dimension of that name.

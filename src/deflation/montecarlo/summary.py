@@ -1,5 +1,5 @@
-"""Summary of a study: per-component discovery probability with Wilson 95% intervals,
-discovery-time quantiles, and a PNG of the probability against ``a_i`` (or the swept parameter)."""
+"""Summary of a study: per-component discovery probability with Wilson 95% intervals and
+discovery-time quantiles (the figure is :func:`deflation.plots.plot_study`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..flow import SUCCESS
+from ..integrate import SUCCESS
 
 #: Quantiles of the discovery time (among seeds where the component was discovered).
 QUANTILES = (0.1, 0.5, 0.9)
@@ -70,47 +70,6 @@ def summarize(ds):
 def format_table(df) -> str:
     """The summary as a fixed-width text table."""
     return df.to_string(index=False, float_format=lambda x: f"{x:.4g}")
-
-
-def _yerr(df):
-    return [np.clip(df["p"] - df["p_lo"], 0, None), np.clip(df["p_hi"] - df["p"], 0, None)]
-
-
-def plot(df, ds, path) -> Path:
-    """PNG of discovery probability (Wilson 95% intervals) against ``a_i``, or against the swept
-    parameter with one line per component."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    sweep = ds.attrs.get("sweep") or None
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    if sweep is None:
-        ax.errorbar(df["a"], df["p"], yerr=_yerr(df), fmt="o", capsize=3)
-        ax.set_xlabel("ground-truth weight $a_i$")
-        for _, row in df.iterrows():
-            ax.annotate(f"i={int(row['component'])}", (row["a"], row["p"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    else:
-        for i, g in df.groupby("component"):
-            x = g[sweep].astype(float)
-            ax.errorbar(x, g["p"], yerr=_yerr(g), marker="o", capsize=3,
-                        label=f"$a_{{{i}}}$ = {g['a'].iloc[0]:.3g}")
-        vals = df[sweep].astype(float)
-        if vals.min() > 0 and vals.max() / vals.min() > 20:
-            ax.set_xscale("log")
-        ax.set_xlabel(sweep)
-        ax.legend(fontsize=7)
-    ax.set_ylim(-0.03, 1.03)
-    ax.set_ylabel("P(discovered by horizon)")
-    n = int(df["n"].max()) if len(df) else 0
-    ax.set_title(f"{ds.attrs.get('mode', 'full')} flow, d={ds.attrs['d']}, m={ds.attrs['m']}, "
-                 f"horizon={ds.attrs['horizon']}, {n} seeds (95% Wilson)", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 def default_paths(out) -> tuple[Path, Path]:

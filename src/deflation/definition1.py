@@ -1,0 +1,309 @@
+"""Definition 1 (discovered, ``S_i``, ``ahat_i``) and the fit criterion, located between grid points.
+
+Definition 1 (paper Section 5.1): column ``k`` is in ``S_i`` once, at some time no earlier than its
+latest (re-)initialization, ``|w_k| = delta1`` while ``wbar_{k,i}^2 >= 1 - alpha^2``;
+``ahat_i = sum_{k in S_i} |w_k|^2``; ground truth ``i`` is *discovered* when ``S_i`` is non-empty
+and *fitted* when ``a_i - ahat_i <= 2 lam``. With ``lam = 0`` that test can never hold (``ahat_i``
+approaches ``a_i`` only in the limit), so for ``lam = 0`` a component counts as fitted once its
+residual ``(T* - T)(u_i^p)`` has dropped to ``fit_fraction * a_i``.
+
+This module is the one place these are computed, for :func:`deflation.gradient_flow`, for every
+phase of :func:`deflation.modified_gradient_flow` and for the Monte Carlo studies:
+
+1. :func:`observe` evaluates, at a state ``y`` with time derivative ``dy/dt``, every quantity whose
+   crossing defines an event, with its exact time derivative (a Jacobian-vector product along the
+   vector field): per column the log-norm ``rho`` and the *misalignment* ``1 - wbar_ref^2`` with a
+   *reference* direction (the column's ``S_i`` direction if it already is a member, else its
+   best-correlated ``u_i``), and per ground truth the residual ``(T* - T)(u_i^p)``. The
+   misalignment is computed as ``|u - <u_i, u> u_i|^2``, without the cancellation of
+   ``1 - <u_i, u>^2``: Theorem 1's ``alpha`` is ~1e-8, so the test ``1 - wbar_i^2 <= alpha^2``
+   compares with ~1e-16, which ``wbar_i^2`` itself cannot resolve in float64.
+2. The solver evaluates :func:`observe` at the end of every step and :func:`fill` carries the
+   values onto a uniform *event grid* inside the step (cubic Hermite from the values and
+   derivatives at both ends: fourth order in the step).
+3. :func:`track` finds, on the grid, every interval on which ``rho - log delta1`` changes sign
+   (upward or downward: Definition 1 asks for ``|w| = delta1`` at any time) and locates the
+   crossing as the root of the cubic Hermite interpolant; the misalignment there is its Hermite
+   interpolant (linear if the reference direction changes across the interval). A column joins
+   ``S_i`` at its first crossing that qualifies. Membership on the grid gives ``ahat_i(t)``, the
+   discovery times (first join into an ``S_i`` that was empty at the start) and the fit times.
+
+``member`` carries membership in: :func:`deflation.gradient_flow` starts every column outside every
+``S_i`` (``-1``); Algorithm 2 passes the membership at the start of each phase, so ``S_i`` persists
+across phases and epochs until a column is re-drawn.
+
+Initializations at or above ``delta1``. Definition 1 assumes every column starts at
+``delta0 < delta1`` (the paper's setting), so that its norm must pass ``delta1`` on its way up. A
+column *initialized* at or above ``delta1`` (``gradient_flow`` from a large ``W0``) has no such
+passage; for it the norm condition counts as met from the start, and it joins ``S_i`` at the first
+time it is aligned (``1 - wbar_i^2 <= alpha^2``) while its norm is still ``>= delta1`` (or at the
+start if it is aligned there), or at a later crossing of ``delta1`` that qualifies, whichever comes
+first. A flow started large thus still reports when it discovers each component. Algorithm 2 never
+needs this: its draws and re-draws are all at ``delta0 < delta1``.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int
+
+from .contract import matmul, residual_norm_sq, residual_on, sum_rows
+from .dynamics import normalize
+from .target import Target
+
+#: Bisection steps locating a root of the cubic Hermite interpolant on a grid interval (2^-60 of it).
+ROOT_ITERATIONS = 60
+
+
+class Observation(eqx.Module):
+    """What :func:`observe` returns for one state (leading axes ``...`` for a grid or a batch).
+
+    Attributes:
+        rho, drho: log-norm ``log |w_j|`` and its time derivative, (..., m).
+        mis, dmis: misalignment ``1 - wbar_ref^2`` with the reference direction and its time
+            derivative, (..., m).
+        ref: the reference direction of each column (its ``S_i`` if a member, else argmax
+            ``<u_i, wbar>^2``), (..., m); -1 where the grid point was never reached.
+        residual, dresidual: ``(T* - T)(u_i^p)`` and its time derivative, (..., r).
+        residual_norm, dresidual_norm: ``|T - T*|_F`` (float Gram route, resolved to about
+            1e-8 |T*|_F) and its derivative when asked for (``norm=True``), else zeros, (...).
+    """
+
+    rho: Float[Array, "*n m"]
+    drho: Float[Array, "*n m"]
+    mis: Float[Array, "*n m"]
+    dmis: Float[Array, "*n m"]
+    ref: Int[Array, "*n m"]
+    residual: Float[Array, "*n r"]
+    dresidual: Float[Array, "*n r"]
+    residual_norm: Float[Array, "*n"]
+    dresidual_norm: Float[Array, "*n"]
+
+
+def observe(target: Target, y, dydt, member: Int[Array, " m"], *, norm: bool = False) -> Observation:
+    """The event quantities of Definition 1 and the fit criterion at a log-norm state ``y = (rho,
+    ubar)`` with time derivative ``dydt`` (the vector field at ``y``, or a dense output's
+    derivative), each with its exact time derivative.
+
+    Args:
+        target: the ground truth.
+        y, dydt: state and its time derivative.
+        member: each column's ``S_i`` index, or -1 (decides the reference direction).
+        norm: also return ``|T - T*|_F`` and its derivative (one more Gram product, ``2 m^2 d``).
+    """
+    cols = jnp.arange(member.shape[-1])
+
+    def quantities(state):
+        rho, ubar = state
+        u = normalize(ubar)
+        omega = jnp.exp(2.0 * rho)
+        C = matmul(target.U.T, u)  # (r, m)
+        # 1 - wbar_i^2 as |u - <u_i, u> u_i|^2 for every i (resolved even for Theorem 1's tiny alpha)
+        mis_all = sum_rows((u[None, :, :] - C[:, None, :] * target.U.T[:, :, None]) ** 2)  # (r, m)
+        ref = jnp.where(member >= 0, member, jnp.argmin(jax.lax.stop_gradient(mis_all), axis=0)).astype(jnp.int32)
+        res = residual_on(u, omega, target)
+        if norm:
+            sq, _ = residual_norm_sq(u, omega, target, precise=False)
+            rn = jnp.sqrt(jnp.maximum(sq, 0.0))
+        else:
+            rn = jnp.zeros((), rho.dtype)
+        return (mis_all[ref, cols], res, rn), ref
+
+    (mis, res, rn), (dmis, dres, drn), ref = jax.jvp(quantities, (y,), (dydt,), has_aux=True)
+    return Observation(rho=y[0], drho=dydt[0], mis=mis, dmis=dmis, ref=ref, residual=res, dresidual=dres,
+                       residual_norm=rn, dresidual_norm=drn)
+
+
+# ---------------------------------------------------------------------------- interpolation
+
+
+def hermite(x, g0, g1, m0, m1):
+    """Cubic Hermite on ``[0, 1]`` with values ``g0, g1`` and slopes ``m0, m1`` (per unit of ``x``)."""
+    x2, x3 = x * x, x * x * x
+    return (2 * x3 - 3 * x2 + 1) * g0 + (x3 - 2 * x2 + x) * m0 + (-2 * x3 + 3 * x2) * g1 + (x3 - x2) * m1
+
+
+def hermite_value_and_slope(x, h, g0, g1, d0, d1):
+    """Cubic Hermite on a step of length ``h`` at ``x`` in ``[0, 1]`` from values ``g0, g1`` and
+    time derivatives ``d0, d1`` at its ends: ``(value, time derivative)``."""
+    slope = ((6 * x * x - 6 * x) * (g0 - g1)) / h + (3 * x * x - 4 * x + 1) * d0 + (3 * x * x - 2 * x) * d1
+    return hermite(x, g0, g1, d0 * h, d1 * h), slope
+
+
+def fill(x, h, s0: Observation, s1: Observation) -> Observation:
+    """Observation at ``x`` in ``[0, 1]`` of a step of length ``h`` from the observations at its
+    ends: cubic Hermite for the log-norms, residuals and norm, and for the misalignment when the
+    reference direction is the same at both ends (linear otherwise); the reference of the
+    nearer end."""
+    rho, drho = hermite_value_and_slope(x, h, s0.rho, s1.rho, s0.drho, s1.drho)
+    res, dres = hermite_value_and_slope(x, h, s0.residual, s1.residual, s0.dresidual, s1.dresidual)
+    rn, drn = hermite_value_and_slope(x, h, s0.residual_norm, s1.residual_norm, s0.dresidual_norm, s1.dresidual_norm)
+    mh, dmh = hermite_value_and_slope(x, h, s0.mis, s1.mis, s0.dmis, s1.dmis)
+    same = s0.ref == s1.ref
+    mis = jnp.where(same, mh, (1 - x) * s0.mis + x * s1.mis)
+    dmis = jnp.where(same, dmh, (s1.mis - s0.mis) / h)
+    return Observation(rho=rho, drho=drho, mis=mis, dmis=dmis, ref=jnp.where(x < 0.5, s0.ref, s1.ref),
+                       residual=res, dresidual=dres, residual_norm=rn, dresidual_norm=drn)
+
+
+# ---------------------------------------------------------------------------- crossings
+
+
+def interval_roots(t: Float[Array, " K"], g: Float[Array, "K ..."], dg: Float[Array, "K ..."],
+                   iterations: int = ROOT_ITERATIONS):
+    """Root of the cubic Hermite interpolant of ``g`` on every grid interval where it changes sign.
+
+    Args:
+        t: grid (K,), non-decreasing; g, dg: values and time derivatives on it, (K, ...).
+    Returns:
+        ``(cross (K-1, ...) bool, x (K-1, ...) in [0, 1], h (K-1, 1, ...))``: the root of interval
+        ``k`` is at ``t[k] + x h``. ``cross`` marks a sign change (``< 0`` on one side, ``>= 0``
+        on the other).
+    """
+    h = (t[1:] - t[:-1]).reshape((-1,) + (1,) * (g.ndim - 1))
+    g0, g1 = g[:-1], g[1:]
+    m0, m1 = dg[:-1] * h, dg[1:] * h
+    neg0 = g0 < 0
+    cross = neg0 != (g1 < 0)
+
+    def bisect(_, lohi):
+        lo, hi = lohi
+        mid = 0.5 * (lo + hi)
+        same = (hermite(mid, g0, g1, m0, m1) < 0) == neg0
+        return jnp.where(same, mid, lo), jnp.where(same, hi, mid)
+
+    lo, hi = jax.lax.fori_loop(0, iterations, bisect, (jnp.zeros_like(g0), jnp.ones_like(g0)))
+    return cross, 0.5 * (lo + hi), h
+
+
+def first_crossing(t, g, dg, *, downward: bool = False):
+    """First time ``g`` goes from ``< 0`` to ``>= 0`` (``downward``: from ``> 0`` to ``<= 0``), for
+    every trailing index of ``g`` (K, ...), located on the cubic Hermite interpolant; ``inf``
+    where there is none on the grid."""
+    if downward:
+        g, dg = -g, -dg
+    cross, x, h = interval_roots(t, g, dg)
+    cross = cross & (g[:-1] < 0)
+    found = cross.any(axis=0)
+    k = jnp.argmax(cross, axis=0)
+    take = lambda a: jnp.take_along_axis(a, k[None], axis=0)[0]  # noqa: E731
+    tk = t.reshape((-1,) + (1,) * (g.ndim - 1))
+    when = tk[:-1] + x * h
+    return jnp.where(found, take(when), jnp.inf)
+
+
+# ---------------------------------------------------------------------------- tracking
+
+
+class Tracked(eqx.Module):
+    """What :func:`track` returns for one trajectory over one grid.
+
+    Attributes:
+        member: each column's ``S_i`` index at the end of the grid, or -1, (m,).
+        join_time: when the column joined ``S_i`` on this grid (inf: it did not), (m,).
+        member_t: membership at every grid time, (K, m).
+        joined: columns that joined each ``S_i`` on this grid, (r,).
+        bad_crossings: columns outside every ``S_i`` whose norm reached ``delta1`` from below
+            while ``1 - wbar_i^2 > alpha^2`` for every ``i`` (before joining, if they did), ().
+        discovery_time: first join into an ``S_i`` that was empty at the start (inf: none), (r,).
+        fit_time: first time ``i`` is fitted (see the module docstring; inf: not on the grid), (r,).
+        ahat: ``ahat_i`` at every grid time, (K, r).
+    """
+
+    member: Int[Array, " m"]
+    join_time: Float[Array, " m"]
+    member_t: Int[Array, "K m"]
+    joined: Int[Array, " r"]
+    bad_crossings: Int[Array, ""]
+    discovery_time: Float[Array, " r"]
+    fit_time: Float[Array, " r"]
+    ahat: Float[Array, "K r"]
+
+
+def by_group(op, values: Float[Array, "K m"], ids: Int[Array, "K m"], r: int) -> Float[Array, "K r"]:
+    """``op`` (``jax.ops.segment_sum``/``min``/``max``) of ``values`` grouped by ``ids`` in ``[-1, r)``
+    along the column axis, at every grid time; group -1 (outside every ``S_i``) is dropped."""
+    return jax.vmap(lambda v, i: op(v, i + 1, num_segments=r + 1))(values, ids)[:, 1:]
+
+
+def track(t: Float[Array, " K"], obs: Observation, member: Int[Array, " m"], a: Float[Array, " r"], lam,
+          delta1, alpha, fit_fraction, from_above: Bool[Array, " m"] | None = None) -> Tracked:
+    """Definition 1 membership, discovery and fit times over one grid.
+
+    Args:
+        t: the grid (K,), non-decreasing (a grid of one repeated time is a phase of length 0).
+        obs: :func:`observe`'s quantities on the grid, (K, ...).
+        member: (m,) each column's ``S_i`` index at the start of the grid, or -1.
+        a: ground-truth weights (r,); lam, delta1, alpha, fit_fraction: scalars.
+        from_above: (m,) columns initialized at or above ``delta1`` at the start of the grid (see
+            the module docstring); None: none (every column's norm must cross ``delta1``).
+    """
+    r = a.shape[0]
+    rho, drho, mis, dmis, ref = obs.rho, obs.drho, obs.mis, obs.dmis, obs.ref
+    m = rho.shape[1]
+    cols = jnp.arange(m)
+    free = member < 0
+    log_delta1 = jnp.log(delta1)
+    tk = t[:-1, None]
+
+    # crossings of |w| = delta1 and the misalignment there
+    cross, x, h = interval_roots(t, rho - log_delta1, drho)
+    same_ref = ref[:-1] == ref[1:]
+    m_herm = hermite(x, mis[:-1], mis[1:], dmis[:-1] * h, dmis[1:] * h)
+    m_at = jnp.where(same_ref, m_herm, (1 - x) * mis[:-1] + x * mis[1:])
+    aligned_at = m_at <= alpha**2
+    event = jnp.where(cross & aligned_at & free[None, :], tk + x * h, jnp.inf)  # (K-1, m)
+    event_x = x
+    start = jnp.zeros(m, bool)
+    if from_above is not None:
+        # the norm condition holds from the start: join where the misalignment first drops to
+        # alpha^2 while the norm is still >= delta1, or at the start if already aligned there
+        above = from_above & free
+        a_cross, a_x, _ = interval_roots(t, alpha**2 - mis, -dmis)
+        a_rho = hermite(a_x, rho[:-1], rho[1:], drho[:-1] * h, drho[1:] * h)
+        aligns = a_cross & (mis[:-1] > alpha**2) & (a_rho >= log_delta1) & above[None, :]
+        a_event = jnp.where(aligns, tk + a_x * h, jnp.inf)
+        event_x = jnp.where(a_event < event, a_x, x)
+        event = jnp.minimum(event, a_event)
+        start = above & (mis[0] <= alpha**2)
+
+    found = jnp.isfinite(event)
+    joins = found.any(axis=0) | start
+    k = jnp.argmax(found, axis=0)
+    xk = event_x[k, cols]
+    join_time = jnp.where(start, t[0], jnp.where(joins, event[k, cols], jnp.inf))
+    join_dir = jnp.where(start, ref[0], jnp.where(xk < 0.5, ref[k, cols], ref[k + 1, cols]))
+    new_member = jnp.where(free & joins, join_dir, member)
+    upward = cross & (rho[:-1] < log_delta1) & ~aligned_at
+    bad = (upward & (tk + x * h < join_time[None, :]) & free[None, :]).any(axis=0)
+
+    # membership on the grid, ahat, discovery and fit times
+    member_t = jnp.where(free[None, :] & (t[:, None] < join_time[None, :]), -1, new_member[None, :])  # (K, m)
+    omega = jnp.exp(2.0 * rho)
+    ahat = by_group(jax.ops.segment_sum, omega, member_t, r)  # (K, r)
+    dahat = by_group(jax.ops.segment_sum, 2.0 * omega * drho, member_t, r)
+    was_empty = ~discovered(member, r)
+    newly = free & joins
+    group = jnp.where(newly, new_member, r)
+    first_join = jax.ops.segment_min(jnp.where(newly, join_time, jnp.inf), group, num_segments=r + 1)[:r]
+    joined = jax.ops.segment_sum(newly.astype(jnp.int32), group, num_segments=r + 1)[:r]
+    by_norm = first_crossing(t, a[None, :] - ahat - 2.0 * lam, -dahat, downward=True)
+    by_residual = first_crossing(t, obs.residual - fit_fraction * a[None, :], obs.dresidual, downward=True)
+    return Tracked(
+        member=new_member.astype(jnp.int32), join_time=join_time, member_t=member_t.astype(jnp.int32),
+        joined=joined, bad_crossings=bad.sum().astype(jnp.int32),
+        discovery_time=jnp.where(was_empty, first_join, jnp.inf),
+        fit_time=jnp.where(lam > 0, by_norm, by_residual), ahat=ahat,
+    )
+
+
+def ahat_of(rho: Float[Array, " m"], member: Int[Array, " m"], r: int) -> Float[Array, " r"]:
+    """``ahat_i = sum_{k in S_i} |w_k|^2`` of one state (Definition 1)."""
+    return jax.ops.segment_sum(jnp.exp(2.0 * rho), member + 1, num_segments=r + 1)[1:]
+
+
+def discovered(member: Int[Array, " m"], r: int) -> Bool[Array, " r"]:
+    """``S_i`` non-empty, per ground truth."""
+    return (member[None, :] == jnp.arange(r)[:, None]).any(axis=1)
