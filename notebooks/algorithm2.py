@@ -50,6 +50,7 @@ C3_COMPARE = 1.0  # the second run adds Lemma 4's t1''' = log(d/alpha)/beta to P
 SEED = 0
 
 # %%
+import functools
 import json
 import math
 import time
@@ -60,17 +61,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import deflation as df
-from deflation.commands.algorithm2 import component_table, epoch_table
-
-FIGDIR = os.environ.get("DEFLATION_NB_FIGDIR")
+from deflation import plots
 
 
-def show(fig, name):
-    """Display a figure (and save it as PNG when DEFLATION_NB_FIGDIR is set)."""
-    if FIGDIR:
-        Path(FIGDIR).mkdir(parents=True, exist_ok=True)
-        fig.savefig(Path(FIGDIR) / f"algorithm2_{name}.png", dpi=110, bbox_inches="tight")
-    plt.show()
+show = functools.partial(plots.show, prefix="algorithm2")  # display; PNG when DEFLATION_NB_FIGDIR is set
 
 
 RESULTS = {"size": SIZE}
@@ -102,10 +96,10 @@ def run(c3):
 
 res, rec = run(0.0)
 E = int(res.epochs)
-print(f"converged: {bool(res.converged)} after {E} epochs, |T - T*|_F = {float(res.residual):.3g} (eps = {EPS:g})\n")
-print(epoch_table(res))
+print(f"converged: {bool(res.converged)} after {E} epochs, |T - T*|_F = {float(res.residual_norm):.3g} (eps = {EPS:g})\n")
+print(res.epoch_table())
 print()
-print(component_table(res, target))
+print(res.component_table(target))
 
 # %% [markdown]
 # The epoch table lists, per epoch, $\beta^{(s)}$, the phase lengths, $\|T-T^*\|_F$ after each
@@ -154,7 +148,7 @@ ax0.set(ylim=(floor, 2.0), xlabel="time (symlog: linear up to the first re-draw,
 ax0.legend(fontsize=7, ncol=2, loc="lower left")
 s_ax = np.arange(E)
 ax1.semilogy(s_ax, rec.beta[:E], "ko-", label=r"$\beta^{(s)}$")
-ax1.semilogy(s_ax, rec.residual_phase2[:E], "s--", color="0.4", label=r"$\|T-T^*\|_F$ after epoch $s$")
+ax1.semilogy(s_ax, rec.residual_norm_phase2[:E], "s--", color="0.4", label=r"$\|T-T^*\|_F$ after epoch $s$")
 for i in range(R):
     ax1.axhline(a[i], color=colors[i], lw=0.8)
     if disc_ep[i] >= 0:
@@ -171,7 +165,7 @@ x_disc = np.array([a[i] / rec.beta[e] if e >= 0 else np.nan for i, e in enumerat
 print("a_i / beta in the epoch of discovery:", np.round(x_disc, 3))
 print("discovered in Phase", phase.tolist(), "(0 = never)")
 RESULTS.update(a=a.tolist(), epochs=E, converged=bool(res.converged), beta=rec.beta[:E].tolist(),
-               residual_after_epoch=rec.residual_phase2[:E].tolist(), discovery_epoch=disc_ep.tolist(),
+               residual_after_epoch=rec.residual_norm_phase2[:E].tolist(), discovery_epoch=disc_ep.tolist(),
                fit_epoch=fit_ep.tolist(), a_over_beta_at_discovery=x_disc.tolist(), discovery_phase=phase.tolist())
 
 # %% [markdown]
@@ -235,10 +229,10 @@ res3, rec3 = run(C3_COMPARE)
 E3 = int(res3.epochs)
 disc_ep3, fit_ep3 = np.asarray(res3.discovery_epoch), np.asarray(res3.fit_epoch)
 t_disc3, t_fit3, phase3 = absolute_times(rec3, disc_ep3, fit_ep3)
-print(f"c3 = {C3_COMPARE:g}: converged {bool(res3.converged)} after {E3} epochs, |T - T*|_F = {float(res3.residual):.3g}, "
+print(f"c3 = {C3_COMPARE:g}: converged {bool(res3.converged)} after {E3} epochs, |T - T*|_F = {float(res3.residual_norm):.3g}, "
       f"total time {rec3.t_start[E3 - 1] + rec3.t1[E3 - 1] + rec3.t2[E3 - 1]:.0f} "
       f"(c3 = 0: {rec.t_start[E - 1] + rec.t1[E - 1] + rec.t2[E - 1]:.0f})\n")
-print(epoch_table(res3))
+print(res3.epoch_table())
 rows3 = growth_table(rec3, disc_ep3, t_disc3, E3)
 n_phase1_3 = int((phase3 == 1).sum())
 print(f"\nwith c3 = {C3_COMPARE:g}: {n_phase1_3} of {int((phase3 > 0).sum())} discoveries in Phase 1 "

@@ -57,6 +57,7 @@ TOL = 1e-7  # solver tolerances
 SEED = 0
 
 # %%
+import functools
 import json
 import math
 import time
@@ -68,28 +69,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import deflation as df
+from deflation import plots
+from deflation.algorithm import phase_lengths
+from deflation.montecarlo import wilson_interval
 from deflation.partition import partition_thresholds
 
-FIGDIR = os.environ.get("DEFLATION_NB_FIGDIR")
 
-
-def show(fig, name):
-    """Display a figure (and save it as PNG when DEFLATION_NB_FIGDIR is set)."""
-    if FIGDIR:
-        Path(FIGDIR).mkdir(parents=True, exist_ok=True)
-        fig.savefig(Path(FIGDIR) / f"discovery_probability_{name}.png", dpi=110, bbox_inches="tight")
-    plt.show()
-
-
-def wilson(k, n, z=1.96):
-    """Wilson score interval (lo, hi) for k successes in n trials (nan where n = 0)."""
-    k, n = np.asarray(k, float), np.asarray(n, float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = k / n
-        den = 1 + z**2 / n
-        centre = (p + z**2 / (2 * n)) / den
-        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / den
-    return centre - half, centre + half
+show = functools.partial(plots.show, prefix="discovery_probability")  # display; PNG when DEFLATION_NB_FIGDIR is set
 
 
 def crossing(x, p, level=0.5):
@@ -157,8 +143,8 @@ for d in DS:
 
 # %%
 def phase1_length_scale(d, alpha, c1, c3):
-    """K with t1 = K / beta (Algorithm 2's t1, phase_lengths in deflation.algorithm)."""
-    return c1 * d / math.log(d) + c3 * math.log(d / alpha)
+    """K with Phase 1's length t1 = K / beta (deflation.algorithm.phase_lengths at beta = 1)."""
+    return float(phase_lengths(1.0, d, 1.0, 0.5, alpha, c1=c1, c3=c3)[1])
 
 
 conv_names = list(CONVENTIONS)
@@ -181,7 +167,7 @@ for ci, name in enumerate(conv_names):
             prob_k[ci, di, mi] = pk
             prob[ci, di, mi] = pk.mean(axis=0)
             ntrial[ci, di, mi] = np.where(X <= x_max, SEEDS, 0)
-            lo[ci, di, mi], hi[ci, di, mi] = wilson(prob[ci, di, mi] * SEEDS, ntrial[ci, di, mi])
+            lo[ci, di, mi], hi[ci, di, mi] = wilson_interval(prob[ci, di, mi] * SEEDS, ntrial[ci, di, mi])
 
 x50 = np.array([[[crossing(X, prob[ci, di, mi]) for mi in range(len(MS))] for di in range(len(DS))]
                 for ci in range(len(conv_names))])

@@ -44,6 +44,7 @@ DELTA1, ALPHA = 1e-3, 0.1  # Definition 1 thresholds for "discovered"
 SEED = 0
 
 # %%
+import functools
 import json
 import time
 from pathlib import Path
@@ -53,17 +54,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import deflation as df
+from deflation import plots
 from deflation.baselines import tensor_power_deflation
 
-FIGDIR = os.environ.get("DEFLATION_NB_FIGDIR")
 
-
-def show(fig, name):
-    """Display a figure (and save it as PNG when DEFLATION_NB_FIGDIR is set)."""
-    if FIGDIR:
-        Path(FIGDIR).mkdir(parents=True, exist_ok=True)
-        fig.savefig(Path(FIGDIR) / f"figure1_{name}.png", dpi=110, bbox_inches="tight")
-    plt.show()
+show = functools.partial(plots.show, prefix="figure1")  # display; PNG when DEFLATION_NB_FIGDIR is set
 
 
 RESULTS = {"size": SIZE}

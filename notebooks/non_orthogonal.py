@@ -46,6 +46,7 @@ BIG = 0.05  # a column counts as "large" when it holds >= 5% of the model's tota
 SEED = 2
 
 # %%
+import functools
 import json
 import time
 from pathlib import Path
@@ -55,17 +56,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import deflation as df
+from deflation import plots
 from deflation.baselines import tensor_power_deflation
 
-FIGDIR = os.environ.get("DEFLATION_NB_FIGDIR")
 
-
-def show(fig, name):
-    """Display a figure (and save it as PNG when DEFLATION_NB_FIGDIR is set)."""
-    if FIGDIR:
-        Path(FIGDIR).mkdir(parents=True, exist_ok=True)
-        fig.savefig(Path(FIGDIR) / f"non_orthogonal_{name}.png", dpi=110, bbox_inches="tight")
-    plt.show()
+show = functools.partial(plots.show, prefix="non_orthogonal")  # display; PNG when DEFLATION_NB_FIGDIR is set
 
 
 def make_target(deg):

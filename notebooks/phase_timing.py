@@ -66,6 +66,7 @@ TOL = 1e-9
 SEED = 1
 
 # %%
+import functools
 import json
 import time
 from pathlib import Path
@@ -77,16 +78,10 @@ import numpy as np
 import optimistix as optx
 
 import deflation as df
+from deflation import plots
 
-FIGDIR = os.environ.get("DEFLATION_NB_FIGDIR")
 
-
-def show(fig, name):
-    """Display a figure (and save it as PNG when DEFLATION_NB_FIGDIR is set)."""
-    if FIGDIR:
-        Path(FIGDIR).mkdir(parents=True, exist_ok=True)
-        fig.savefig(Path(FIGDIR) / f"phase_timing_{name}.png", dpi=110, bbox_inches="tight")
-    plt.show()
+show = functools.partial(plots.show, prefix="phase_timing")  # display; PNG when DEFLATION_NB_FIGDIR is set
 
 
 def loglog_slope(x, y):
@@ -238,18 +233,6 @@ t_end_frozen = 1.5 * np.log(DELTA1 / DELTA0) / (2 * a[0]) + 40
 ts_frozen = np.linspace(0, t_end_frozen, N_SAVE)
 
 
-def first_crossing(ts, log_norm, level):
-    """First time each column's log-norm reaches ``level`` (linear interpolation), inf if never."""
-    above = log_norm >= level  # (B, K, M)
-    k = np.argmax(above, axis=1)
-    hit = above.any(axis=1)
-    k0 = np.clip(k - 1, 0, None)
-    y0 = np.take_along_axis(log_norm, k0[:, None], 1)[:, 0]
-    y1 = np.take_along_axis(log_norm, k[:, None], 1)[:, 0]
-    frac = np.where(y1 > y0, (level - y0) / np.where(y1 > y0, y1 - y0, 1), 0.0)
-    return np.where(hit, ts[k0] + frac * (ts[k] - ts[k0]), np.inf)
-
-
 excess = np.full((len(DS), len(MS), SEEDS), np.nan)
 heur = np.full_like(excess, np.nan)
 for i, d in enumerate(DS):
@@ -259,7 +242,7 @@ for i, d in enumerate(DS):
     out = df.gradient_flow(target_pad, (rho, dirs), ts_frozen, frozen=True, stepsize_controller=controller,
                            delta1=DELTA1, alpha=ALPHA, precise_loss=False)
     assert not out.failed(), out.failed()
-    cross = first_crossing(ts_frozen, np.asarray(out.log_norm), np.log(DELTA1))  # (B, M_MAX)
+    cross = np.asarray(out.join_time)  # (B, M_MAX): when each column joined its S_i (Definition 1)
     member = np.asarray(out.member)
     x0 = dirs[:, 0, :] ** 2  # initial squared correlation with e_1
     for j, m in enumerate(MS):

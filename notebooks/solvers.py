@@ -40,6 +40,7 @@ REFERENCE = ("Dopri8", 1e-12) if SIZE == "full" else ("Tsit5", 1e-12)
 SCALE, SEED = 1e-15, 0
 
 # %%
+import functools
 import json
 import time
 from pathlib import Path
@@ -50,20 +51,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import deflation as df
-
-FIGDIR = os.environ.get("DEFLATION_NB_FIGDIR")
-
-
-def show(fig, name):
-    """Display a figure (and save it as PNG when DEFLATION_NB_FIGDIR is set)."""
-    if FIGDIR:
-        Path(FIGDIR).mkdir(parents=True, exist_ok=True)
-        fig.savefig(Path(FIGDIR) / f"solvers_{name}.png", dpi=110, bbox_inches="tight")
-    plt.show()
+from deflation import plots
+from deflation.stepping import stages_per_step
 
 
-# new vector-field evaluations per step (first-same-as-last tableaus: stages - 1)
-EVALS_PER_STEP = {"Bosh3": 3, "Tsit5": 6, "Dopri5": 6, "Dopri8": 13}
+show = functools.partial(plots.show, prefix="solvers")  # display; PNG when DEFLATION_NB_FIGDIR is set
+
+
 target = df.Target.geometric(D, R, ratio=RATIO)
 W0 = df.sample_sphere_batch(jax.random.PRNGKey(SEED), range(SEEDS), D, M, SCALE)
 ts = np.linspace(0.0, T_END, N_SAVE)
@@ -99,7 +93,7 @@ for name, tol in CASES:
     steps = int(np.asarray(out.num_steps).sum())
     err_disc = float(np.max(np.abs(np.asarray(out.discovery_time) - ref_disc)))
     err_loss = float(np.max(np.abs(np.log10(np.asarray(out.loss)[above] / ref_loss[above]))))
-    rows.append(dict(solver=name, tol=tol, wall_s=wall, steps=steps, n_evals=steps * EVALS_PER_STEP[name],
+    rows.append(dict(solver=name, tol=tol, wall_s=wall, steps=steps, n_evals=steps * stages_per_step(getattr(diffrax, name)()),
                      rejected=int(np.asarray(out.num_rejected_steps).sum()), err_disc=err_disc, err_loss_dex=err_loss))
 print(f"{'solver':>7} {'tol':>7} {'wall s':>7} {'steps':>6} {'evals':>7} {'rej':>5} {'max |dt_disc|':>13} {'loss err (dex)':>14}")
 for r in rows:

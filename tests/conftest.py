@@ -1,6 +1,16 @@
+"""Every test runs against the package with jaxtyping's runtime shape and type checks on: each
+function and dataclass of ``deflation`` is checked against its annotations (``_typecheck.py``)."""
+
 import sys
 from pathlib import Path
 
-import deflation  # noqa: F401  (turns on float64 before any test builds arrays)
-
 sys.path.insert(0, str(Path(__file__).parent))
+
+from jaxtyping import install_import_hook  # noqa: E402
+
+with install_import_hook("deflation", "_typecheck.typecheck"):
+    import deflation  # noqa: F401, E402  (turns on float64 before any test builds arrays)
+    import deflation.cli  # noqa: F401, E402
+    import deflation.montecarlo  # noqa: F401, E402
+    import deflation.baselines  # noqa: F401, E402
+    import deflation.dense  # noqa: F401, E402

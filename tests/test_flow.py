@@ -81,16 +81,6 @@ def test_loss_above_its_floor_is_accurate(figure1_run):
     assert (np.asarray(ref.loss_floor) < 1e-20).all()
 
 
-def test_batch_equals_one_by_one(figure1_run):
-    target, W0, ts, res = figure1_run
-    for s in (0, 3):
-        alone = D.gradient_flow(target, W0[s], ts)
-        np.testing.assert_allclose(alone.W, res.W[s], rtol=1e-12, atol=1e-12 * float(jnp.abs(res.W[s]).max()))
-        np.testing.assert_allclose(alone.fit_time, res.fit_time[s], rtol=1e-12)
-        np.testing.assert_allclose(alone.discovery_time, res.discovery_time[s], rtol=1e-12)
-        assert int(alone.num_steps) == int(res.num_steps[s])
-
-
 def test_tiny_initialization_1e100_same_order():
     target = D.Target.geometric(6, 3, 1.5)
     U0 = D.sample_sphere(jax.random.PRNGKey(1), 6, 12, 1.0)

@@ -34,6 +34,7 @@ from .partition import Partition, partition  # noqa: E402
 from .integrate import EventConfig, Solution, SolverConfig, solve  # noqa: E402
 from .target import Target  # noqa: E402
 from .theorem import Theorem1Parameters, theorem1_parameters  # noqa: E402
+from . import montecarlo  # noqa: E402  (studies; xarray and zarr are imported when a study runs)
 
 __all__ = [
     "Algorithm2Result",

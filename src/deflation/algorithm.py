@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import diffrax
 import equinox as eqx
@@ -506,7 +507,7 @@ def modified_gradient_flow(
     c_rho: float = C_RHO,
     max_epochs: int = 30,
     seeds: int | Sequence[int] | None = None,
-    solver: diffrax.AbstractSolver | None = None,
+    solver: Any = None,
     rtol: float = 1e-8,
     atol: float = 1e-8,
     max_steps: int = 100_000,

@@ -15,7 +15,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import diffrax
 import equinox as eqx

@@ -15,7 +15,6 @@ COMMANDS = [
     "figure1",
     "algorithm2",
     "montecarlo",
-    "bench",
 ]
 
 

@@ -30,7 +30,7 @@ from .target import Target
 # ---------------------------------------------------------------------------- helpers
 
 
-def split_norms(W: Float[Array, "d m"]) -> tuple[Float[Array, " m"], Float[Array, "d m"]]:
+def split_norms(W: Float[Array, "*B d m"]) -> tuple[Float[Array, "*B m"], Float[Array, "*B d m"]]:
     """``(omega, Wbar)`` with ``omega_j = |w_j|^2`` and ``Wbar[:, j] = w_j / |w_j|`` (0 for w_j = 0)."""
     omega = jnp.sum(W * W, axis=-2)
     norm = jnp.sqrt(omega)[..., None, :]
@@ -55,8 +55,8 @@ def materialize(x: Array) -> Array:
     XLA fuses cheap element-wise producers into their consumers; when a consumer reads each
     element many times (an outer-product sum reads each entry of its operands d or m times), the
     producer is recomputed every time. A division is an "expensive" producer that XLA does not
-    duplicate, so ``x / (1 + 0 x)`` makes ``x`` one array written once. For the target's part of
-    the vector field at (512 seeds, d = 10, m = 50, r = 5) on CPU: 0.15 ms instead of 0.40 ms.
+    duplicate, so ``x / (1 + 0 x)`` makes ``x`` one array written once (the gain is measured in
+    ``benchmarks/README.md``).
     """
     return x / (1.0 + 0.0 * x)
 
@@ -95,8 +95,7 @@ def matmul(A: Float[Array, "n k"], B: Float[Array, "k p"]) -> Float[Array, "n p"
     Called on single matrices it is ``A @ B``. Under ``vmap`` over seeds on CPU, when the
     contraction ``k`` is short (``<= UNROLL_MAX``), it is the sum of ``k`` outer products, which
     XLA fuses into one vectorized loop, instead of XLA:CPU's batched dot, whose per-matrix
-    overhead dominates at these sizes: the Gram matrices of 512 seeds at d = 10, m = 50 take
-    0.38 ms against 1.54 ms (``benchmarks/throughput.py``). Same value up to the order of the
+    overhead dominates at these sizes (``benchmarks/README.md``). Same value up to the order of the
     additions; each seed's value does not depend on the batch either way. Differentiable (its
     derivative uses ``@``).
     """
@@ -124,7 +123,7 @@ def _residual_vector_plain(Xbar, omega, U, a, p: int):
     return U @ (a[:, None] * (U.T @ Xbar) ** (p - 1)) - Xbar @ (omega[:, None] * (Xbar.T @ Xbar) ** (p - 1))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=16)
 def _residual_vector_fn(p: int):
     def single(Xbar, omega, U, a):
         # The transposes are written out (materialized) so that XLA:CPU runs ordinary row-major
@@ -132,8 +131,8 @@ def _residual_vector_fn(p: int):
         # parts stay two products that are subtracted, as in the batched form.
         r = U.shape[1]
         if _unrolled(Xbar.shape[0]) and _unrolled(r):
-            # the target's short products as outer-product sums: at d = 20, m = 100 about 1.7 us
-            # less per evaluation than dots (benchmarks/throughput.py, target 3)
+            # the target's short products as outer-product sums (faster than dots at these sizes,
+            # benchmarks/README.md)
             C = outer_product_sum(U.T, Xbar)
             target_part = outer_product_sum(U, materialize(a[:, None] * C ** (p - 1)))
             G = materialize(Xbar.T) @ Xbar
@@ -182,9 +181,8 @@ def residual_vector(
     - under ``vmap`` over seeds on CPU, when one seed's Gram product is large
       (``2 m^2 d >= SEQUENTIAL_MIN_FLOPS``): the seeds one after another. Each seed's products are
       then full-size matrix multiplies that use every core, and only one seed's (m, m)
-      intermediates are alive at a time. At (8 seeds, d = 128, m = 1024) the batched form spends
-      much of its time in page faults on a fresh 64 MiB intermediate (``benchmarks/throughput.py``
-      measures both);
+      intermediates are alive at a time. For large seeds the batched form spends much of its time
+      in page faults on fresh intermediates (``benchmarks/README.md``);
     - otherwise, one batched computation whose short products (``d``, ``r`` <= ``UNROLL_MAX``) are
       :func:`matmul`'s fused outer products.
 

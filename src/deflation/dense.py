@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 from jaxtyping import Array, Float
 
 #: Largest array built unless told otherwise (bytes).
@@ -22,7 +23,7 @@ def split_norms_plain(W):
     return omega, jnp.where(norm > 0, W / jnp.where(norm > 0, norm, 1.0), 0.0)
 
 
-def dense_power_sum(X: Float[Array, "d m"], weights: Float[Array, " m"], order: int,
+def dense_power_sum(X: ArrayLike, weights: ArrayLike, order: int,
                     max_bytes: int = DENSE_MAX_BYTES) -> Float[Array, "..."]:
     """The d^p array ``sum_j weights_j x_j^{(x)p}`` (small d only).
 
@@ -49,7 +50,7 @@ def dense_power_sum(X: Float[Array, "d m"], weights: Float[Array, " m"], order: 
     return total
 
 
-def dense_model(W: Float[Array, "d m"], order: int, max_bytes: int = DENSE_MAX_BYTES) -> Float[Array, "..."]:
+def dense_model(W: ArrayLike, order: int, max_bytes: int = DENSE_MAX_BYTES) -> Float[Array, "..."]:
     """The d^p array of ``T = sum_j w_j^{(x)p} / |w_j|^{p-2}`` (small d only)."""
     omega, Wbar = split_norms_plain(jnp.asarray(W))
     return dense_power_sum(Wbar, omega, order, max_bytes)

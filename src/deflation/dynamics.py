@@ -23,13 +23,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 from jaxtyping import Array, Float
 
 from . import _validate as check
 from .contract import frozen_residual_vectors, residual_norm_sq, residual_on, residual_vectors, split_norms, sum_rows
 from .target import Target, as_target
 
-LogNormState = tuple[Float[Array, "... m"], Float[Array, "... d m"]]
+LogNormState = tuple[Float[Array, "*B m"], Float[Array, "*B d m"]]
 
 
 def check_W(name: str, W: Any, target: Target, batch: bool = False) -> jax.Array:
@@ -61,11 +62,11 @@ def _check_lam(lam: Any) -> Any:
 # ---------------------------------------------------------------------------- loss and residual
 
 
-def loss(W: Float[Array, "d m"], target: Target, lam: float = 0.0, *, precise: bool | None = None):
+def loss(W: ArrayLike, target: Target, lam: Any = 0.0, *, precise: bool | None = None) -> Float[Array, ""]:
     """``L(W) = 1/2 |T - T*|_F^2 + lam/2 |W|_F^2`` (paper Section 4), without forming T.
 
     Args:
-        W: components (d, m).
+        W: components (d, m), any real array-like.
         target: the ground truth.
         lam: the regularization coefficient (>= 0).
         precise: compute ``|T - T*|^2`` in double-double arithmetic (accurate to ~1e-30 |T*|^2)
@@ -78,7 +79,7 @@ def loss(W: Float[Array, "d m"], target: Target, lam: float = 0.0, *, precise: b
     return 0.5 * sq + 0.5 * lam * jnp.sum(W * W)
 
 
-def residual(W: Float[Array, "d m"], target: Target, V: Float[Array, "d k"], *, precise: bool = True):
+def residual(W: ArrayLike, target: Target, V: ArrayLike, *, precise: bool = True) -> Float[Array, " k"]:
     """``(T* - T)(v^{(x)p})`` for every column ``v`` of ``V`` (paper Figure 1, right panel, for V = U).
 
     ``precise=True`` sums in double-double arithmetic, so a fitted direction's residual is
@@ -95,7 +96,7 @@ def residual(W: Float[Array, "d m"], target: Target, V: Float[Array, "d k"], *, 
 # ---------------------------------------------------------------------------- velocities
 
 
-def velocity(W: Float[Array, "d m"], target: Target, lam: float = 0.0) -> Float[Array, "d m"]:
+def velocity(W: ArrayLike, target: Target, lam: Any = 0.0) -> Float[Array, "d m"]:
     """``-grad_W L`` = ``p R(wbar^{p-2}, w, I) - (p-2) R(wbar^p) w - lam w`` (the design card's
     ``4R(wbar^2,w,I) - 2R(wbar^4)w - lam w`` for p = 4), in O(m^2 d + m r d)."""
     W = check_W("W", W, target)
@@ -106,7 +107,7 @@ def velocity(W: Float[Array, "d m"], target: Target, lam: float = 0.0) -> Float[
     return jnp.sqrt(omega) * (p * Rvec - (p - 2) * Rp * Wbar) - lam * W
 
 
-def tensor_power_velocity(W: Float[Array, "d m"], target: Target, lam: float = 0.0) -> Float[Array, "d m"]:
+def tensor_power_velocity(W: ArrayLike, target: Target, lam: Any = 0.0) -> Float[Array, "d m"]:
     """Paper Eq. (1) with ``R`` frozen at ``T*``: ``p T*(wbar^{p-2}, w, I) - (p-2) T*(wbar^p) w - lam w``.
 
     The columns decouple; this is the model of Phase 1 (Section 3).
@@ -122,18 +123,18 @@ def tensor_power_velocity(W: Float[Array, "d m"], target: Target, lam: float = 0
 # ---------------------------------------------------------------------------- log-norm coordinates
 
 
-def to_lognorm(W: Float[Array, "d m"]) -> LogNormState:
+def to_lognorm(W: Float[Array, "*B d m"]) -> LogNormState:
     """``(rho, ubar)`` with ``w_j = exp(rho_j) ubar_j``; a zero column gets ``rho = -inf``."""
     omega, Wbar = split_norms(W)
     return 0.5 * jnp.log(omega), Wbar
 
 
-def normalize(ubar: Float[Array, "d m"]) -> Float[Array, "d m"]:
+def normalize(ubar: Float[Array, "*B d m"]) -> Float[Array, "*B d m"]:
     """Columns of ``ubar`` scaled to unit length (the integrator lets them drift by O(tol))."""
     return ubar / jnp.sqrt(sum_rows(ubar * ubar))[..., None, :]
 
 
-def from_lognorm(rho: Float[Array, " m"], ubar: Float[Array, "d m"]) -> Float[Array, "d m"]:
+def from_lognorm(rho: Float[Array, "*B m"], ubar: Float[Array, "*B d m"]) -> Float[Array, "*B d m"]:
     """``W`` from log-norm coordinates."""
     return jnp.exp(rho)[..., None, :] * normalize(ubar)
 

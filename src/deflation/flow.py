@@ -38,6 +38,7 @@ class FlowResult(eqx.Module):
         fit_time: first time ``i`` is fitted (``a_i - ahat_i <= 2 lam``; with ``lam = 0`` the
             residual on ``u_i`` drops to ``fit_fraction * a_i``, see :mod:`deflation.definition1`), (B, r).
         member: for each column, the ground truth ``i`` whose ``S_i`` it joined (Definition 1), or -1, (B, m).
+        join_time: for each column, when it joined that ``S_i`` (inf: it did not), (B, m).
         num_steps, num_accepted_steps, num_rejected_steps: solver statistics, (B,).
         status: 0 success, 1 max_steps reached, 2 non-finite state, 3 other solver failure
             (:data:`deflation.integrate.STATUS_NAMES`), (B,).
@@ -52,6 +53,7 @@ class FlowResult(eqx.Module):
     discovery_time: Float[Array, "*B r"]
     fit_time: Float[Array, "*B r"]
     member: Int[Array, "*B m"]
+    join_time: Float[Array, "*B m"]
     num_steps: Int[Array, "*B"]
     num_accepted_steps: Int[Array, "*B"]
     num_rejected_steps: Int[Array, "*B"]
@@ -88,7 +90,7 @@ def _flow(target, y0, ts, t0, lam, solver: SolverConfig, events: EventConfig, fr
                     progress=progress, chunk=2**62)
         out = jax.vmap(series)(sol.rho, sol.ubar)
         out.update(discovery_time=sol.tracked.discovery_time, fit_time=sol.tracked.fit_time,
-                   member=sol.tracked.member, status=sol.status, num_steps=sol.num_steps,
+                   member=sol.tracked.member, join_time=sol.tracked.join_time, status=sol.status, num_steps=sol.num_steps,
                    num_accepted_steps=sol.num_accepted_steps, num_rejected_steps=sol.num_rejected_steps)
         return out
 
@@ -130,8 +132,8 @@ def gradient_flow(
     *,
     lam: float = 0.0,
     t0: float = 0.0,
-    solver: diffrax.AbstractSolver | None = None,
-    stepsize_controller: diffrax.AbstractStepSizeController | None = None,
+    solver: Any = None,
+    stepsize_controller: Any = None,
     rtol: float = 1e-8,
     atol: float = 1e-8,
     dt0: float | None = None,

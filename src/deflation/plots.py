@@ -42,6 +42,12 @@ def show(fig, name: str, prefix: str = "") -> None:
         Path(figdir).mkdir(parents=True, exist_ok=True)
         stem = f"{prefix}_{name}" if prefix else name
         fig.savefig(Path(figdir) / f"{stem}.png", dpi=110, bbox_inches="tight")
+    if getattr(fig.canvas, "manager", None) is not None:  # made by pyplot: its backend shows it
+        import matplotlib.pyplot as plt
+
+        plt.show()
+        plt.close(fig)
+        return
     try:
         from IPython.display import display
     except ImportError:  # pragma: no cover - outside IPython there is nothing to display

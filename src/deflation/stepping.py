@@ -28,12 +28,14 @@ package requires one of them.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 from jaxtyping import Array, Float, Int, PyTree
 
 #: The diffrax releases this loop was checked against (``pyproject.toml`` pins the same range).
@@ -193,8 +195,8 @@ def solve_batch(
     term: diffrax.AbstractTerm,
     solver: diffrax.AbstractSolver,
     controller: diffrax.AbstractStepSizeController,
-    t0: Float[Array, ""],
-    t1: Float[Array, "*B"],
+    t0: ArrayLike,
+    t1: ArrayLike,
     y0: PyTree,
     *,
     dt0: float | None,

@@ -21,6 +21,34 @@ import time
 
 import numpy as np
 
+from ._options import add_options
+
+
+ALGORITHM_OPTIONS = [
+    ("--eps", float, 1e-2, "target accuracy |T - T*|_F <= eps"),
+    ("--m", int, None, "components (default 2 d^2)"),
+    ("--lam", float, None, "regularization (default min(log d / d, eps / sqrt d))"),
+    ("--alpha", float, None, "Definition 1 closeness (default min(lam/d^1.5, lam^2, eps^2/d^4))"),
+    ("--delta1", float, None, "re-initialization threshold (default alpha^1.5 / sqrt m)"),
+    ("--delta0", float, None, "initialization scale (default delta1 alpha / sqrt(log d))"),
+    ("--gamma", float, 0.5, "beta <- beta (1 - gamma) per epoch"),
+    ("--c1", float, 1.0, "t1 = c1 d / (beta log d)"),
+    ("--c2", float, 1.0, "t2 = c2 (log 1/delta1 + log 1/lam) / beta"),
+    ("--c3", float, 0.0, "adds Lemma 4's c3 log(d/alpha) / beta to t1"),
+    ("--c-rho", float, 0.1, "Definition 2's c_rho"),
+    ("--max-epochs", int, 30, "at most this many epochs"),
+]
+RUN_OPTIONS = [
+    ("--seeds", int, 1, "independent runs; seed k uses fold_in(key, k)"),
+    ("--seed", int, 0, "base PRNG seed"),
+    ("--chunk", int, 8, "seeds per compiled call"),
+    ("--rtol", float, 1e-8, "solver relative tolerance"),
+    ("--atol", float, 1e-8, "solver absolute tolerance"),
+    ("--grid-points", int, 65, "event grid points per phase"),
+    ("--out", str, "algorithm2-out", "output directory"),
+    ("--no-plot", bool, None, "do not write the PNG"),
+]
+
 
 def register(sub):
     p = sub.add_parser(
@@ -35,28 +63,8 @@ def register(sub):
     g.add_argument("--geometric", type=float, metavar="RATIO",
                    help="weights a_i / a_(i+1) = RATIO summing to 1 (default 1.2, as in Figure 1)")
     g.add_argument("--r", type=int, help="number of components with --geometric (default d)")
-    g = p.add_argument_group("Algorithm 2 (default: Theorem 1 scalings)")
-    g.add_argument("--eps", type=float, default=1e-2, help="target accuracy |T - T*|_F <= eps (default 1e-2)")
-    g.add_argument("--m", type=int, help="components (default 2 d^2)")
-    g.add_argument("--lam", type=float, help="regularization (default min(log d / d, eps / sqrt d))")
-    g.add_argument("--alpha", type=float, help="Definition 1 closeness (default min(lam/d^1.5, lam^2, eps^2/d^4))")
-    g.add_argument("--delta1", type=float, help="re-initialization threshold (default alpha^1.5 / sqrt m)")
-    g.add_argument("--delta0", type=float, help="initialization scale (default delta1 alpha / sqrt(log d))")
-    g.add_argument("--gamma", type=float, default=0.5, help="beta <- beta (1 - gamma) per epoch (default 0.5)")
-    g.add_argument("--c1", type=float, default=1.0, help="t1 = c1 d / (beta log d) (default 1)")
-    g.add_argument("--c2", type=float, default=1.0, help="t2 = c2 (log 1/delta1 + log 1/lam) / beta (default 1)")
-    g.add_argument("--c3", type=float, default=0.0, help="adds Lemma 4's c3 log(d/alpha) / beta to t1 (default 0)")
-    g.add_argument("--c-rho", type=float, default=0.1, help="Definition 2's c_rho (default 0.1)")
-    g.add_argument("--max-epochs", type=int, default=30, help="at most this many epochs (default 30)")
-    g = p.add_argument_group("run")
-    g.add_argument("--seeds", type=int, default=1, help="independent runs; seed k uses fold_in(key, k) (default 1)")
-    g.add_argument("--seed", type=int, default=0, help="base PRNG seed (default 0)")
-    g.add_argument("--chunk", type=int, default=8, help="seeds per compiled call (default 8)")
-    g.add_argument("--rtol", type=float, default=1e-8, help="solver relative tolerance (default 1e-8)")
-    g.add_argument("--atol", type=float, default=1e-8, help="solver absolute tolerance (default 1e-8)")
-    g.add_argument("--grid-points", type=int, default=65, help="save points per phase (default 65)")
-    g.add_argument("--out", default="algorithm2-out", help="output directory (default ./algorithm2-out)")
-    g.add_argument("--no-plot", action="store_true", help="do not write the PNG")
+    add_options(p.add_argument_group("Algorithm 2 (default: Theorem 1 scalings)"), ALGORITHM_OPTIONS)
+    add_options(p.add_argument_group("run"), RUN_OPTIONS)
     p.set_defaults(func=run)
 
 

@@ -9,6 +9,29 @@ from pathlib import Path
 
 import numpy as np
 
+from ._options import add_options
+
+
+OPTIONS = [
+    ("--seeds", int, 5, "number of random initializations"),
+    ("--out", str, "figure1-out", "output directory"),
+    ("--key", int, 0, "base PRNG key; seed k uses fold_in(key, k)"),
+    ("--d", int, 10, "dimension"),
+    ("--r", int, 5, "number of ground-truth components"),
+    ("--ratio", float, 1.2, "a_i / a_(i+1)"),
+    ("--m", int, 50, "number of model components"),
+    ("--order", int, 4, "tensor order p"),
+    ("--init", float, 1e-15, "initial norm delta0"),
+    ("--t-end", float, 300.0, "time horizon"),
+    ("--points", int, 601, "save points"),
+    ("--lam", float, 0.0, "regularization lambda"),
+    ("--rtol", float, 1e-10, "relative tolerance"),
+    ("--atol", float, 1e-10, "absolute tolerance"),
+    ("--delta1", float, 1e-3, "discovery norm threshold"),
+    ("--alpha", float, 0.1, "discovery correlation: wbar_i^2 >= 1 - alpha^2"),
+    ("--progress", bool, None, "show the solver's progress bar"),
+]
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -16,23 +39,7 @@ def register(sub) -> None:
         help="reproduce the paper's Figure 1 (loss and residual per direction over time)",
         description=__doc__,
     )
-    p.add_argument("--seeds", type=int, default=5, help="number of random initializations (default 5)")
-    p.add_argument("--out", default="figure1-out", help="output directory (default ./figure1-out)")
-    p.add_argument("--key", type=int, default=0, help="base PRNG key; seed k uses fold_in(key, k) (default 0)")
-    p.add_argument("--d", type=int, default=10, help="dimension (default 10)")
-    p.add_argument("--r", type=int, default=5, help="number of ground-truth components (default 5)")
-    p.add_argument("--ratio", type=float, default=1.2, help="a_i / a_(i+1) (default 1.2)")
-    p.add_argument("--m", type=int, default=50, help="number of model components (default 50)")
-    p.add_argument("--order", type=int, default=4, help="tensor order p (default 4)")
-    p.add_argument("--init", type=float, default=1e-15, help="initial norm delta0 (default 1e-15)")
-    p.add_argument("--t-end", type=float, default=300.0, help="time horizon (default 300)")
-    p.add_argument("--points", type=int, default=601, help="save points (default 601)")
-    p.add_argument("--lam", type=float, default=0.0, help="regularization lambda (default 0)")
-    p.add_argument("--rtol", type=float, default=1e-10, help="relative tolerance (default 1e-10)")
-    p.add_argument("--atol", type=float, default=1e-10, help="absolute tolerance (default 1e-10)")
-    p.add_argument("--delta1", type=float, default=1e-3, help="discovery norm threshold (default 1e-3)")
-    p.add_argument("--alpha", type=float, default=0.1, help="discovery correlation: wbar_i^2 >= 1 - alpha^2 (default 0.1)")
-    p.add_argument("--progress", action="store_true", help="show the solver's progress bar")
+    add_options(p, OPTIONS)
     p.set_defaults(func=run)
 
 

@@ -72,7 +72,7 @@ class Study(eqx.Module):
             ``R`` frozen at ``T*``) with every column an independent ODE; valid while
             ``|T|_F <= sum_j |w_j|^2`` stays small (checked, see ``coupling_tol``).
         fit_fraction: with ``lam = 0`` a component counts as fitted once its residual is
-            ``<= fit_fraction * a_i`` (see ``deflation.events.fit_times``).
+            ``<= fit_fraction * a_i`` (see :mod:`deflation.definition1`).
         event_points: grid on which discovery/fit events are bracketed.
         coupling_tol: decoupled mode flags a seed whose coupling bound exceeds this.
     """

@@ -1,4 +1,9 @@
-"""Timing, device and output helpers shared by the benchmarks."""
+"""Timing, device and output helpers shared by the benchmark scripts of this folder.
+
+Every figure is a ratio measured side by side in one run (the best of several repeats), written
+to a JSON file with the device it ran on. Results go to ``benchmarks/out/`` (ignored by git) unless
+``--record`` asks for the committed ``benchmarks/results/``.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,25 @@ from pathlib import Path
 
 import jax
 import numpy as np
+
+
+#: The committed results (written only with ``--record``) and the default, git-ignored output folder.
+RESULTS = Path(__file__).resolve().parent / "results"
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def output_path(name: str, record: bool, out: Path | None = None) -> Path:
+    """Where a results file goes: ``out`` if given, else ``results/name`` with ``record``, else ``out/name``."""
+    if out is not None:
+        return Path(out)
+    return (RESULTS if record else OUT) / name
+
+
+def add_output_arguments(p) -> None:
+    """``--out`` and ``--record`` for a benchmark's argument parser."""
+    p.add_argument("--out", type=Path, default=None, help="results JSON path (default: benchmarks/out/..., ignored by git)")
+    p.add_argument("--record", action="store_true",
+                   help="write the committed results in benchmarks/results/ instead of benchmarks/out/")
 
 
 def best_time(fn, repeats: int = 5, min_total: float = 0.0) -> float:
