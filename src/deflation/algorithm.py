@@ -364,23 +364,52 @@ class EpochState(eqx.Module):
     status: Int[Array, " B"]
 
 
-def _run_batch(target: Target, keys, p, *, m, K, max_epochs, solver: SolverConfig, precise):
-    """Algorithm 2 for a batch of keys ``(B,)``. ``p``: dict of traced scalar parameters."""
+class Algorithm2Params(eqx.Module):
+    """The numbers of Algorithm 2 that may be traced (a study sweeps them without recompiling):
+    ``lam``, ``delta0``, ``delta1``, ``alpha``, ``gamma``, ``eps``, ``c1``, ``c2``, ``c3``, ``c_rho``
+    (see :func:`modified_gradient_flow` for their meaning and ranges)."""
+
+    lam: Float[Array, ""]
+    delta0: Float[Array, ""]
+    delta1: Float[Array, ""]
+    alpha: Float[Array, ""]
+    gamma: Float[Array, ""]
+    eps: Float[Array, ""]
+    c1: Float[Array, ""]
+    c2: Float[Array, ""]
+    c3: Float[Array, ""]
+    c_rho: Float[Array, ""]
+
+
+def run_algorithm2(target: Target, keys, p: Algorithm2Params, *, m: int, grid_points: int, max_epochs: int,
+                   solver: SolverConfig, precise: bool | None = None) -> dict:
+    """Algorithm 2 for a batch of keys ``(B,)``: the pure, traceable core of
+    :func:`modified_gradient_flow` (no input checks; a Monte Carlo study calls it inside its own
+    ``jit``). ``target`` is one target for the batch or one per seed (a batched :class:`Target`).
+
+    Seed ``b`` draws its initial directions from ``split(keys[b])[1]`` and re-draws from the
+    keys it splits off once per epoch. Returns the fields of :class:`Algorithm2Result` (batch
+    axis first; ``record`` an :class:`EpochRecord` of shape ``(B, E, ...)``).
+    """
     d, r = target.d, target.r
-    a = target.a
-    lam, delta0, delta1, alpha, gamma, eps = (p[k] for k in ("lam", "delta0", "delta1", "alpha", "gamma", "eps"))
-    c1, c2, c3, c_rho = (p[k] for k in ("c1", "c2", "c3", "c_rho"))
+    K = grid_points
+    lam, delta0, delta1, alpha, gamma, eps = p.lam, p.delta0, p.delta1, p.alpha, p.gamma, p.eps
+    c1, c2, c3, c_rho = p.c1, p.c2, p.c3, p.c_rho
     events = EventConfig(delta1=delta1, alpha=alpha, fit_fraction=0.1, points=K, norm=True)
-    per_seed = jax.vmap
+    target_axis = 0 if target.batched else None
+
+    def per_seed(fn):
+        """``fn(target, *per-seed args)`` mapped over the seeds (and over the targets, one per seed)."""
+        return lambda *args: jax.vmap(fn, in_axes=(target_axis,) + (0,) * len(args))(target, *args)
 
     def draw(key):
         key, k0 = jax.random.split(key)
         ubar = unit_columns(k0, d, m)
         return key, jnp.full((m,), jnp.log(delta0), dtype=ubar.dtype), ubar
 
-    keys, rho0, ubar0 = per_seed(draw)(keys)
+    keys, rho0, ubar0 = jax.vmap(draw)(keys)
     B = rho0.shape[0]
-    res0 = per_seed(lambda rho, ubar: residual_norm(rho, ubar, target, False))(rho0, ubar0)  # |T| ~ m delta0^2
+    res0 = per_seed(lambda tg, rho, ubar: residual_norm(rho, ubar, tg, False))(rho0, ubar0)  # |T| ~ m delta0^2
     state = EpochState(rho=rho0, ubar=ubar0, member=jnp.full((B, m), -1, jnp.int32), beta=res0, key=keys,
                        time=jnp.zeros((B,), rho0.dtype), residual_norm=res0, status=jnp.zeros((B,), jnp.int32))
 
@@ -388,27 +417,28 @@ def _run_batch(target: Target, keys, p, *, m, K, max_epochs, solver: SolverConfi
         active = (c.residual_norm > eps) & (c.status == SUCCESS)
         t1p, t1, t2 = phase_lengths(c.beta, d, lam, delta1, alpha, c1, c2, c3)
         t1 = jnp.where(active, t1, 0.0)
-        split = per_seed(jax.random.split)(c.key)
+        split = jax.vmap(jax.random.split)(c.key)
         key, k_redraw = split[:, 0], split[:, 1]
-        Gamma, rho_def2 = per_seed(lambda mem, tp: partition_thresholds(a, lam, tp, discovered(mem, r), c_rho))(c.member, t1p)
-        part = per_seed(lambda u, mem, G, rd: partition(u, mem < 0, target, G, rd))(c.ubar, c.member, Gamma, rho_def2)
+        Gamma, rho_def2 = per_seed(lambda tg, mem, tp: partition_thresholds(tg.a, lam, tp, discovered(mem, r), c_rho))(
+            c.member, t1p)
+        part = per_seed(lambda tg, u, mem, G, rd: partition(u, mem < 0, tg, G, rd))(c.ubar, c.member, Gamma, rho_def2)
 
         # both phases in one inner scan, so the solve is compiled once
         def phase(pc, x):
             rho, ubar, member, ok = pc
             second, length = x
-            rho, ubar, member, redrawn = per_seed(
+            rho, ubar, member, redrawn = jax.vmap(
                 lambda k, rh, ub, mem, on: reinitialize(k, rh, ub, mem, delta0, delta1, enabled=second & on)
             )(k_redraw, rho, ubar, member, active & ok)
             length = jnp.where(active & ok, length, 0.0)
             sol = solve(target, (rho, ubar), t1=length, solver=solver, lam=lam, events=events, member=member,
                         from_above=False)
-            end_rho, end_ubar = sol.rho[:, -1], per_seed(normalize)(sol.ubar[:, -1])
+            end_rho, end_ubar = sol.rho[:, -1], jax.vmap(normalize)(sol.ubar[:, -1])
             tr = sol.tracked
             out = dict(tracked=tr, obs=sol.observations, ts=sol.event_ts, status=sol.status, steps=sol.num_steps,
                        redrawn=redrawn.sum(axis=1),
-                       norm=per_seed(lambda rh, ub: residual_norm(rh, ub, target, precise))(end_rho, end_ubar),
-                       monitors=per_seed(lambda ob, t: proposition1(ob, t, a))(sol.observations, tr))
+                       norm=per_seed(lambda tg, rh, ub: residual_norm(rh, ub, tg, precise))(end_rho, end_ubar),
+                       monitors=per_seed(lambda tg, ob, t: proposition1(ob, t, tg.a))(sol.observations, tr))
             return (end_rho, end_ubar, tr.member, ok & (sol.status == SUCCESS)), out
 
         (rho_e, ubar_e, member_e, ok), ph = jax.lax.scan(
@@ -420,15 +450,16 @@ def _run_batch(target: Target, keys, p, *, m, K, max_epochs, solver: SolverConfi
         p1, p2 = (jax.tree_util.tree_map(lambda x: x[i], ph) for i in (0, 1))
         tr1, tr2, mon1, mon2 = p1["tracked"], p2["tracked"], p1["monitors"], p2["monitors"]
         ahat = tr2.ahat[:, -1]
+        a = jnp.broadcast_to(target.a, (B, r))
         joined1 = (tr1.member[:, None, :] == jnp.arange(r)[None, :, None]) & jnp.isfinite(tr1.join_time)[:, None, :]
         later = lambda x1, x2: jnp.where(jnp.isfinite(x1), x1, t1[:, None] + x2)  # noqa: E731
         rec = EpochRecord(
             active=active, beta=c.beta, t1=t1, t2=t2, t_start=c.time,
             residual_norm_phase1=p1["norm"], residual_norm_phase2=p2["norm"],
             num_redrawn=p2["redrawn"].astype(jnp.int32),
-            discovered_phase1=per_seed(lambda mem: discovered(mem, r))(tr1.member),
-            discovered=per_seed(lambda mem: discovered(mem, r))(member_e),
-            fitted=a[None, :] - ahat <= 2.0 * lam, ahat=ahat,
+            discovered_phase1=jax.vmap(lambda mem: discovered(mem, r))(tr1.member),
+            discovered=jax.vmap(lambda mem: discovered(mem, r))(member_e),
+            fitted=a - ahat <= 2.0 * lam, ahat=ahat,
             discovery_time=later(tr1.discovery_time, tr2.discovery_time),
             fit_time=later(tr1.fit_time, tr2.fit_time),
             misalignment_max=jnp.maximum(mon1["misalignment_max"], mon2["misalignment_max"]),
@@ -467,7 +498,7 @@ def _run_batch(target: Target, keys, p, *, m, K, max_epochs, solver: SolverConfi
         discovery_epoch=first(jnp.isfinite(rec.discovery_time)),
         fit_epoch=first(rec.fitted & rec.active[:, :, None]),
         residual_norm=final.residual_norm,
-        log_norm=final.rho, ubar=final.ubar, W=per_seed(from_lognorm)(final.rho, final.ubar),
+        log_norm=final.rho, ubar=final.ubar, W=jax.vmap(from_lognorm)(final.rho, final.ubar),
         member=final.member, status=final.status,
     )
 
@@ -475,7 +506,8 @@ def _run_batch(target: Target, keys, p, *, m, K, max_epochs, solver: SolverConfi
 @eqx.filter_jit
 def _run(target, keys, params, m, K, max_epochs, solver, precise):
     """One compiled call: Algorithm 2 for a batch of keys ``(B,)``."""
-    return _run_batch(target, keys, params, m=m, K=K, max_epochs=max_epochs, solver=solver, precise=precise)
+    return run_algorithm2(target, keys, params, m=m, grid_points=K, max_epochs=max_epochs, solver=solver,
+                          precise=precise)
 
 
 # ---------------------------------------------------------------------------- public entry point
@@ -614,8 +646,8 @@ def modified_gradient_flow(
                               c2=c2, c3=c3, c_rho=c_rho, max_epochs=max_epochs, grid_points=grid_points, rtol=rtol,
                               atol=atol, max_steps=max_steps)
     f64 = lambda x: jnp.asarray(x, jnp.float64)  # noqa: E731
-    params = dict(lam=f64(lam), delta0=f64(delta0), delta1=f64(delta1), alpha=f64(alpha), gamma=f64(gamma),
-                  eps=f64(eps), c1=f64(c1), c2=f64(c2), c3=f64(c3), c_rho=f64(c_rho))
+    params = Algorithm2Params(lam=f64(lam), delta0=f64(delta0), delta1=f64(delta1), alpha=f64(alpha),
+                              gamma=f64(gamma), eps=f64(eps), c1=f64(c1), c2=f64(c2), c3=f64(c3), c_rho=f64(c_rho))
     config_solver = SolverConfig.adaptive(rtol, atol, solver, max_steps=max_steps)
     out = _run(target, keys, params, m, grid_points, max_epochs, config_solver, precise_loss)
     if seed_list is None:

@@ -15,6 +15,7 @@ COMMANDS = [
     "figure1",
     "algorithm2",
     "montecarlo",
+    "study",
 ]
 
 

@@ -19,6 +19,22 @@ def unit_columns(key: jax.Array, d: int, m: int, dtype=jnp.float64) -> Float[Arr
     return g / jnp.linalg.norm(g, axis=0, keepdims=True)
 
 
+def orthonormal_columns(key: jax.Array, d: int, r: int, dtype=jnp.float64) -> Float[Array, "d r"]:
+    """``r <= d`` orthonormal columns, uniformly (Haar) distributed: the Q factor of a Gaussian
+    matrix, with the sign convention that makes it Haar (diagonal of R positive)."""
+    g = jax.random.normal(key, (d, r), dtype=dtype)
+    q, rr = jnp.linalg.qr(g)
+    return q * jnp.sign(jnp.diagonal(rr))[None, :]
+
+
+def equiangular_columns(d: int, r: int, c) -> Float[Array, "d r"]:
+    """``r`` unit columns in ``R^d`` with ``<u_i, u_j> = c`` for ``i != j``: ``I[:, :r] L^T`` with
+    ``L`` the Cholesky factor of ``(1 - c) I + c 1 1^T`` (``c`` may be traced)."""
+    gram = (1.0 - c) * jnp.eye(r) + c * jnp.ones((r, r))
+    L = jnp.linalg.cholesky(gram)
+    return jnp.zeros((d, r), L.dtype).at[:r, :].set(L.T)
+
+
 def sample_sphere(key: jax.Array, d: int, m: int, scale: float, dtype=jnp.float64) -> Float[Array, "d m"]:
     """``W`` (d, m) with columns i.i.d. from ``scale * Unif(S^{d-1})``.
 

@@ -201,7 +201,8 @@ def solve(
     the settings' numbers may be traced.
 
     Args:
-        target: the ground truth.
+        target: the ground truth, one for the batch, or one per seed (a batched :class:`Target`,
+            ``a`` (B, r), ``U`` (B, d, r); e.g. a random orthonormal ``U`` per seed).
         y0: ``(rho (B, m), ubar (B, d, m))``: log-norms and unit directions.
         t1: end time, one for all or one per trajectory ``(B,)`` (``t1 = t0``: no step).
         solver: the :class:`SolverConfig`.
@@ -234,8 +235,10 @@ def solve(
         event_ts = jax.vmap(lambda end: jnp.linspace(t0, end, events.points, dtype=dtype))(t1)
     else:
         event_ts = None
-    batch = dict(y=(rho0, ubar0), t1=t1, save_ts=save_ts, member=member, event_ts=event_ts)
-    run = lambda b: _solve_chunk(target, b, t0, lam, solver, events, from_above, frozen, progress)  # noqa: E731
+    batch = dict(y=(rho0, ubar0), t1=t1, save_ts=save_ts, member=member, event_ts=event_ts,
+                 target=target if target.batched else None)
+    run = lambda b: _solve_chunk(target if b["target"] is None else b["target"], b, t0, lam, solver, events,  # noqa: E731
+                                 from_above, frozen, progress)
     return map_chunks(run, batch, seed_chunk(B) if chunk is None else int(chunk))
 
 
@@ -254,28 +257,42 @@ def map_chunks(fn, batch, chunk: int):
 
 
 def _solve_chunk(target, batch, t0, lam, config: SolverConfig, events, from_above, frozen, progress) -> Solution:
-    """:func:`solve` for one chunk of seeds (a dict of batched inputs)."""
-    term = diffrax.ODETerm(lambda t, y, args: lognorm_vector_field(y, target, lam, frozen))
+    """:func:`solve` for one chunk of seeds (a dict of batched inputs). A batched target (one per
+    seed) travels as the term's per-trajectory ``args``; a single one is a constant of the field."""
+    per_seed = target.batched
+    if per_seed:
+        term = diffrax.ODETerm(lambda t, y, args: lognorm_vector_field(y, args, lam, frozen))
+        targets = target
+    else:
+        term = diffrax.ODETerm(lambda t, y, args: lognorm_vector_field(y, target, lam, frozen))
+        targets = None
+    seed_target = lambda tg: tg if per_seed else target  # noqa: E731  (inside a vmap over seeds)
     meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
     y0, t1, save_ts, member, event_ts = (batch[k] for k in ("y", "t1", "save_ts", "member", "event_ts"))
     norm = events is not None and events.norm
-    event_fn = (lambda t, y, dydt, mem: observe(target, y, dydt, mem, norm=norm)) if events is not None else None
+    if events is not None:
+        event_fn = lambda t, y, dydt, args: observe(seed_target(args[1]), y, dydt, args[0], norm=norm)  # noqa: E731
+    else:
+        event_fn = None
+    dummy = jnp.zeros(member.shape[:1])
 
     if stepping.supports(config.solver, config.controller):
         sol = stepping.solve_batch(
             term, config.solver, config.controller, t0, t1, y0, dt0=config.dt0, max_steps=config.max_steps,
             save_ts=save_ts, event_ts=event_ts, event_fn=event_fn, event_fill=fill if events is not None else None,
-            event_args=member, progress_meter=meter,
+            event_args=(member, targets if per_seed else dummy), term_args=targets, progress_meter=meter,
         )
         ys, obs, result = sol.ys, sol.events, sol.result
         stats = (sol.num_steps, sol.num_accepted_steps, sol.num_rejected_steps)
     else:  # implicit solvers: diffrax's own loop, vmapped (events from the exact field)
-        def one(y, t_end, ts, mem, ets):
+        def one(y, t_end, ts, mem, ets, tg):
+            args = tg if per_seed else None
             subs = [diffrax.SubSaveAt(ts=ts)]
             if events is not None:
-                subs.append(diffrax.SubSaveAt(ts=ets, fn=lambda t, yy, args: event_fn(t, yy, term.vf(t, yy, args), mem)))
+                subs.append(diffrax.SubSaveAt(
+                    ts=ets, fn=lambda t, yy, a: event_fn(t, yy, term.vf(t, yy, a), (mem, tg))))
             sol = diffrax.diffeqsolve(
-                term, config.solver, t0, t_end, config.dt0, y, saveat=diffrax.SaveAt(subs=subs),
+                term, config.solver, t0, t_end, config.dt0, y, args=args, saveat=diffrax.SaveAt(subs=subs),
                 stepsize_controller=config.controller, max_steps=config.max_steps, throw=False, progress_meter=meter,
             )
             st = sol.stats
@@ -283,19 +300,21 @@ def _solve_chunk(target, batch, t0, lam, config: SolverConfig, events, from_abov
                     (st["num_steps"], st["num_accepted_steps"], st["num_rejected_steps"]))
 
         ets = event_ts if event_ts is not None else save_ts
-        ys, obs, result, stats = jax.vmap(one)(y0, t1, save_ts, member, ets)
+        ys, obs, result, stats = jax.vmap(one)(y0, t1, save_ts, member, ets, targets if per_seed else dummy)
 
-    def post(y, ys, res, ob, mem, ets):
-        f0 = lognorm_vector_field(y, target, lam, frozen)
+    def post(y, ys, res, ob, mem, ets, tg):
+        tg = seed_target(tg)
+        f0 = lognorm_vector_field(y, tg, lam, frozen)
         last = jax.tree_util.tree_map(lambda x: x[-1], ys)
         status = _status(res, y, last, f0)
         if events is None:
             return status, None
         above = (y[0] >= jnp.log(events.delta1)) if from_above else None
-        tr = track(ets, ob, mem, target.a, lam, events.delta1, events.alpha, events.fit_fraction, above)
+        tr = track(ets, ob, mem, tg.a, lam, events.delta1, events.alpha, events.fit_fraction, above)
         return status, tr
 
-    status, tracked = jax.vmap(post)(y0, ys, result, obs, member, event_ts if event_ts is not None else save_ts)
+    status, tracked = jax.vmap(post)(y0, ys, result, obs, member, event_ts if event_ts is not None else save_ts,
+                                     targets if per_seed else dummy)
     num_steps, accepted, rejected = stats
     return Solution(rho=ys[0], ubar=ys[1], observations=obs, tracked=tracked, event_ts=event_ts, status=status,
                     num_steps=num_steps, num_accepted_steps=accepted, num_rejected_steps=rejected)

@@ -211,36 +211,192 @@ def plot_algorithm2(result, target, path: str | os.PathLike, *, seed: int = 0, t
     return str(path)
 
 
-def _yerr(df):
-    return [np.clip(df["p"] - df["p_lo"], 0, None), np.clip(df["p_hi"] - df["p"], 0, None)]
+def _yerr(df, col: str = "p"):
+    return [np.clip(df[col] - df[f"{col}_lo"], 0, None), np.clip(df[f"{col}_hi"] - df[col], 0, None)]
+
+
+def _study_title(ds, extra: str = "", inches: float = 7.0) -> str:
+    """What a study figure shows: the experiment, the fixed parameters and the seed count."""
+    from .montecarlo.store import study_of
+
+    study = study_of(ds)
+    grid = set(ds.attrs.get("grid") or [])
+    point = study.points()[0]
+    fixed = [f"{k}={point[k]:.3g}" if isinstance(point[k], float) else f"{k}={point[k]}"
+             for k in ("d", "m", "horizon", "eps", "lam", "delta0", "delta1") if k in point and k not in grid]
+    kind = point["target"]["kind"]
+    text = (f"{study.experiment}, target {kind}, " + ", ".join(fixed) + f"; {study.seeds} seeds per point"
+            + (f"; {extra}" if extra else ""))
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width=int(13 * inches)))  # ~13 characters per inch at 9 pt
+
+
+def _log_axis(values) -> bool:
+    v = np.asarray(values, float)
+    return bool(v.size > 1 and v.min() > 0 and v.max() / v.min() > 20)
 
 
 def plot_study(df, ds, path) -> Path:
-    """PNG of a Monte Carlo study's discovery probability (Wilson 95% intervals) against ``a_i``,
-    or against the swept parameter with one line per component (``df``: the summary table)."""
-    sweep = ds.attrs.get("sweep") or None
-    fig = _figure(figsize=(6, 4), dpi=120, layout="constrained")
-    ax = fig.subplots()
-    if sweep is None:
-        ax.errorbar(df["a"], df["p"], yerr=_yerr(df), fmt="o", capsize=3)
-        ax.set_xlabel("ground-truth weight $a_i$")
-        for _, row in df.iterrows():
-            ax.annotate(f"i={int(row['component'])}", (row["a"], row["p"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    """The main figure of a study (``df``: :func:`deflation.montecarlo.summarize`'s table): the
+    probability that each component is discovered (Definition 1; by the horizon, or in some epoch
+    of Algorithm 2) with Wilson 95% intervals, drawn against the component (no grid), against the
+    swept parameter (a 1-D grid: one line per component), or as one heatmap per component (a 2-D
+    grid; further grid dimensions give further rows). Algorithm 2 adds P(converged)."""
+    grid = list(ds.attrs.get("grid") or [])
+    alg2 = ds.attrs["experiment"] == "algorithm2"
+    r = int(df["component"].max()) + 1
+    colors = component_colors(r)
+    what = "P(discovered in some epoch)" if alg2 else "P(discovered by the horizon)"
+    if len(grid) <= 1:
+        fig = _figure(figsize=(7.5, 4.6), dpi=120, layout="constrained")
+        ax = fig.subplots()
+        if not grid:
+            ax.errorbar(df["component"], df["p"], yerr=_yerr(df), fmt="o", ms=7, capsize=5, elinewidth=1.5,
+                        color="k", ecolor="0.3", label=what)
+            ax.set_xticks(df["component"], [f"$u_{{{i + 1}}}$\n$a$={a:.3g}" for i, a in zip(df["component"], df["a"])])
+            ax.set_xlabel("ground-truth component (weight $a_i$)")
+            ax.set_xlim(-0.5, r - 0.5)
+            if alg2:
+                row = df.iloc[0]
+                ax.axhspan(row["p_converged_lo"], row["p_converged_hi"], color="tab:green", alpha=0.2)
+                ax.axhline(row["p_converged"], color="tab:green", lw=1.5, label="P(converged), 95% band")
+        else:
+            name = grid[0]
+            for i, g in df.groupby("component"):
+                x = g[name].astype(float)
+                ax.errorbar(x, g["p"], yerr=_yerr(g), marker="o", ms=5, capsize=4, elinewidth=1.2, color=colors[i],
+                            label=f"$u_{{{i + 1}}}$ ($a$ = {g['a'].iloc[0]:.3g})")
+            if alg2:
+                g = df[df["component"] == 0]
+                ax.errorbar(g[name].astype(float), g["p_converged"], yerr=_yerr(g, "p_converged"), marker="s",
+                            color="k", ls="--", capsize=4, label="P(converged)")
+            if _log_axis(df[name]):
+                ax.set_xscale("log")
+            ax.set_xlabel(name)
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_ylabel(what)
+        ax.legend(fontsize=8, loc="best")
+        ax.grid(alpha=0.3)
+        ax.set_title(_study_title(ds, "95% Wilson intervals", 7.5), fontsize=9)
     else:
-        for i, g in df.groupby("component"):
-            x = g[sweep].astype(float)
-            ax.errorbar(x, g["p"], yerr=_yerr(g), marker="o", capsize=3,
-                        label=f"$a_{{{i}}}$ = {g['a'].iloc[0]:.3g}")
-        vals = df[sweep].astype(float)
-        if vals.min() > 0 and vals.max() / vals.min() > 20:
-            ax.set_xscale("log")
-        ax.set_xlabel(sweep)
-        ax.legend(fontsize=7)
+        fig = _heatmaps(df, ds, grid, what, alg2)
+    path = Path(path)
+    fig.savefig(path)
+    return path
+
+
+def _heatmaps(df, ds, grid, what: str, alg2: bool):
+    """One heatmap per component (and P(converged)) over the first two grid dimensions; one row
+    per combination of the others (at most four)."""
+    import itertools
+
+    ydim, xdim = grid[0], grid[1]
+    rest = grid[2:]
+    combos = list(itertools.product(*[list(ds[k].values) for k in rest]))[:4] if rest else [()]
+    r = int(df["component"].max()) + 1
+    panels = [(i, "p", f"$u_{{{i + 1}}}$") for i in range(r)] + ([(0, "p_converged", "converged")] if alg2 else [])
+    ncol = len(panels)
+    fig = _figure(figsize=(2.9 * ncol + 1.2, 2.7 * len(combos) + 0.9), dpi=120, layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(combos), ncol, squeeze=False))
+    yv, xv = list(ds[ydim].values), list(ds[xdim].values)
+    image = None
+    for row, combo in enumerate(combos):
+        sub = df
+        for k, v in zip(rest, combo):
+            sub = sub[sub[k] == v]
+        for col, (i, column, label) in enumerate(panels):
+            ax = axes[row, col]
+            g = sub[sub["component"] == i]
+            Z = np.full((len(yv), len(xv)), np.nan)
+            for _, rec in g.iterrows():
+                Z[yv.index(rec[ydim]), xv.index(rec[xdim])] = rec[column]
+            image = ax.imshow(Z, vmin=0, vmax=1, cmap="viridis", origin="lower", aspect="auto")
+            for (yi, xi), z in np.ndenumerate(Z):
+                if np.isfinite(z):
+                    ax.text(xi, yi, f"{z:.2f}", ha="center", va="center", fontsize=8,
+                            color="white" if z < 0.6 else "black")
+            ax.set_xticks(range(len(xv)), [f"{v:g}" for v in xv])
+            ax.set_yticks(range(len(yv)), [f"{v:g}" for v in yv])
+            ax.set_xlabel(xdim)
+            if col == 0:
+                ax.set_ylabel(ydim)
+            a = g["a"].iloc[0] if len(g) and column == "p" else None
+            title = label if a is None else f"{label} ($a$ = {a:.3g})"
+            if combo:
+                title += " | " + ", ".join(f"{k}={v:g}" for k, v in zip(rest, combo))
+            ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=axes, shrink=0.9, label=what + " (P(converged) in the last panel)" if alg2 else what)
+    fig.suptitle(_study_title(ds, "cell value: probability over the seeds", 2.9 * ncol + 1.2), fontsize=9)
+    return fig
+
+
+def _point_label(row, grid) -> str:
+    return ", ".join(f"{k}={row[k]:g}" for k in grid) if grid else "all seeds"
+
+
+def plot_discovery_cdf(cdf, ds, path) -> Path:
+    """P(discovered by time t) of each component (one panel each) with its Wilson 95% band, one
+    curve per grid point (at most eight; ``cdf``: :func:`deflation.montecarlo.discovery_cdf`)."""
+    grid = list(ds.attrs.get("grid") or [])
+    r = int(cdf["component"].max()) + 1
+    ncol = min(r, 4)
+    nrow = -(-r // ncol)
+    fig = _figure(figsize=(3.6 * ncol, 3.0 * nrow + 0.6), dpi=120, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrow, ncol, squeeze=False)).ravel()
+    keys = cdf[grid].drop_duplicates().head(8) if grid else None
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    n_lines = 1 if keys is None else len(keys)
+    for i in range(r):
+        ax = axes[i]
+        sub = cdf[cdf["component"] == i]
+        rows = [None] if keys is None else [row for _, row in keys.iterrows()]
+        for j, row in enumerate(rows):
+            g = sub if row is None else sub[(sub[grid] == row[grid].values).all(axis=1)]
+            color = "k" if n_lines == 1 else cmap(0.9 * j / max(n_lines - 1, 1))
+            ax.plot(g["t"], g["p"], color=color, lw=1.4, label=None if row is None else _point_label(row, grid))
+            ax.fill_between(g["t"], g["p_lo"], g["p_hi"], color=color, alpha=0.18, lw=0)
+        ax.set_ylim(-0.03, 1.03)
+        a = float(ds["a"].values.reshape(-1, r)[0, i])
+        ax.set_title(f"$u_{{{i + 1}}}$ ($a$ = {a:.3g})", fontsize=9)
+        ax.set_xlabel("time t")
+        ax.grid(alpha=0.3)
+        if i % ncol == 0:
+            ax.set_ylabel("P(discovered by t)")
+    for ax in axes[r:]:
+        ax.set_visible(False)
+    if keys is not None and n_lines > 1:
+        axes[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(_study_title(ds, "shaded: 95% Wilson band", 3.6 * ncol), fontsize=9)
+    path = Path(path)
+    fig.savefig(path)
+    return path
+
+
+def plot_convergence(conv, ds, path) -> Path:
+    """P(Algorithm 2 converged within k epochs) against k with its Wilson 95% band, one curve per
+    grid point (at most eight; ``conv``: :func:`deflation.montecarlo.convergence`)."""
+    grid = list(ds.attrs.get("grid") or [])
+    fig = _figure(figsize=(6.5, 4.2), dpi=120, layout="constrained")
+    ax = fig.subplots()
+    keys = conv[grid].drop_duplicates().head(8) if grid else None
+    rows = [None] if keys is None else [row for _, row in keys.iterrows()]
+    colors = component_colors(len(rows))
+    for j, row in enumerate(rows):
+        g = conv if row is None else conv[(conv[grid] == row[grid].values).all(axis=1)]
+        ax.step(g["epochs"], g["p"], where="post", color="k" if row is None else colors[j], lw=1.5,
+                label=None if row is None else _point_label(row, grid))
+        ax.fill_between(g["epochs"], g["p_lo"], g["p_hi"], step="post", color="k" if row is None else colors[j],
+                        alpha=0.15, lw=0)
     ax.set_ylim(-0.03, 1.03)
-    ax.set_ylabel("P(discovered by horizon)")
-    n = int(df["n"].max()) if len(df) else 0
-    ax.set_title(f"{ds.attrs.get('mode', 'full')} flow, d={ds.attrs['d']}, m={ds.attrs['m']}, "
-                 f"horizon={ds.attrs['horizon']}, {n} seeds (95% Wilson)", fontsize=8)
+    ax.set_xlabel("epochs k")
+    ax.set_ylabel("P(converged within k epochs)")
+    ax.grid(alpha=0.3)
+    if keys is not None:
+        ax.legend(fontsize=8)
+    ax.set_title(_study_title(ds, "shaded: 95% Wilson band", 6.5), fontsize=9)
     path = Path(path)
     fig.savefig(path)
     return path

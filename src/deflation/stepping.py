@@ -206,6 +206,7 @@ def solve_batch(
     event_fn: Callable[[Any, PyTree, PyTree, Any], PyTree] | None = None,
     event_fill: Callable[[Any, Any, PyTree, PyTree], PyTree] | None = None,
     event_args: PyTree = None,
+    term_args: PyTree = None,
     progress_meter: diffrax.AbstractProgressMeter = diffrax.NoProgressMeter(),
 ) -> BatchSolution:
     """Integrate ``dy/dt = term(t, y)`` from ``t0`` to ``t1`` for every trajectory of the batch
@@ -224,6 +225,9 @@ def solve_batch(
     ``(0, 1]`` is their position and ``h`` the step length (e.g. a cubic Hermite interpolation of a
     quantity from its values and derivatives at the two ends). The event work is one small
     evaluation per step, whatever the grid size.
+
+    ``term_args``: each trajectory's ``args`` of the term (a pytree with leading axis ``B``, e.g. a
+    target per seed), or None for ``args = None`` everywhere.
 
     Raises:
         ValueError: the solver or controller is not one :func:`supports` takes.
@@ -246,16 +250,23 @@ def solve_batch(
         if event_args is None:
             event_args = jnp.zeros((B,))
 
-    def init_one(y, t_end):
-        tnext, cstate = controller.init(term, t0, t_end, y, dt0, None, solver.func, error_order)
-        tnext = jnp.minimum(tnext, t_end)
-        return tnext, cstate, solver.init(term, t0, tnext, y, None)
+    if term_args is None:
+        term_args = jnp.zeros((B,))  # one dummy per trajectory; the term gets args = None
+        args_of = lambda a: None  # noqa: E731
+    else:
+        args_of = lambda a: a  # noqa: E731
 
-    tnext, cstate, sstate = jax.vmap(init_one)(y0, t1)
+    def init_one(y, t_end, a):
+        tnext, cstate = controller.init(term, t0, t_end, y, dt0, args_of(a), solver.func, error_order)
+        tnext = jnp.minimum(tnext, t_end)
+        return tnext, cstate, solver.init(term, t0, tnext, y, args_of(a))
+
+    tnext, cstate, sstate = jax.vmap(init_one)(y0, t1, term_args)
     tableau = _explicit_tableau(solver) if isinstance(term, diffrax.ODETerm) else None
     can_jump = _can_jump(controller)
-    vf = lambda t, y: term.vf(t, y, None)  # noqa: E731
-    f_start = jax.vmap(lambda y: vf(t0, y))(y0) if (tableau is not None and tableau.fsal) or event_fn is not None else None
+    vf = lambda t, y, a: term.vf(t, y, args_of(a))  # noqa: E731
+    needs_f = (tableau is not None and tableau.fsal) or event_fn is not None
+    f_start = jax.vmap(lambda y, a: vf(t0, y, a))(y0, term_args) if needs_f else None
     if tableau is not None:  # own unrolled step; solver state = f at the step start (FSAL) or None
         sstate = f_start if tableau.fsal else None
 
@@ -330,18 +341,19 @@ def solve_batch(
     def step(c):
         on = active(c)
 
-        def one(tprev, tnext, y, sstate, cstate, made_jump, t_end, t_end_floor):
+        def one(tprev, tnext, y, sstate, cstate, made_jump, t_end, t_end_floor, a):
+            f = lambda t, yy: vf(t, yy, a)  # noqa: E731
             if tableau is not None:
                 if not tableau.fsal:
-                    f0 = vf(tprev, y)
+                    f0 = f(tprev, y)
                 elif can_jump:  # after a jump the field may differ from the last stage: re-evaluate
-                    f0 = jax.lax.cond(made_jump, lambda: vf(tprev, y), lambda: sstate)
+                    f0 = jax.lax.cond(made_jump, lambda: f(tprev, y), lambda: sstate)
                 else:
                     f0 = sstate
-                y1, y_error, dense, sstate1 = erk_step(tableau, vf, tprev, tnext, y, f0)  # dense: the stages
+                y1, y_error, dense, sstate1 = erk_step(tableau, f, tprev, tnext, y, f0)  # dense: the stages
                 sresult = diffrax.RESULTS.successful
             else:
-                y1, y_error, dense, sstate1, sresult = solver.step(term, tprev, tnext, y, None, sstate, made_jump)
+                y1, y_error, dense, sstate1, sresult = solver.step(term, tprev, tnext, y, args_of(a), sstate, made_jump)
             # A trial step that overflows (a huge step through a region where the field blows
             # up) must be rejected and shrunk, not poison the controller: diffrax's PIDController
             # maps a NaN candidate to y0 but turns an infinite one into a NaN error norm (inf/inf),
@@ -350,7 +362,7 @@ def solve_batch(
             y_error = jax.tree_util.tree_map(lambda e: jnp.where(finite, e, jnp.inf), y_error)
             y1_seen = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, b, a), y, y1)
             keep, tp, tn, jump, cstate1, cresult = controller.adapt_step_size(
-                tprev, tnext, y, y1_seen, None, y_error, error_order, cstate
+                tprev, tnext, y, y1_seen, args_of(a), y_error, error_order, cstate
             )
             keep = jnp.asarray(keep, bool)
             tp = jnp.minimum(tp, t_end)
@@ -360,7 +372,7 @@ def solve_batch(
             return y1, dense, sstate1, keep, tp, tn, cstate1, jnp.asarray(jump, bool), failed
 
         y1, dense, sstate1, keep, tp, tn, cstate1, jump, failed = jax.vmap(one)(
-            c["tprev"], c["tnext"], c["y"], c["sstate"], c["cstate"], c["made_jump"], t1, t1_floor
+            c["tprev"], c["tnext"], c["y"], c["sstate"], c["cstate"], c["made_jump"], t1, t1_floor, term_args
         )
         keep = keep & on
         buffers, indices = dict(c["buffers"]), dict(c["indices"])

@@ -13,6 +13,7 @@ from jaxtyping import Array, Float
 
 from . import _validate as check
 from .dense import DENSE_MAX_BYTES, dense_power_sum
+from .init import equiangular_columns, orthonormal_columns
 
 
 class Target(eqx.Module):
@@ -31,46 +32,52 @@ class Target(eqx.Module):
     Python when it is concrete; a ``Target`` built from tracers inside ``jit`` is not checked.
     """
 
-    a: Float[Array, " r"]
-    U: Float[Array, "d r"]
+    a: Float[Array, "*B r"]
+    U: Float[Array, "*B d r"]
     order: int = eqx.field(static=True, default=4)
     orthogonal: bool = eqx.field(static=True, default=False)
 
     def __init__(self, a: Any, U: Any, order: int = 4, *, orthogonal: bool = False):
         order = check.integer("order", order, 3)
         if check.is_concrete((a, U)):
-            a_np = check.array("a", a, 1)
-            U_np = check.array("U", U, 2)
+            a_np = check.array("a", a, (1, 2))
+            U_np = check.array("U", U, (2, 3))
+            if a_np.ndim + 1 != U_np.ndim or a_np.shape[:-1] != U_np.shape[:-2]:
+                raise ValueError(f"a (shape {a_np.shape}) and U (shape {U_np.shape}) must be (r,) and (d, r), or a "
+                                 "batch of targets (B, r) and (B, d, r)")
             check.finite_array("a", a_np)
             check.finite_array("U", U_np)
             if (a_np < 0).any():
-                i = int(np.argmax(a_np < 0))
-                raise ValueError(f"a must be >= 0 (weights of T*), got a[{i}] = {a_np[i]!r}")
-            if a_np.shape[0] != U_np.shape[1]:
+                idx = tuple(int(k) for k in np.argwhere(a_np < 0)[0])
+                label = idx[0] if a_np.ndim == 1 else idx
+                raise ValueError(f"a must be >= 0 (weights of T*), got a[{label}] = {float(a_np[idx])!r}")
+            if a_np.shape[-1] != U_np.shape[-1]:
                 raise ValueError(
-                    f"a has {a_np.shape[0]} weights but U has {U_np.shape[1]} columns "
+                    f"a has {a_np.shape[-1]} weights but U has {U_np.shape[-1]} columns "
                     f"(U must be (d, r) with r = len(a))"
                 )
-            if a_np.shape[0] < 1:
+            if a_np.shape[-1] < 1:
                 raise ValueError("a must hold at least one weight, got an empty array")
-            norms = np.linalg.norm(U_np, axis=0)
-            tol = 1e-6 if U_np.dtype == np.float32 else 1e-10
-            bad = np.abs(norms - 1.0) > tol
-            if bad.any():
-                i = int(np.argmax(bad))
-                raise ValueError(
-                    f"U must have unit columns (|U[:, i]| = 1 within {tol:g}), "
-                    f"got |U[:, {i}]| = {norms[i]!r}"
-                )
-            if orthogonal:
-                gram = U_np.T @ U_np - np.eye(U_np.shape[1])
-                worst = float(np.abs(gram).max())
-                if worst > 10 * tol:
-                    i, k = np.unravel_index(np.argmax(np.abs(gram)), gram.shape)
+            for b, Ub in enumerate(U_np.reshape((-1,) + U_np.shape[-2:])):
+                where = "" if U_np.ndim == 2 else f" (target {b} of the batch)"
+                norms = np.linalg.norm(Ub, axis=0)
+                tol = 1e-6 if Ub.dtype == np.float32 else 1e-10
+                bad = np.abs(norms - 1.0) > tol
+                if bad.any():
+                    i = int(np.argmax(bad))
                     raise ValueError(
-                        "U must have orthonormal columns when orthogonal=True, got "
-                        f"<U[:, {i}], U[:, {k}]> - delta = {gram[i, k]!r}"
+                        f"U must have unit columns (|U[:, i]| = 1 within {tol:g}), "
+                        f"got |U[:, {i}]| = {norms[i]!r}{where}"
                     )
+                if orthogonal:
+                    gram = Ub.T @ Ub - np.eye(Ub.shape[1])
+                    worst = float(np.abs(gram).max())
+                    if worst > 10 * tol:
+                        i, k = np.unravel_index(np.argmax(np.abs(gram)), gram.shape)
+                        raise ValueError(
+                            "U must have orthonormal columns when orthogonal=True, got "
+                            f"<U[:, {i}], U[:, {k}]> - delta = {gram[i, k]!r}{where}"
+                        )
         self.a = jnp.asarray(a)
         self.U = jnp.asarray(U)
         self.order = order
@@ -95,10 +102,28 @@ class Target(eqx.Module):
         r = a_np.shape[0]
         if r > d:
             raise ValueError(f"d must be >= r = len(a) = {r} for orthonormal U, got d = {d}")
-        g = jax.random.normal(key, (d, r), dtype=jnp.float64)
-        q, rr = jnp.linalg.qr(g)
-        q = q * jnp.sign(jnp.diagonal(rr))[None, :]  # Haar measure (sign convention of R)
-        return cls(a_np.astype(np.float64), np.asarray(q), order, orthogonal=True)
+        return cls(a_np.astype(np.float64), np.asarray(orthonormal_columns(key, d, r)), order, orthogonal=True)
+
+    @classmethod
+    def angle(cls, a: Any, d: int, angle: float, order: int = 4) -> "Target":
+        """Components at one pairwise angle (degrees): ``<u_i, u_j> = cos(angle)`` for ``i != j``,
+        the non-orthogonal targets of paper Appendix E (``angle = 90`` is ``U = I[:, :r]``).
+
+        ``U = I[:, :r] L^T`` with ``L L^T`` the Cholesky factor of the Gram matrix
+        ``(1 - c) I + c 1 1^T``, ``c = cos(angle)``: for two components ``u_1 = e_1`` and
+        ``u_2 = cos(angle) e_1 + sin(angle) e_2``. Needs ``-1/(r - 1) < cos(angle) < 1``.
+        """
+        a_np = check.array("a", a, 1)
+        d = check.integer("d", d, 1)
+        angle = check.real_scalar("angle", angle)
+        r = a_np.shape[0]
+        if r > d:
+            raise ValueError(f"d must be >= r = len(a) = {r}, got d = {d}")
+        c = math.cos(math.radians(angle))
+        if not (0.0 < angle <= 180.0) or not (c < 1.0 and (r == 1 or c > -1.0 / (r - 1))):
+            raise ValueError(f"angle must give a valid Gram matrix: 0 < angle <= 180 degrees with cos(angle) > "
+                             f"-1/(r - 1) = {-1.0 / max(r - 1, 1):.3g} for r = {r} components, got angle = {angle!r}")
+        return cls(a_np.astype(np.float64), np.asarray(equiangular_columns(d, r, c)), order, orthogonal=angle == 90.0)
 
     @classmethod
     def geometric(cls, d: int, r: int, ratio: float = 1.2, order: int = 4) -> "Target":
@@ -114,17 +139,23 @@ class Target(eqx.Module):
     @property
     def d(self) -> int:
         """Ambient dimension."""
-        return self.U.shape[0]
+        return self.U.shape[-2]
 
     @property
     def r(self) -> int:
         """Number of ground-truth components."""
-        return self.U.shape[1]
+        return self.U.shape[-1]
 
-    def norm(self) -> Float[Array, ""]:
-        """``|T*|_F = sqrt(sum_ik a_i a_k <u_i, u_k>^p)``."""
-        H = self.U.T @ self.U
-        return jnp.sqrt(jnp.maximum(self.a @ (H**self.order) @ self.a, 0.0))
+    @property
+    def batched(self) -> bool:
+        """Whether this holds one target per seed (``a`` (B, r), ``U`` (B, d, r))."""
+        return self.U.ndim == 3
+
+    def norm(self) -> Float[Array, "*B"]:
+        """``|T*|_F = sqrt(sum_ik a_i a_k <u_i, u_k>^p)`` (one per target of a batch)."""
+        H = jnp.einsum("...di,...dk->...ik", self.U, self.U)
+        sq = jnp.einsum("...i,...ik,...k->...", self.a, H**self.order, self.a)
+        return jnp.sqrt(jnp.maximum(sq, 0.0))
 
     def dense(self, max_bytes: int = DENSE_MAX_BYTES) -> Float[Array, "..."]:
         """The d^p array of ``T*`` (for tests and notebooks at small d).

@@ -1,16 +1,21 @@
-"""``deflation montecarlo``: a Monte Carlo study of discovery probability (resumable Zarr dataset),
-and ``deflation montecarlo summarize STORE`` for the table and plot of an existing one."""
+"""``deflation montecarlo``: a Monte Carlo study of discovery probability from command-line flags (a
+shorthand for a ``flow`` or ``phase1`` study of ``deflation study``), and ``deflation montecarlo
+summarize STORE`` for the table and figures of an existing one."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 
 import numpy as np
 
 from ..integrate import SOLVERS
+from ._options import add_options
+from ._study_run import add_execution_options, execute, summarize_store
 
-_SWEEP_FLAGS = {"d": int, "m": int, "order": int, "delta0": float, "delta1": float, "alpha": float, "lam": float, "time": float}
+#: Flags that take a comma-separated list (several lists make a grid), and the parameter each sets.
+_LIST_FLAGS = {"d": ("d", int), "m": ("m", int), "order": ("order", int), "delta0": ("delta0", float),
+               "delta1": ("delta1", float), "alpha": ("alpha", float), "lam": ("lam", float),
+               "time": ("horizon", float)}
 
 
 def _number_list(flag: str, text: str, kind) -> list:
@@ -25,8 +30,9 @@ def _number_list(flag: str, text: str, kind) -> list:
     return out
 
 
-def parse_weights(text: str) -> list[float]:
-    """``--a``: ``"0.3,0.25,0.2"`` or ``"geometric:R:RATIO"`` (Figure 1: ``geometric:5:1.2``, normalized to sum 1)."""
+def parse_target(text: str) -> dict:
+    """``--a``: ``"0.3,0.25,0.2"`` or ``"geometric:R:RATIO"`` (Figure 1: ``geometric:5:1.2``,
+    normalized to sum 1), as a study's ``[target]`` table (``U = I[:, :r]``)."""
     if text.startswith("geometric:"):
         parts = text.split(":")
         try:
@@ -37,59 +43,60 @@ def parse_weights(text: str) -> list[float]:
             raise ValueError(f"--a geometric form is geometric:R:RATIO (e.g. geometric:5:1.2), got {text!r}") from None
         if r < 1 or not np.isfinite(ratio) or ratio < 1:
             raise ValueError(f"--a geometric:R:RATIO needs R >= 1 and a finite RATIO >= 1, got {text!r}")
-        a = ratio ** -np.arange(r, dtype=np.float64)
-        return (a / a.sum()).tolist()
-    return _number_list("a", text, float)
+        return dict(kind="basis", ratio=ratio, r=r)
+    return dict(kind="basis", a=_number_list("a", text, float))
+
+
+STUDY_OPTIONS = [
+    ("--a", str, None, "ground-truth weights, e.g. 0.3,0.25,0.2,0.15,0.1, or geometric:R:RATIO (Figure 1: "
+                       "geometric:5:1.2); U = I[:, :r]"),
+    ("--d", str, None, "dimension (a comma-separated list sweeps it)"),
+    ("--m", str, None, "number of components (list to sweep)"),
+    ("--order", str, "4", "tensor order p >= 3"),
+    ("--delta0", str, "1e-15", "initial norm of every column"),
+    ("--delta1", str, "1e-3", "discovery norm (Definition 1)"),
+    ("--alpha", str, "0.1", "discovery correlation slack (Definition 1)"),
+    ("--lam", str, "0", "regularization lam"),
+    ("--time", str, None, "time horizon"),
+    ("--seeds", int, None, "number of random initializations"),
+    ("--key", int, 0, "base PRNG seed (seed k uses fold_in(PRNGKey(key), k))"),
+]
+SOLVER_OPTIONS = [
+    ("--solver", str, "tsit5", f"diffrax solver: {', '.join(SOLVERS)}"),
+    ("--rtol", float, 1e-8, "relative tolerance"),
+    ("--atol", float, 1e-8, "absolute tolerance"),
+    ("--max-steps", int, 100_000, "step budget per trajectory"),
+    ("--dtype", str, "float64", "float64 or float32"),
+    ("--event-points", int, 512, "grid on which discovery and fit events are located"),
+]
 
 
 def register(sub):
     p = sub.add_parser(
         "montecarlo",
-        help="Monte Carlo study of discovery probability (resumable Zarr dataset)",
+        help="Monte Carlo study of discovery probability from flags (resumable Zarr dataset)",
         description="Run (or resume) a Monte Carlo study: per seed and ground-truth component, whether and when it "
-        "is discovered (Definition 1) within the time horizon. Any one of --d --m --order --delta0 --delta1 "
-        "--alpha --lam --time may be a comma-separated list to sweep it. Rerunning the same command resumes. "
-        "'deflation montecarlo summarize STORE' prints the table and redraws the plot of an existing study.",
+        "is discovered (Definition 1) within the time horizon. Any of --d --m --order --delta0 --delta1 --alpha "
+        "--lam --time may be a comma-separated list to sweep it (several lists make a grid). Rerunning the same "
+        "command resumes. A shorthand for 'deflation study run' (which reads the study from a TOML file and offers "
+        "more targets and experiments). 'deflation montecarlo summarize STORE' prints the table and redraws the "
+        "figures of an existing study.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    g = p.add_argument_group("study")
-    g.add_argument("--a", help="ground-truth weights, e.g. 0.3,0.25,0.2,0.15,0.1, or geometric:R:RATIO (Figure 1: geometric:5:1.2)")
-    g.add_argument("--d", default=None, help="dimension (list to sweep)")
-    g.add_argument("--m", default=None, help="number of components (list to sweep)")
-    g.add_argument("--order", default="4", help="tensor order p >= 3")
-    g.add_argument("--delta0", default="1e-15", help="initial norm of every column")
-    g.add_argument("--delta1", default="1e-3", help="discovery norm (Definition 1)")
-    g.add_argument("--alpha", default="0.1", help="discovery correlation slack (Definition 1)")
-    g.add_argument("--lam", default="0", help="regularization lam")
-    g.add_argument("--time", default=None, help="time horizon")
-    g.add_argument("--seeds", type=int, default=None, help="number of random initializations")
-    g.add_argument("--key", type=int, default=0, help="base PRNG seed (seed k uses fold_in(PRNGKey(key), k))")
-    g.add_argument("--mode", default="full", choices=["full", "decoupled"],
-                   help="full gradient flow, or the decoupled Phase 1 tensor-power dynamics (fast; coupling checked)")
-    s = p.add_argument_group("solver")
-    s.add_argument("--solver", default="tsit5", help=f"diffrax solver: {', '.join(SOLVERS)}")
-    s.add_argument("--rtol", type=float, default=1e-8)
-    s.add_argument("--atol", type=float, default=1e-8)
-    s.add_argument("--max-steps", type=int, default=100_000)
-    s.add_argument("--dtype", default="float64", help="float64 or float32")
-    s.add_argument("--event-points", type=int, default=512, help="grid on which discovery/fit events are located")
-    r = p.add_argument_group("execution")
-    r.add_argument("--out", help="Zarr store to create or resume (e.g. study.zarr)")
-    r.add_argument("--chunk", type=int, default=None, help="seeds per chunk (default 512; a resumed store keeps its own)")
-    r.add_argument("--devices", type=int, default=None, help="use the first N devices of each process (default: all)")
-    r.add_argument("--coordinator", default=None, help="HOST:PORT of process 0 of a multi-process jax.distributed job")
-    r.add_argument("--num-processes", type=int, default=None)
-    r.add_argument("--process-id", type=int, default=None)
-    r.add_argument("--distributed", action="store_true",
-                   help="join a jax.distributed job found by JAX's cluster detection (JAX_COORDINATOR_ADDRESS, SLURM, ...)")
-    r.add_argument("--init-timeout", type=float, default=60.0, help="seconds to wait for the coordinator")
-    r.add_argument("--no-progress", action="store_true", help="no progress bar")
-    r.add_argument("--quiet", action="store_true", help="do not print the summary table")
+    add_options(p.add_argument_group("study"), STUDY_OPTIONS)
+    p.add_argument_group("study").add_argument(
+        "--mode", default="full", choices=["full", "decoupled"],
+        help="full gradient flow (experiment flow), or the decoupled Phase 1 tensor-power dynamics "
+             "(experiment phase1: fast, coupling checked)")
+    add_options(p.add_argument_group("solver"), SOLVER_OPTIONS)
+    execution = p.add_argument_group("execution")
+    add_options(execution, [("--out", str, None, "Zarr store to create or resume (e.g. study.zarr)")])
+    add_execution_options(execution)
     actions = p.add_subparsers(dest="action", metavar="ACTION")
-    sm = actions.add_parser("summarize", help="table and plot of an existing study store")
+    sm = actions.add_parser("summarize", help="table and figures of an existing study store")
     sm.add_argument("store", help="the study's Zarr store")
-    sm.add_argument("--png", default=None, help="plot path (default: next to the store, STORE.png)")
-    sm.add_argument("--csv", default=None, help="table path (default: STORE.csv)")
+    add_options(sm, [("--png", str, None, "main figure path (default: STORE.png next to the store)"),
+                     ("--csv", str, None, "table path (default: STORE.csv)")])
     p.set_defaults(func=run, action=None)
 
 
@@ -100,61 +107,29 @@ def build_study(args):
     for flag in ("a", "d", "m", "time", "seeds", "out"):
         if getattr(args, flag) is None:
             raise ValueError(f"--{flag} is required to run a study (see deflation montecarlo --help)")
-    vals = {k: _number_list(k, getattr(args, k), kind) for k, kind in _SWEEP_FLAGS.items()}
-    vals = {k: v[0] if len(v) == 1 else v for k, v in vals.items()}
-    vals["horizon"] = vals.pop("time")
-    return Study(
-        a=parse_weights(args.a), seeds=args.seeds, key=args.key, solver=args.solver, rtol=args.rtol, atol=args.atol,
-        max_steps=args.max_steps, dtype=args.dtype, mode=args.mode, event_points=args.event_points, **vals,
-    )
-
-
-def _summarize(args) -> int:
-    from pathlib import Path
-
-    from deflation.montecarlo import format_table, load, plot, summarize
-    from deflation.montecarlo.summary import default_paths
-
-    if not Path(args.store).exists():
-        raise ValueError(f"store {args.store!r} does not exist")
-    ds = load(args.store)
-    df = summarize(ds)
-    csv, png = default_paths(args.store)
-    csv, png = Path(args.csv or csv), Path(args.png or png)
-    df.to_csv(csv, index=False)
-    plot(df, ds, png)
-    done = int((ds["status"].values >= 0).sum())
-    total = int(ds["status"].size)
-    print(format_table(df))
-    print(f"{done}/{total} seeds computed{'' if ds.attrs.get('complete') else ' (incomplete: rerun the study command to resume)'}")
-    print(f"table: {csv}\nplot:  {png}")
-    return 0
+    params = {}
+    for flag, (name, kind) in _LIST_FLAGS.items():
+        values = _number_list(flag, getattr(args, flag), kind)
+        params[name] = values[0] if len(values) == 1 else values
+    params.update(solver=args.solver, rtol=args.rtol, atol=args.atol, max_steps=args.max_steps, dtype=args.dtype,
+                  event_points=args.event_points)
+    experiment = "flow" if args.mode == "full" else "phase1"
+    try:
+        return Study(experiment, args.seeds, parse_target(args.a), params, key=args.key)
+    except (ValueError, TypeError) as err:  # name the flags the user typed
+        text = str(err)
+        for flag, (name, _) in _LIST_FLAGS.items():
+            text = text.replace(f"params.{name}", f"--{flag}")
+        for name in ("solver", "rtol", "atol", "dtype"):
+            text = text.replace(f"params.{name}", f"--{name}")
+        text = text.replace("params.max_steps", "--max-steps").replace("params.event_points", "--event-points")
+        text = text.replace("target.a", "--a").replace("target.ratio", "--a's RATIO").replace("target.r", "--a's R")
+        text = text.replace("seeds must", "--seeds must").replace("key must", "--key must")
+        raise type(err)(text) from None
 
 
 def run(args) -> int:
-    from deflation import montecarlo as mc
-
     if args.action == "summarize":
-        return _summarize(args)
+        return summarize_store(args.store, args.csv, args.png)
     study = build_study(args)  # every check on the study happens here, before JAX starts
-    if args.chunk is not None and args.chunk < 1:
-        raise ValueError(f"--chunk must be a positive integer, got {args.chunk}")
-    if args.devices is not None and args.devices < 1:
-        raise ValueError(f"--devices must be a positive integer, got {args.devices}")
-    if args.coordinator or args.num_processes is not None or args.process_id is not None:
-        mc.initialize_distributed(args.coordinator, args.num_processes, args.process_id, timeout=args.init_timeout)
-    elif args.distributed:
-        mc.initialize_distributed(timeout=args.init_timeout)
-    try:
-        ds = mc.run_study(study, args.out, chunk=args.chunk, devices=args.devices, progress=not args.no_progress)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: completed chunks are stored in {args.out}; run the same command again to resume",
-              file=sys.stderr)
-        return 130
-    if ds is not None and not args.quiet:
-        from deflation.montecarlo.summary import default_paths
-
-        csv, png = default_paths(args.out)
-        print(mc.format_table(mc.summarize(ds)))
-        print(f"dataset: {args.out}\ntable:   {csv}\nplot:    {png}")
-    return 0
+    return execute(study, args.out, args, "montecarlo")

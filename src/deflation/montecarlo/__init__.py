@@ -1,32 +1,54 @@
-"""Monte Carlo studies of discovery probability: batched, sharded over devices and processes,
-written chunk by chunk to a resumable Zarr dataset (needs the ``montecarlo`` extra: xarray, zarr).
+"""Monte Carlo studies: every experiment of the paper as a declared, resumable, shardable study.
 
-    from deflation.montecarlo import Study, run_study
-    study = Study(a=[0.3, 0.25, 0.2, 0.15, 0.1], d=10, m=50, horizon=80, seeds=4096)
-    ds = run_study(study, "study.zarr", chunk=512)      # xarray.Dataset (seed, component)
+A :class:`Study` names an experiment (``flow``, ``phase1``, ``algorithm2``), a target (``basis``,
+``random``, ``angle``, ``file``), a grid of parameters (any list sweeps, several lists make a
+Cartesian grid) and a number of seeds; :func:`run_study` computes it chunk by chunk into a Zarr
+store (resumable, sharded over devices and ``jax.distributed`` processes, results independent of
+the chunking and the device count); :func:`open_study` reads it back as an ``xarray.Dataset``;
+:func:`summarize`, :func:`discovery_cdf` and :func:`convergence` turn it into tables.
+
+    from deflation.montecarlo import Study, run_study, summarize, format_table
+    study = Study.from_toml("study.toml")          # or Study("flow", 64, {"kind": "basis", ...}, {...})
+    ds = run_study(study, "study.zarr")            # xarray.Dataset (grid..., seed, component)
     print(format_table(summarize(ds)))
 """
 
+from ..plots import plot_convergence, plot_discovery_cdf, plot_study
 from .distributed import CoordinatorUnreachable, initialize as initialize_distributed
-from .run import DEFAULT_CHUNK, run_study, select_devices
-from .store import StoreMismatch, load
-from .study import SOLVERS, SWEEPABLE, Study
-from ..plots import plot_study as plot
-from .summary import format_table, summarize, wilson_interval
+from .plan import Plan, plan_study
+from .run import DEFAULT_CHUNK, open_study, run_study, select_devices
+from .store import StoreBusy, StoreMismatch
+from .study import EXPERIMENTS, PARAMS, SWEEPABLE, TARGET_KINDS, Study
+from .summary import convergence, discovery_cdf, format_table, integrity, summarize, wilson_interval, write_summary
+
+#: The old name of :func:`open_study`.
+load = open_study
 
 __all__ = [
     "DEFAULT_CHUNK",
-    "SOLVERS",
+    "EXPERIMENTS",
+    "PARAMS",
     "SWEEPABLE",
+    "TARGET_KINDS",
     "CoordinatorUnreachable",
+    "Plan",
+    "StoreBusy",
     "StoreMismatch",
     "Study",
+    "convergence",
+    "discovery_cdf",
     "format_table",
     "initialize_distributed",
+    "integrity",
     "load",
-    "plot",
+    "open_study",
+    "plan_study",
+    "plot_convergence",
+    "plot_discovery_cdf",
+    "plot_study",
     "run_study",
     "select_devices",
     "summarize",
     "wilson_interval",
+    "write_summary",
 ]

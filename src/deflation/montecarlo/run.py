@@ -1,14 +1,18 @@
-"""``run_study``: chunked, sharded, resumable Monte Carlo over seeds."""
+"""``run_study``: chunked, sharded, resumable Monte Carlo over seeds and grid points, and
+``open_study`` to read the result."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from .. import _validate as check
 from . import store
+from .kernel import compile_chunk, static_key, traced_params
+from .plan import available_bytes, compiled_bytes, format_bytes
 from .study import Study
 
 #: Default number of seeds per chunk (a Zarr chunk and one compiled call).
@@ -43,47 +47,76 @@ def _check_args(study, out, chunk, devices):
     return Path(out), chunk, devices
 
 
-def _prepare_store(out: Path, study: Study, chunk: int | None, attrs: dict):
-    """Process 0: open (resume) or create the store; returns ``(root, chunk, done)``."""
-    if out.exists():
-        return store.open_existing(out, study, chunk)
-    chunk = DEFAULT_CHUNK if chunk is None else chunk
-    store.create(out, study, min(chunk, study.seeds), attrs)
-    return store.open_existing(out, study, None)
+def _say(text: str, progress: bool) -> None:
+    if progress:
+        print(text, file=sys.stderr, flush=True)
+
+
+def _open(out: Path, study: Study, chunk: int | None, attrs: dict, progress: bool):
+    """Process 0: open (resume) or create the store and check what is already done."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out = {str(out)!r} is a file, not a study store; choose another --out")
+    requested = chunk if chunk is not None else study.chunk
+    if not out.exists():
+        if not out.parent.exists():
+            raise ValueError(f"out = {str(out)!r}: its folder {str(out.parent)!r} does not exist")
+        size = min(requested or DEFAULT_CHUNK, study.seeds)
+        try:
+            store.create(out, study, size, attrs)
+        except OSError as err:
+            raise ValueError(f"out = {str(out)!r}: cannot create the store ({err.strerror or err})") from None
+        requested = size
+    handle = store.open_for_writing(out, study, None if requested is None else min(requested, study.seeds))
+    found = store.verify(handle.root, study, handle.chunk)
+    total = found.done.size
+    if found.complete:
+        _say(f"{out}: already complete ({total} of {total} chunks done)", progress)
+    elif found.done.any():
+        _say(f"{out}: resuming: {int(found.done.sum())} of {total} chunks done", progress)
+    if found.problems:
+        _say(f"{out}: recomputing {len(found.problems)} damaged chunk(s):", progress)
+        for line in found.problems[:10]:
+            _say(f"  {line}", progress)
+        if len(found.problems) > 10:
+            _say(f"  ... and {len(found.problems) - 10} more", progress)
+    return handle, found.done
 
 
 def run_study(study: Study, out, *, chunk: int | None = None, devices: int | None = None, progress: bool = True,
               summary: bool = True):
-    """Run (or resume) a Monte Carlo study and write it to the Zarr store ``out``.
+    """Run (or resume) a study and write it to the Zarr store ``out``.
 
-    Seeds are processed in chunks of ``chunk`` (default 512, capped at ``study.seeds``; a resumed
-    store keeps the size it was started with); each chunk is one call of a compiled function,
-    sharded over the seed axis of all devices (``devices``: use only the first that many devices of
-    each process; default all), padded to a multiple of the device count. Chunks already in the
-    store are skipped, so rerunning after an interruption continues where it stopped. Under
+    Seeds are processed in chunks of ``chunk`` seeds (default ``study.chunk``, else 512, capped at
+    ``study.seeds``; a resumed store keeps the size it was started with), grid point by grid point;
+    each chunk is one call of a compiled function, sharded over the seed axis of all devices
+    (``devices``: the first that many devices of each process; default all), padded to a multiple
+    of the device count. Grid points that share their shapes share one compiled program.
+
+    Resuming: chunks already in the store are checked against their digests and skipped; missing
+    or damaged ones are computed (and said so), so rerunning after an interruption, or after a
+    chunk file was lost, gives the dataset an uninterrupted run gives, bit for bit. Under
     ``jax.distributed`` (see :func:`deflation.montecarlo.initialize_distributed`) every process
     calls this with the same arguments; process 0 writes.
 
-    Per seed and component the dataset records ``discovered`` (Definition 1, by the horizon),
-    ``discovery_time``, ``fit_time``, ``members`` (columns in ``S_i``); per seed ``status`` (0 ok,
-    see ``deflation.flow``), ``num_steps`` and ``loss`` at the horizon (decoupled mode: the
-    coupling bound instead of the loss). A failed solve is recorded with its status, never dropped.
+    Before a program runs, its memory need (from the compiled program) is compared with the
+    memory available; a chunk that cannot fit is refused with both numbers and what to change.
 
     Args:
         study: the :class:`Study`.
         out: path of the Zarr store (created, or resumed when it holds the same study).
         chunk: seeds per chunk (> 0).
         devices: number of devices per process to use (<= what JAX sees).
-        progress: tqdm progress bar (seeds/s) on process 0.
-        summary: at the end, write the summary table (``<out>.csv``) and plot (``<out>.png``)
-            next to the store.
+        progress: a tqdm progress bar (seeds/s) and status lines on process 0.
+        summary: at the end, write the summary table (``<out>.csv``) and the figures
+            (``<out>.png``, ``<out>_cdf.png``) next to the store.
 
     Returns:
-        the dataset (``xarray.Dataset``) on process 0, None on the other processes.
+        the dataset (``xarray.Dataset``, see :func:`open_study`) on process 0, None on the others.
 
     Raises:
-        ValueError/TypeError: bad arguments, ``devices`` larger than available, or ``out``
-            holding a different study, chunk size or something else (nothing is computed).
+        ValueError/TypeError: bad arguments, ``devices`` larger than available, ``out`` holding a
+            different study or chunk size, a store another process is writing, or a chunk too
+            large for memory (nothing is computed).
     """
     out, chunk, devices = _check_args(study, out, chunk, devices)
     store._zarr()
@@ -92,78 +125,109 @@ def run_study(study: Study, out, *, chunk: int | None = None, devices: int | Non
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
     from .._version import __version__
-    from .kernel import compile_chunk, traced_params
 
     mesh_devices = select_devices(devices)
     nproc = jax.process_count()
     lead = jax.process_index() == 0
     attrs = dict(deflation_version=__version__, jax_version=jax.__version__, num_processes=nproc,
                  devices=len(mesh_devices), platform=mesh_devices[0].platform)
+    points = study.points()
+    n_chunks_per_point = None
 
-    error, root, done = None, None, None
+    error, handle, done = None, None, None
     if lead:
         try:
-            root, chunk, done = _prepare_store(out, study, chunk, attrs)
+            handle, done = _open(out, study, chunk, attrs, progress)
+            chunk = handle.chunk
         except (ValueError, TypeError, OSError) as err:
             error = err
-    if nproc > 1:  # everyone learns whether process 0 could open the store, its chunk and the done flags
+    if nproc > 1:  # everyone learns whether process 0 could open the store, its chunk and what is done
         head = multihost_utils.broadcast_one_to_all(np.array([error is None, chunk or 0], np.int64))
         if not head[0]:
             if lead:
                 raise error
             raise ValueError(f"process 0 refused the study (see its error); out = {str(out)!r}")
         chunk = int(head[1])
-        shape = (len(study.points()), store.n_chunks(study, chunk))
+        shape = study.shape + (store.n_chunks(study, chunk),)
         done = np.asarray(multihost_utils.broadcast_one_to_all(done if lead else np.zeros(shape, bool)))
     elif error is not None:
         raise error
+    n_chunks_per_point = store.n_chunks(study, chunk)
+    done = done.reshape((len(points), n_chunks_per_point))
 
     mesh = Mesh(np.array(mesh_devices), ("seed",))
     sharding = NamedSharding(mesh, P("seed"))
     replicated = NamedSharding(mesh, P())
     ndev = len(mesh_devices)
     padded = -(-chunk // ndev) * ndev
-    points = study.points()
     total = len(points) * study.seeds
     finished = sum(min(chunk, study.seeds - c * chunk) for j in range(len(points)) for c in np.flatnonzero(done[j]))
     bar = None
-    if lead and progress:
+    if lead and progress and finished < total:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, initial=finished, unit="seed", desc=f"montecarlo {out.name}", dynamic_ncols=True)
+        bar = tqdm(total=total, initial=finished, unit="seed", desc=f"study {out.name}", dynamic_ncols=True)
+    groups: dict = {}
+    for j, point in enumerate(points):
+        groups.setdefault(static_key(study, point), []).append(j)
     try:
-        for j, point in enumerate(points):
-            todo = np.flatnonzero(~done[j])
-            if todo.size == 0:
+        for static, members in groups.items():
+            todo = [(j, int(c)) for j in members for c in np.flatnonzero(~done[j])]
+            if not todo:
                 continue
-            fn = compile_chunk(point, mesh)  # compiled once per shape, reused by every chunk and sweep value
-            params = {k: jax.make_array_from_callback(v.shape, replicated, lambda s, v=v: v[s])
-                      for k, v in traced_params(point).items()}
-            if bar is not None and study.sweep:
-                bar.set_postfix({study.sweep[0]: study.sweep[1][j]})
-            for c in todo:
-                lo = int(c) * chunk
+            fn = compile_chunk(static, mesh)
+            compiled = None
+            for j, c in todo:
+                point = points[j]
+                params = {k: jax.make_array_from_callback(v.shape, replicated, lambda s, v=v: v[s])
+                          for k, v in traced_params(study, point).items()}
+                lo = c * chunk
                 idx = np.arange(lo, lo + padded, dtype=np.uint32)  # seeds past the end are padding
                 x = jax.make_array_from_callback((padded,), sharding, lambda s: idx[s])
-                res = fn(x, params)
+                if compiled is None:
+                    compiled = fn.lower(x, params).compile()
+                    _check_memory(compiled, static, padded, mesh_devices[0])
+                if bar is not None and study.grid:
+                    bar.set_postfix({k: point[k] if k in point else point["target"][k] for k, _ in study.grid})
+                res = compiled(x, params)
                 res = multihost_utils.process_allgather(res, tiled=True) if nproc > 1 else jax.device_get(res)
                 if lead:
-                    store.write_chunk(root, study, j, int(c), chunk, res)
+                    store.write_chunk(handle, study, np.unravel_index(j, study.shape) if study.shape else (), c, res)
                     if bar is not None:
                         bar.update(min(chunk, study.seeds - lo))
+        if not lead:
+            return None
+        store.mark(handle.root, out, complete=True)
     finally:
         if bar is not None:
             bar.close()
-    if not lead:
-        return None
-    store.mark_complete(root)
+        if handle is not None:
+            handle.close()
     ds = store.load(out)
     if summary:
-        from ..plots import plot_study as plot
-        from .summary import default_paths, summarize
+        from .summary import write_summary
 
-        df = summarize(ds)
-        csv, png = default_paths(out)
-        df.to_csv(csv, index=False)
-        plot(df, ds, png)
+        write_summary(ds, out)
     return ds
+
+
+def _check_memory(compiled, static, padded: int, device) -> None:
+    """Refuse a compiled chunk program whose memory need exceeds what the device has free."""
+    need = compiled_bytes(compiled)
+    have = available_bytes(device)
+    if need is not None and have is not None and need > have:
+        raise ValueError(
+            f"a chunk of {padded} seeds at d = {static.d}, m = {static.m} needs about {format_bytes(need)} of memory "
+            f"but {format_bytes(have)} is available; use fewer seeds per chunk (--chunk / chunk = ...), a smaller m, "
+            "or fewer series points"
+        )
+
+
+def open_study(path) -> "object":
+    """A study's dataset (``xarray.Dataset``), with every chunk verified against its digest: the
+    seeds of a missing or damaged chunk read as not computed (``status = -1``) and the attributes
+    ``chunks_damaged`` / ``chunks_missing`` / ``complete`` say so."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"study store {str(path)!r} does not exist")
+    return store.load(path)

@@ -1,14 +1,42 @@
-"""The configuration of a Monte Carlo study (one parameter set, or a sweep of one parameter).
+"""A Monte Carlo study: an experiment, a target, a grid of parameters and a number of seeds.
 
-A :class:`Study` is plain, validated Python data (no JAX arrays), so a bad parameter is refused
-before anything is traced, the backend is started or a store is touched. The target is the
-paper's orthogonal case ``T* = sum_i a_i e_i^{(x)p}`` in ``R^d`` (``Target.basis``); by the
-rotation invariance of ``Unif(S^{d-1})`` any orthonormal ``U`` gives the same statistics.
+A study is declared in Python (:class:`Study`) or in a TOML file (:meth:`Study.from_toml`)::
+
+    experiment = "flow"          # "flow", "phase1" or "algorithm2"
+    seeds = 64                   # seeds 0 .. 63 at every grid point
+    chunk = 32                   # seeds per compiled call and per stored chunk (default 512)
+    key = 0                      # base PRNG key
+    [target]
+    kind = "random"              # "basis", "random", "angle" or "file"
+    ratio = 1.2                  # a_i / a_(i+1), normalized to sum 1 (or a = [...])
+    r = 3
+    [params]
+    d = [6, 10]                  # a list sweeps the parameter; several lists make a Cartesian grid
+    m = [8, 24]
+    horizon = 60
+    [series]                     # optional: time series on a coarse grid, per seed
+    points = 31
+    norms = 3
+
+Everything is checked here, in Python, before anything is traced or stored: an unknown key, a
+list for a parameter that cannot be swept, or a grid point that is invalid is a ``ValueError``
+naming the key and the value. Every scalar parameter of :data:`PARAMS` (and the target's ``ratio``
+and ``angle``) may be a list; each swept parameter becomes a dimension of the study's dataset,
+with its values as coordinates, in the order the lists are given.
+
+Common random numbers: seed ``k``'s initialization depends only on ``k``, the study's ``key`` and
+the shape ``(d, m)``, so neighbouring grid points are compared on the same draws.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import equinox as eqx
@@ -16,197 +44,481 @@ import numpy as np
 
 from .. import _validate as check
 from ..integrate import SOLVERS
-MODES = ("full", "decoupled")
+from ..theorem import theorem1_parameters
+
+EXPERIMENTS = ("flow", "phase1", "algorithm2")
+TARGET_KINDS = ("basis", "random", "angle", "file")
 DTYPES = ("float64", "float32")
-#: Parameters that may be swept (given as a list of values); the dataset gets a dimension of that name.
-SWEEPABLE = ("d", "m", "order", "delta0", "delta1", "alpha", "lam", "horizon")
-_INTS = ("d", "m", "order")
+ALL = EXPERIMENTS
+CONTINUOUS = ("flow", "phase1")
 
 
-def _values(name: str, value: Any) -> tuple:
-    if isinstance(value, (list, tuple, np.ndarray)):
-        vals = tuple(np.asarray(value).tolist()) if isinstance(value, np.ndarray) else tuple(value)
-        if not vals:
-            raise ValueError(f"{name} must be a value or a non-empty list of values, got an empty list")
-        return vals
-    return (value,)
+def _positive(name, v):
+    return check.positive(name, v)
 
 
-def _check_value(name: str, v: Any) -> Any:
-    if name in _INTS:
-        return check.integer(name, v, {"d": 1, "m": 1, "order": 3}[name])
-    if name in ("delta0", "delta1", "horizon"):
-        return check.positive(name, v)
-    if name == "alpha":
-        return check.in_open_interval(name, v, 0.0, 1.0)
-    if name == "lam":
-        return check.nonnegative(name, v)
-    raise AssertionError(name)
+def _nonnegative(name, v):
+    return check.nonnegative(name, v)
+
+
+def _unit_interval(name, v):
+    return check.in_open_interval(name, v, 0.0, 1.0)
+
+
+def _int_at_least(lo: int) -> Callable[[str, Any], int]:
+    return lambda name, v: check.integer(name, v, lo)
+
+
+def _choice(options) -> Callable[[str, Any], str]:
+    def pick(name, v):
+        if not isinstance(v, str) or v not in options:
+            raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, got {v!r}")
+        return v
+
+    return pick
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a study: how it is checked, for which experiments, its default, whether it
+    may be swept and whether it changes the compiled program (``static``)."""
+
+    check: Callable[[str, Any], Any]
+    experiments: tuple[str, ...]
+    default: Any
+    doc: str
+    sweep: bool = True
+    static: bool = False
+
+
+#: Every key of a study's ``[params]`` table. A default of None means: required (flow, phase1:
+#: ``d``, ``m``, ``horizon``; algorithm2: ``d``, ``eps``), or, with ``eps`` given, Theorem 1's
+#: scaling (:func:`deflation.theorem1_parameters`) at each grid point for ``m``, ``lam``, ``alpha``,
+#: ``delta1`` and ``delta0``.
+PARAMS: dict[str, Param] = {
+    "d": Param(_int_at_least(1), ALL, None, "dimension", static=True),
+    "m": Param(_int_at_least(1), ALL, None, "number of columns of W (algorithm2: Theorem 1's default 2 d^2)", static=True),
+    "order": Param(_int_at_least(3), ALL, 4, "tensor order p", static=True),
+    "delta0": Param(_positive, ALL, None, "initial (and algorithm2's re-draw) norm of every column (default 1e-15)"),
+    "delta1": Param(_positive, ALL, None, "Definition 1's norm threshold (default 1e-3)"),
+    "alpha": Param(_unit_interval, ALL, None, "Definition 1's alignment slack: wbar_i^2 >= 1 - alpha^2 (default 0.1)"),
+    "lam": Param(_nonnegative, ALL, None, "regularization lam/2 |W|^2 (default 0)"),
+    "eps": Param(_positive, ALL, None, "Theorem 1's target accuracy: algorithm2's stopping rule; sets the defaults "
+                                       "of m, lam, alpha, delta1, delta0 by Theorem 1's scalings"),
+    "horizon": Param(_positive, CONTINUOUS, None, "time allowed"),
+    "rtol": Param(_positive, ALL, 1e-8, "relative tolerance of the PID step-size controller"),
+    "atol": Param(_positive, ALL, 1e-8, "absolute tolerance of the PID step-size controller"),
+    "fit_fraction": Param(_unit_interval, CONTINUOUS, 0.1, "with lam = 0 a component is fitted once its residual is "
+                                                            "<= fit_fraction a_i"),
+    "event_points": Param(_int_at_least(2), CONTINUOUS, 512, "grid on which Definition 1's events are located", static=True),
+    "coupling_tol": Param(_positive, ("phase1",), 1e-2, "phase1 flags a seed whose coupling bound exceeds this"),
+    "gamma": Param(_unit_interval, ("algorithm2",), 0.5, "beta <- beta (1 - gamma) per epoch"),
+    "c1": Param(_positive, ("algorithm2",), 1.0, "Phase 1 length t1 = c1 d / (beta log d) (+ c3 log(d/alpha) / beta)"),
+    "c2": Param(_positive, ("algorithm2",), 1.0, "Phase 2 length t2 = c2 (log 1/delta1 + log 1/lam) / beta"),
+    "c3": Param(_nonnegative, ("algorithm2",), 0.0, "Lemma 4's third term in Phase 1's length"),
+    "c_rho": Param(_unit_interval, ("algorithm2",), 0.1, "Definition 2's c_rho"),
+    "max_epochs": Param(_int_at_least(1), ("algorithm2",), 30, "at most this many epochs", static=True),
+    "grid_points": Param(_int_at_least(3), ("algorithm2",), 65, "event grid points per phase", static=True),
+    "max_steps": Param(_int_at_least(1), ALL, 100_000, "solver step budget per trajectory (per phase for algorithm2)",
+                       static=True),
+    "solver": Param(_choice(tuple(SOLVERS)), ALL, "tsit5", "diffrax solver by name", sweep=False, static=True),
+    "dtype": Param(_choice(DTYPES), CONTINUOUS, "float64", "floating point type of the state", sweep=False,
+                   static=True),
+}
+
+#: Defaults of the flow-experiment parameters that Theorem 1 would otherwise set.
+FLOW_DEFAULTS = {"delta0": 1e-15, "delta1": 1e-3, "alpha": 0.1, "lam": 0.0}
+#: Parameters that Theorem 1's scalings set when ``eps`` is given (and they are not).
+THEOREM1 = ("m", "lam", "alpha", "delta1", "delta0")
+
+#: Keys of the ``[target]`` table; ``ratio`` and ``angle`` may be swept.
+TARGET_KEYS = {
+    "kind": "basis (U = I[:, :r]), random (a Haar-random orthonormal U per seed), angle (components at one "
+            "pairwise angle, degrees), or file (explicit a and U from an .npz with arrays 'a' and 'U')",
+    "a": "the weights a_i (a list; used as given)",
+    "ratio": "a_i / a_(i+1) >= 1 with r components, normalized to sum 1 (Figure 1's weights)",
+    "r": "number of components with ratio",
+    "angle": "pairwise angle in degrees (kind = angle)",
+    "file": "path of an .npz holding 'a' (r,) and 'U' (d, r) (kind = file)",
+}
+SWEEPABLE_TARGET = ("ratio", "angle")
+
+#: Keys of the optional ``[series]`` table.
+SERIES_KEYS = {
+    "points": "save points of the time series, on linspace(0, horizon, points) (>= 2)",
+    "norms": "how many of the largest column norms to record at each save point (default 3)",
+}
+
+#: Top-level keys of a study file.
+TOP_KEYS = ("experiment", "seeds", "chunk", "key", "target", "params", "series", "description")
+
+#: Parameters a sweep can name: the ``[params]`` keys that may be swept and the target's.
+SWEEPABLE = tuple(k for k, p in PARAMS.items() if p.sweep) + SWEEPABLE_TARGET
+
+
+def _is_list(v) -> bool:
+    return isinstance(v, (list, tuple, np.ndarray))
+
+
+def _values(name: str, value: Any, sweep: bool) -> tuple:
+    """The values of a parameter: one, or a non-empty list of distinct ones."""
+    if not _is_list(value):
+        return (value,)
+    if not sweep:
+        raise ValueError(f"{name} cannot be swept (given as a list), got {list(value)!r}")
+    vals = tuple(np.asarray(value).tolist()) if isinstance(value, np.ndarray) else tuple(value)
+    if not vals:
+        raise ValueError(f"{name} must be a value or a non-empty list of values, got an empty list")
+    if len(set(map(repr, vals))) != len(vals):
+        raise ValueError(f"{name} sweep values must be distinct, got {list(vals)!r}")
+    return vals
+
+
+def _freeze(value):
+    """Lists as tuples (a study is hashable and compares by value)."""
+    if isinstance(value, dict):
+        return tuple((k, _freeze(v)) for k, v in value.items())
+    if _is_list(value):
+        return tuple(_freeze(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value))
+    return value
+
+
+def _thaw(items) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in items}
 
 
 class Study(eqx.Module):
-    """One Monte Carlo study: a parameter set and a number of seeds.
+    """A Monte Carlo study (see the module docstring for the file format).
 
-    Seed ``k`` starts from ``W0 = delta0 * unit_columns(fold_in(PRNGKey(key), k), d, m)``
-    (``m`` columns i.i.d. ``delta0 Unif(S^{d-1})``, given to the solver in log-norm coordinates
-    so any ``delta0 > 0`` is exact), and the flow runs from ``t = 0`` to ``horizon``. Each seed's
-    result depends only on ``k`` and the parameters, never on chunking or devices.
+    Args:
+        experiment: ``"flow"`` (gradient flow to ``horizon``), ``"phase1"`` (the decoupled Phase 1
+            dynamics, paper Eq. 1, with a rigorous bound on their distance to the full flow) or
+            ``"algorithm2"`` (the paper's Algorithm 2 per seed).
+        seeds: seeds ``0 .. seeds - 1`` at every grid point.
+        target: the ``[target]`` table (a dict; see :data:`TARGET_KEYS`).
+        params: the ``[params]`` table (a dict; see :data:`PARAMS`).
+        key: base PRNG key (an integer in ``[0, 2^32)``).
+        chunk: seeds per compiled call and stored chunk (default: ``run_study``'s, 512).
+        series: the optional ``[series]`` table (flow and phase1).
+        description: free text, kept in the store.
 
-    Any one of ``d, m, order, delta0, delta1, alpha, lam, horizon`` may be a list of values: the
-    study is then a sweep over that parameter (same seeds for every value: common random numbers).
-
-    Attributes:
-        a: ground-truth weights ``a_i >= 0`` (r <= d), the target ``sum_i a_i e_i^{(x)order}``.
-        d, m, order: dimension, number of components, tensor order ``p >= 3``.
-        delta0: initial norm of every column (paper Algorithm 2).
-        delta1, alpha: Definition 1's "discovered": a column reaches norm ``delta1`` with
-            ``wbar_i^2 >= 1 - alpha^2``.
-        lam: regularization ``lam/2 |W|^2`` (Section 4).
-        horizon: time allowed.
-        seeds: number of random initializations.
-        key: integer base seed of ``jax.random.PRNGKey``.
-        solver, rtol, atol, max_steps: diffrax solver (by name, see ``SOLVERS``), tolerances of its
-            PID controller and step budget per trajectory.
-        dtype: "float64" (default) or "float32".
-        mode: "full" gradient flow, or "decoupled": the Phase 1 tensor-power dynamics (paper Eq. 1,
-            ``R`` frozen at ``T*``) with every column an independent ODE; valid while
-            ``|T|_F <= sum_j |w_j|^2`` stays small (checked, see ``coupling_tol``).
-        fit_fraction: with ``lam = 0`` a component counts as fitted once its residual is
-            ``<= fit_fraction * a_i`` (see :mod:`deflation.definition1`).
-        event_points: grid on which discovery/fit events are bracketed.
-        coupling_tol: decoupled mode flags a seed whose coupling bound exceeds this.
+    Raises:
+        ValueError / TypeError: on an unknown key, a bad value, a list for a parameter that cannot
+            be swept, or an invalid grid point; the message names the key and the value.
     """
 
-    a: tuple = eqx.field(static=True)
-    d: Any = eqx.field(static=True)
-    m: Any = eqx.field(static=True)
-    horizon: Any = eqx.field(static=True)
+    experiment: str = eqx.field(static=True)
     seeds: int = eqx.field(static=True)
-    order: Any = eqx.field(static=True, default=4)
-    delta0: Any = eqx.field(static=True, default=1e-15)
-    delta1: Any = eqx.field(static=True, default=1e-3)
-    alpha: Any = eqx.field(static=True, default=0.1)
-    lam: Any = eqx.field(static=True, default=0.0)
+    target: tuple = eqx.field(static=True)
+    params: tuple = eqx.field(static=True)
     key: int = eqx.field(static=True, default=0)
-    solver: str = eqx.field(static=True, default="tsit5")
-    rtol: float = eqx.field(static=True, default=1e-8)
-    atol: float = eqx.field(static=True, default=1e-8)
-    max_steps: int = eqx.field(static=True, default=100_000)
-    dtype: str = eqx.field(static=True, default="float64")
-    mode: str = eqx.field(static=True, default="full")
-    fit_fraction: float = eqx.field(static=True, default=0.1)
-    event_points: int = eqx.field(static=True, default=512)
-    coupling_tol: float = eqx.field(static=True, default=1e-2)
+    chunk: int | None = eqx.field(static=True, default=None)
+    series: tuple | None = eqx.field(static=True, default=None)
+    description: str = eqx.field(static=True, default="")
 
-    def __init__(self, a, d, m, horizon, seeds, *, order=4, delta0=1e-15, delta1=1e-3, alpha=0.1, lam=0.0,
-                 key=0, solver="tsit5", rtol=1e-8, atol=1e-8, max_steps=100_000, dtype="float64",
-                 mode="full", fit_fraction=0.1, event_points=512, coupling_tol=1e-2):
-        a_np = check.array("a", a, 1).astype(np.float64)
-        if a_np.size < 1:
-            raise ValueError("a must hold at least one weight, got an empty list")
-        check.finite_array("a", a_np)
-        if (a_np < 0).any():
-            i = int(np.argmax(a_np < 0))
-            raise ValueError(f"a must be >= 0 (weights of T*), got a[{i}] = {a_np[i]!r}")
-        if not (a_np > 0).any():
-            raise ValueError(f"a must have at least one weight > 0, got {a_np.tolist()}")
-        self.a = tuple(float(x) for x in a_np)
-        raw = dict(d=d, m=m, order=order, delta0=delta0, delta1=delta1, alpha=alpha, lam=lam, horizon=horizon)
-        swept = [k for k, v in raw.items() if len(_values(k, v)) > 1]
-        if len(swept) > 1:
-            raise ValueError(f"at most one parameter may be swept (given as a list), got lists for {', '.join(swept)}")
-        for k, v in raw.items():
-            vals = tuple(_check_value(k, x) for x in _values(k, v))
-            if len(set(vals)) != len(vals):
-                raise ValueError(f"{k} sweep values must be distinct, got {list(vals)}")
-            setattr(self, k, vals if len(vals) > 1 else vals[0])
-        for k in ("d",):
-            for v in _values(k, self.d):
-                if v < len(self.a):
-                    raise ValueError(f"d must be >= r = len(a) = {len(self.a)} (U = I[:, :r]), got d = {v}")
-        for d0 in _values("delta0", self.delta0):
-            for d1 in _values("delta1", self.delta1):
-                if not d0 < d1:
-                    raise ValueError(f"delta0 must be < delta1 (columns start below the discovery norm), got delta0 = {d0!r}, delta1 = {d1!r}")
+    def __init__(self, experiment: str, seeds: int, target: dict, params: dict, *, key: int = 0,
+                 chunk: int | None = None, series: dict | None = None, description: str = ""):
+        self.experiment = _choice(EXPERIMENTS)("experiment", experiment)
         self.seeds = check.integer("seeds", seeds, 1)
         self.key = check.integer("key", key, 0)
         if self.key >= 2**32:
             raise ValueError(f"key must be an integer in [0, 2^32), got {key}")
-        if solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
-        self.solver = solver
-        self.rtol = check.positive("rtol", rtol)
-        self.atol = check.positive("atol", atol)
-        self.max_steps = check.integer("max_steps", max_steps, 1)
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-        self.dtype = dtype
-        if dtype == "float32" and min(self.rtol, self.atol) < 1e-6:
-            raise ValueError(
-                f"rtol and atol must be >= 1e-6 with dtype float32 (single precision cannot meet them), got rtol = {self.rtol!r}, atol = {self.atol!r}"
-            )
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        self.mode = mode
-        self.fit_fraction = check.in_open_interval("fit_fraction", fit_fraction, 0.0, 1.0)
-        self.event_points = check.integer("event_points", event_points, 2)
-        self.coupling_tol = check.positive("coupling_tol", coupling_tol)
+        self.chunk = None if chunk is None else check.integer("chunk", chunk, 1)
+        if not isinstance(description, str):
+            raise TypeError(f"description must be a string, got {type(description).__name__}")
+        self.description = description
+        self.target = _freeze(_check_target(target))
+        self.params = _freeze(_check_params(self.experiment, params))
+        self.series = None if series is None else _freeze(_check_series(self.experiment, series))
+        for point in self.points():  # every grid point is valid, before anything runs
+            _check_point(self, point)
 
-    # ------------------------------------------------------------------ sweep
+    # ------------------------------------------------------------------ construction from files
+    @classmethod
+    def from_dict(cls, spec: dict, source: str = "study") -> "Study":
+        """A study from the dict of a study file (top-level keys :data:`TOP_KEYS`)."""
+        if not isinstance(spec, dict):
+            raise TypeError(f"{source} must be a table of keys, got {type(spec).__name__}")
+        unknown = [k for k in spec if k not in TOP_KEYS]
+        if unknown:
+            raise ValueError(f"{source}: unknown key {unknown[0]!r} (allowed: {', '.join(TOP_KEYS)})")
+        for required in ("experiment", "seeds", "target"):
+            if required not in spec:
+                raise ValueError(f"{source}: missing key {required!r}")
+        return cls(spec["experiment"], spec["seeds"], spec["target"], spec.get("params", {}), key=spec.get("key", 0),
+                   chunk=spec.get("chunk"), series=spec.get("series"), description=spec.get("description", ""))
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "Study":
+        """A study from a TOML file (see the module docstring). A relative ``target.file`` is
+        relative to the study file."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as err:
+            raise ValueError(f"cannot read study file {str(path)!r}: {err.strerror or err}") from None
+        try:
+            spec = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"{path}: not a valid TOML file: {err}") from None
+        target = spec.get("target")
+        if isinstance(target, dict) and isinstance(target.get("file"), str) and not Path(target["file"]).is_absolute():
+            spec["target"] = dict(target, file=str((path.parent / target["file"]).resolve()))
+        return cls.from_dict(spec, source=str(path))
+
+    # ------------------------------------------------------------------ the grid
     @property
-    def sweep(self) -> tuple[str, tuple] | None:
-        """``(name, values)`` of the swept parameter, or None."""
-        for k in SWEEPABLE:
-            v = getattr(self, k)
-            if isinstance(v, tuple):
-                return k, v
-        return None
+    def target_spec(self) -> dict:
+        return _thaw(self.target)
+
+    @property
+    def param_spec(self) -> dict:
+        return _thaw(self.params)
+
+    @property
+    def series_spec(self) -> dict | None:
+        return None if self.series is None else _thaw(self.series)
+
+    @property
+    def grid(self) -> list[tuple[str, tuple]]:
+        """``[(name, values), ...]`` of the swept parameters, in the order given (target's last)."""
+        out = [(k, v) for k, v in self.params if isinstance(v, tuple)]
+        out += [(k, v) for k, v in self.target if k in SWEEPABLE_TARGET and isinstance(v, tuple)]
+        return out
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(v) for _, v in self.grid)
 
     @property
     def r(self) -> int:
-        return len(self.a)
+        """Number of ground-truth components."""
+        spec = self.target_spec
+        if "a" in spec:
+            return len(spec["a"])
+        if "r" in spec:
+            return int(spec["r"])
+        with np.load(spec["file"]) as data:
+            return int(np.asarray(data["a"]).shape[0])
 
-    def points(self) -> list["Study"]:
-        """The scalar studies of the sweep (one, the study itself, when nothing is swept)."""
-        sw = self.sweep
-        if sw is None:
-            return [self]
-        name, vals = sw
-        return [self.replace(**{name: v}) for v in vals]
+    def points(self) -> list[dict]:
+        """Every grid point (row-major over :attr:`grid`) as a dict of all parameters, with the
+        defaults and Theorem 1's scalings filled in."""
+        names = [k for k, _ in self.grid]
+        combos = itertools.product(*[v for _, v in self.grid]) if names else [()]
+        return [self._resolve(dict(zip(names, combo))) for combo in combos]
 
-    def replace(self, **changes) -> "Study":
-        params = self.params()
-        params.update(changes)
-        return Study(**params)
+    def _resolve(self, chosen: dict) -> dict:
+        point = {k: (chosen[k] if k in chosen else v) for k, v in self.params}
+        target = {k: (chosen[k] if k in chosen else v) for k, v in self.target}
+        for name, p in PARAMS.items():
+            if self.experiment in p.experiments and name not in point and p.default is not None:
+                point[name] = p.default
+        if point.get("eps") is not None:
+            given = {k: point[k] for k in THEOREM1 if k in point}
+            try:
+                t1 = theorem1_parameters(point["d"], point["eps"], m=given.get("m"), lam=given.get("lam"),
+                                         alpha=given.get("alpha"), delta1=given.get("delta1"),
+                                         delta0=given.get("delta0"), gamma=point.get("gamma", 0.5))
+            except ValueError as err:
+                raise ValueError(f"params: Theorem 1's scalings at {_where(chosen)}: {err}") from None
+            for k in THEOREM1:
+                point.setdefault(k, getattr(t1, k))
+        for k, v in FLOW_DEFAULTS.items():
+            point.setdefault(k, v)
+        point["target"] = target
+        return point
+
+    def coordinates(self) -> dict[str, np.ndarray]:
+        """The values of each swept parameter (the dataset's coordinates)."""
+        return {k: np.asarray(v) for k, v in self.grid}
 
     # ------------------------------------------------------------------ serialization
-    def params(self) -> dict:
-        """All parameters as JSON-compatible Python values (lists for a sweep)."""
-        out = {}
-        for k in ("a", "d", "m", "horizon", "seeds", "order", "delta0", "delta1", "alpha", "lam", "key", "solver",
-                  "rtol", "atol", "max_steps", "dtype", "mode", "fit_fraction", "event_points", "coupling_tol"):
-            v = getattr(self, k)
-            out[k] = list(v) if isinstance(v, tuple) else v
+    def to_dict(self) -> dict:
+        """The study as the dict of its file (lists for sweeps)."""
+        out = dict(experiment=self.experiment, seeds=self.seeds, key=self.key, target=self.target_spec,
+                   params=self.param_spec)
+        if self.chunk is not None:
+            out["chunk"] = self.chunk
+        if self.series is not None:
+            out["series"] = self.series_spec
+        if self.description:
+            out["description"] = self.description
         return out
 
+    def identity(self) -> str:
+        """Canonical JSON of what the results depend on (not ``chunk`` or ``description``): a store
+        holds one identity."""
+        spec = self.to_dict()
+        spec.pop("chunk", None)
+        spec.pop("description", None)
+        return json.dumps(spec, sort_keys=True, allow_nan=False)
+
     def to_json(self) -> str:
-        """Canonical JSON of :meth:`params` (identifies the study in a store)."""
-        return json.dumps(self.params(), sort_keys=True, allow_nan=False)
+        return json.dumps(self.to_dict(), sort_keys=True, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> "Study":
-        return cls(**json.loads(text))
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **changes) -> "Study":
+        """A copy with top-level fields changed (``seeds=...``, ``params={...}``, ...)."""
+        spec = self.to_dict()
+        spec.update(changes)
+        return Study.from_dict(spec)
 
 
-def differences(old: Study, new: Study) -> list[str]:
-    """Human-readable list of the parameters in which two studies differ."""
-    a, b = old.params(), new.params()
-    return [f"{k}: {a[k]!r} (stored) vs {b[k]!r} (requested)" for k in a if a[k] != b[k] and not _same(a[k], b[k])]
+def _where(chosen: dict) -> str:
+    return "the grid point " + ", ".join(f"{k} = {v!r}" for k, v in chosen.items()) if chosen else "the study"
 
 
-def _same(x, y) -> bool:
-    try:
-        return bool(np.all(np.asarray(x) == np.asarray(y)))
-    except Exception:  # noqa: BLE001
-        return False
+def _check_params(experiment: str, params: dict) -> dict:
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be a table of keys, got {type(params).__name__}")
+    out = {}
+    for name, value in params.items():
+        if name not in PARAMS:
+            raise ValueError(f"params: unknown key {name!r} (allowed: {', '.join(PARAMS)})")
+        p = PARAMS[name]
+        if experiment not in p.experiments:
+            raise ValueError(f"params.{name} does not apply to experiment {experiment!r} "
+                             f"(it applies to {', '.join(p.experiments)})")
+        vals = tuple(p.check(f"params.{name}", v) for v in _values(f"params.{name}", value, p.sweep))
+        out[name] = list(vals) if _is_list(value) else vals[0]
+    required = {"flow": ("d", "m", "horizon"), "phase1": ("d", "m", "horizon"), "algorithm2": ("d", "eps")}[experiment]
+    for name in required:
+        if name not in out:
+            raise ValueError(f"params: missing key {name!r} (experiment {experiment!r} needs {', '.join(required)})")
+    if "m" not in out and "eps" not in out:
+        raise ValueError("params: missing key 'm' (or give 'eps' for Theorem 1's m = 2 d^2)")
+    return out
 
+
+def _check_target(target: dict) -> dict:
+    if not isinstance(target, dict):
+        raise TypeError(f"target must be a table of keys, got {type(target).__name__}")
+    unknown = [k for k in target if k not in TARGET_KEYS]
+    if unknown:
+        raise ValueError(f"target: unknown key {unknown[0]!r} (allowed: {', '.join(TARGET_KEYS)})")
+    kind = _choice(TARGET_KINDS)("target.kind", target.get("kind", "basis"))
+    out = {"kind": kind}
+    if kind == "file":
+        for k in ("a", "ratio", "r", "angle"):
+            if k in target:
+                raise ValueError(f"target.{k} does not apply to kind 'file' (a and U come from the file)")
+        path = target.get("file")
+        if not isinstance(path, str):
+            raise ValueError(f"target.file must be the path of an .npz file with arrays 'a' and 'U', got {path!r}")
+        try:
+            with np.load(path) as data:
+                a, U = np.asarray(data["a"], np.float64), np.asarray(data["U"], np.float64)
+        except (OSError, KeyError, ValueError) as err:
+            raise ValueError(f"target.file = {path!r} must be an .npz with arrays 'a' (r,) and 'U' (d, r): {err}") from None
+        from ..target import Target
+
+        Target(a, U)  # checks shapes, finiteness, unit columns
+        out["file"] = path
+        return out
+    if "file" in target:
+        raise ValueError(f"target.file applies to kind 'file' only, got kind {kind!r}")
+    if ("a" in target) == ("ratio" in target):
+        raise ValueError("target: give either a (a list of weights) or ratio with r")
+    if "a" in target:
+        if "r" in target:
+            raise ValueError("target.r goes with ratio (with a list a, r = len(a))")
+        a = target["a"]
+        if not _is_list(a):
+            raise ValueError(f"target.a must be a list of weights, got {a!r}")
+        a_np = check.array("target.a", a, 1).astype(np.float64)
+        if a_np.size < 1:
+            raise ValueError("target.a must hold at least one weight, got an empty list")
+        check.finite_array("target.a", a_np)
+        if (a_np < 0).any() or not (a_np > 0).any():
+            raise ValueError(f"target.a must be >= 0 with at least one weight > 0, got {a_np.tolist()}")
+        out["a"] = a_np.tolist()
+    else:
+        if "r" not in target:
+            raise ValueError("target.r is required with ratio (the number of components)")
+        out["r"] = check.integer("target.r", target["r"], 1)
+        vals = _values("target.ratio", target["ratio"], True)
+        for v in vals:
+            v = check.real_scalar("target.ratio", v)
+            if not (math.isfinite(v) and v >= 1):
+                raise ValueError(f"target.ratio must be a finite number >= 1 (a_i / a_(i+1)), got {v!r}")
+        out["ratio"] = list(vals) if len(vals) > 1 or _is_list(target["ratio"]) else vals[0]
+    if kind == "angle":
+        if "angle" not in target:
+            raise ValueError("target.angle (degrees) is required with kind 'angle'")
+        vals = tuple(check.real_scalar("target.angle", v) for v in _values("target.angle", target["angle"], True))
+        out["angle"] = list(vals) if _is_list(target["angle"]) else vals[0]
+    elif "angle" in target:
+        raise ValueError(f"target.angle applies to kind 'angle' only, got kind {kind!r}")
+    return out
+
+
+def _check_series(experiment: str, series: dict) -> dict:
+    if experiment not in CONTINUOUS:
+        raise ValueError(f"series applies to experiments {', '.join(CONTINUOUS)}, not {experiment!r}")
+    if not isinstance(series, dict):
+        raise TypeError(f"series must be a table of keys, got {type(series).__name__}")
+    unknown = [k for k in series if k not in SERIES_KEYS]
+    if unknown:
+        raise ValueError(f"series: unknown key {unknown[0]!r} (allowed: {', '.join(SERIES_KEYS)})")
+    if "points" not in series:
+        raise ValueError("series: missing key 'points'")
+    return dict(points=check.integer("series.points", series["points"], 2),
+                norms=check.integer("series.norms", series.get("norms", 3), 0))
+
+
+def weights(point: dict) -> np.ndarray:
+    """The ground-truth weights ``a`` (r,) of a grid point."""
+    t = point["target"]
+    if "a" in t:
+        return np.asarray(t["a"], np.float64)
+    if "ratio" in t:
+        a = float(t["ratio"]) ** -np.arange(int(t["r"]), dtype=np.float64)
+        return a / a.sum()
+    with np.load(t["file"]) as data:
+        return np.asarray(data["a"], np.float64)
+
+
+def _check_point(study: Study, point: dict) -> None:
+    """Checks that need a whole grid point (several parameters together)."""
+    chosen = {k: point[k] if k in point else point["target"][k] for k, _ in study.grid}
+    at = _where(chosen)
+    d, m, r = point["d"], point["m"], study.r
+    kind = point["target"]["kind"]
+    if kind == "file":
+        with np.load(point["target"]["file"]) as data:
+            U = np.asarray(data["U"])
+        if U.shape[0] != d:
+            raise ValueError(f"params.d = {d} does not match target.file's U with {U.shape[0]} rows ({at})")
+    if r > d:
+        raise ValueError(f"target has r = {r} components but params.d = {d}: r must be <= d ({at})")
+    if kind == "angle":
+        from ..target import Target
+
+        try:
+            Target.angle(weights(point), d, point["target"]["angle"])
+        except ValueError as err:
+            raise ValueError(f"target.angle = {point['target']['angle']!r}: {err} ({at})") from None
+    if not point["delta0"] < point["delta1"]:
+        raise ValueError(f"params.delta0 = {point['delta0']!r} must be < params.delta1 = {point['delta1']!r} "
+                         f"(columns start below the discovery norm) ({at})")
+    if point.get("dtype") == "float32":
+        if min(point["rtol"], point["atol"]) < 1e-6:
+            raise ValueError(f"params.rtol and params.atol must be >= 1e-6 with dtype float32, got rtol = "
+                             f"{point['rtol']!r}, atol = {point['atol']!r} ({at})")
+    if study.experiment == "algorithm2":
+        if d < 2:
+            raise ValueError(f"params.d must be >= 2 for algorithm2 (Phase 1's length has log d), got {d} ({at})")
+        if m < r:
+            raise ValueError(f"params.m = {m} must be >= r = {r} for algorithm2 ({at})")
+        if not point["lam"] > 0:
+            raise ValueError(f"params.lam must be > 0 for algorithm2 (Phase 2's length has log 1/lam), got "
+                             f"{point['lam']!r} ({at})")
+        if not point["lam"] * point["delta1"] < 1:
+            raise ValueError(f"params.lam * params.delta1 must be < 1 for algorithm2, got lam = {point['lam']!r}, "
+                             f"delta1 = {point['delta1']!r} ({at})")
+    if study.series is not None and study.series_spec["norms"] > m:
+        raise ValueError(f"series.norms = {study.series_spec['norms']} must be <= params.m = {m} ({at})")

@@ -1,5 +1,7 @@
-"""Summary of a study: per-component discovery probability with Wilson 95% intervals and
-discovery-time quantiles (the figure is :func:`deflation.plots.plot_study`)."""
+"""Summaries of a study: per grid point and component, the probability of discovery with Wilson 95%
+intervals and quantiles of the discovery and fit times; the curve P(discovered by time t) with its
+band; for Algorithm 2, P(converged within k epochs). Only intact, successful seeds count: a seed
+that was not computed (a missing or damaged chunk) or whose solve failed is counted apart."""
 
 from __future__ import annotations
 
@@ -8,8 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from ..integrate import SUCCESS
+from .store import study_of
 
-#: Quantiles of the discovery time (among seeds where the component was discovered).
+#: Quantiles of the discovery and fit times (among seeds where the event happened).
 QUANTILES = (0.1, 0.5, 0.9)
 
 
@@ -29,52 +32,178 @@ def wilson_interval(k, n, z: float = 1.959963984540054):
     return np.where(n > 0, lo, np.nan), np.where(n > 0, hi, np.nan)
 
 
+def grid_points(ds):
+    """``[(coords dict, isel dict), ...]`` over the study's grid (one entry without a grid)."""
+    grid = list(ds.attrs.get("grid") or [])
+    shape = tuple(ds.sizes[k] for k in grid)
+    out = []
+    for index in np.ndindex(shape):
+        sel = dict(zip(grid, index))
+        out.append(({k: ds[k].values[i].item() for k, i in sel.items()}, sel))
+    return out
+
+
+def _counts(sub):
+    status = np.asarray(sub["status"].values)
+    ok = status == SUCCESS
+    return ok, int(ok.sum()), int(((status >= 0) & ~ok).sum()), int((status < 0).sum())
+
+
+def _quantiles(x, prefix: str) -> dict:
+    q = np.quantile(x, QUANTILES) if x.size else [np.nan] * len(QUANTILES)
+    return {f"{prefix}_q{round(100 * qq):02d}": float(v) for qq, v in zip(QUANTILES, q)}
+
+
 def summarize(ds):
-    """A ``pandas.DataFrame``, one row per (sweep value,) component: ``a``, seeds computed (``n``),
-    failed solves (``failed``, excluded from ``n``), ``discovered``, probability ``p`` with its
-    Wilson 95% interval ``p_lo, p_hi``, discovery-time quantiles ``t_q10, t_q50, t_q90`` and the
-    median fit time; in decoupled mode also the share of seeds whose coupling bound exceeded
-    ``coupling_tol`` (``coupling_flagged``)."""
+    """A ``pandas.DataFrame``, one row per grid point and component: the grid coordinates, ``a``,
+    ``n`` (intact, successful seeds), ``failed`` (solver failures), ``missing`` (not computed),
+    ``discovered``, ``p`` with its Wilson 95% interval ``p_lo``, ``p_hi``, and by experiment:
+    discovery and fit time quantiles (``t_q10``, ``t_q50``, ``t_q90``, ``fit_q..``; flow and
+    phase1), the share of seeds whose coupling bound exceeded ``coupling_tol`` (phase1), or the
+    discovery and fit epochs' quantiles and ``p_converged`` with its interval (algorithm2)."""
     import pandas as pd
 
-    sweep = ds.attrs.get("sweep") or None
-    points = list(ds[sweep].values) if sweep else [None]
+    experiment = ds.attrs["experiment"]
+    study = study_of(ds)
+    points = study.points()
     rows = []
-    for j, value in enumerate(points):
-        sub = ds.isel({sweep: j}) if sweep else ds
-        status = np.asarray(sub["status"].values)
-        computed = status >= 0
-        ok = computed & (status == SUCCESS)
+    for j, (coords, sel) in enumerate(grid_points(ds)):
+        sub = ds.isel(sel)
+        ok, n, failed, missing = _counts(sub)
         disc = np.asarray(sub["discovered"].values)[ok]
-        times = np.asarray(sub["discovery_time"].values)[ok]
-        fits = np.asarray(sub["fit_time"].values)[ok]
-        n = int(ok.sum())
-        for i, a in enumerate(np.asarray(ds["a"].values)):
+        a = np.asarray(sub["a"].values)
+        extra = {}
+        if experiment == "algorithm2":
+            conv = int(np.asarray(sub["converged"].values)[ok].sum())
+            lo, hi = wilson_interval(conv, n)
+            extra = dict(p_converged=conv / n if n else np.nan, p_converged_lo=float(lo), p_converged_hi=float(hi))
+            extra.update(_quantiles(np.asarray(sub["epochs"].values)[ok], "epochs"))
+        for i in range(a.shape[0]):
             k = int(disc[:, i].sum())
             lo, hi = wilson_interval(k, n)
-            t = times[disc[:, i], i]
-            q = np.quantile(t, QUANTILES) if t.size else [np.nan] * len(QUANTILES)
-            f = fits[np.isfinite(fits[:, i]), i]
-            row = {} if sweep is None else {sweep: value}
-            row.update(component=i, a=float(a), n=n, failed=int((computed & ~ok).sum()), discovered=k,
+            row = dict(coords)
+            row.update(component=i, a=float(a[i]), n=n, failed=failed, missing=missing, discovered=k,
                        p=k / n if n else np.nan, p_lo=float(lo), p_hi=float(hi))
-            row.update({f"t_q{round(100 * qq):02d}": float(v) for qq, v in zip(QUANTILES, q)})
-            row["fit_median"] = float(np.median(f)) if f.size else np.nan
-            if "coupling" in ds:
-                c = np.asarray(sub["coupling"].values)[ok]
-                row["coupling_flagged"] = float((~(c <= float(ds.attrs["coupling_tol"]))).mean()) if n else np.nan
+            if experiment == "algorithm2":
+                de = np.asarray(sub["discovery_epoch"].values)[ok, i]
+                fe = np.asarray(sub["fit_epoch"].values)[ok, i]
+                row.update(_quantiles(de[de >= 0], "epoch"))
+                row.update(_quantiles(fe[fe >= 0], "fit_epoch"))
+                row.update(extra)
+            else:
+                t = np.asarray(sub["discovery_time"].values)[ok, i]
+                row.update(_quantiles(t[np.isfinite(t)], "t"))
+                if "fit_time" in sub:
+                    f = np.asarray(sub["fit_time"].values)[ok, i]
+                    row.update(_quantiles(f[np.isfinite(f)], "fit"))
+                if "coupling" in sub:
+                    c = np.asarray(sub["coupling"].values)[ok]
+                    tol = points[j]["coupling_tol"]
+                    row["coupling_flagged"] = float((~(c <= tol)).mean()) if n else np.nan
             rows.append(row)
     return pd.DataFrame(rows)
 
 
+def discovery_cdf(ds, num: int = 101):
+    """``P(discovered by time t)`` per grid point and component on ``num`` times from 0 to the
+    point's horizon, with Wilson 95% bands (flow and phase1): a long ``pandas.DataFrame`` with the
+    grid coordinates, ``component``, ``t``, ``p``, ``p_lo``, ``p_hi``, ``n``."""
+    import pandas as pd
+
+    if ds.attrs["experiment"] == "algorithm2":
+        raise ValueError("discovery_cdf is for flow and phase1 studies (algorithm2 records epochs: see convergence)")
+    points = study_of(ds).points()
+    frames = []
+    for j, (coords, sel) in enumerate(grid_points(ds)):
+        sub = ds.isel(sel)
+        ok, n, _, _ = _counts(sub)
+        times = np.linspace(0.0, points[j]["horizon"], num)
+        t = np.asarray(sub["discovery_time"].values)[ok]  # (n, r)
+        for i in range(t.shape[1]):
+            k = (t[:, i][None, :] <= times[:, None]).sum(axis=1)
+            lo, hi = wilson_interval(k, n)
+            frame = pd.DataFrame(dict(component=i, t=times, p=k / n if n else np.nan, p_lo=lo, p_hi=hi, n=n))
+            for key, value in coords.items():
+                frame[key] = value
+            frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def convergence(ds):
+    """``P(converged within k epochs)`` per grid point for ``k = 1 .. max_epochs`` with Wilson 95%
+    intervals (algorithm2): a long ``pandas.DataFrame`` with the grid coordinates, ``epochs``,
+    ``p``, ``p_lo``, ``p_hi``, ``n``."""
+    import pandas as pd
+
+    if ds.attrs["experiment"] != "algorithm2":
+        raise ValueError("convergence is for algorithm2 studies")
+    frames = []
+    E = ds.sizes["epoch"]
+    ks = np.arange(1, E + 1)
+    for coords, sel in grid_points(ds):
+        sub = ds.isel(sel)
+        ok, n, _, _ = _counts(sub)
+        conv = np.asarray(sub["converged"].values)[ok]
+        epochs = np.asarray(sub["epochs"].values)[ok]
+        k = ((conv[None, :]) & (epochs[None, :] <= ks[:, None])).sum(axis=1)
+        lo, hi = wilson_interval(k, n)
+        frame = pd.DataFrame(dict(epochs=ks, p=k / n if n else np.nan, p_lo=lo, p_hi=hi, n=n))
+        for key, value in coords.items():
+            frame[key] = value
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
 def format_table(df) -> str:
-    """The summary as a fixed-width text table."""
+    """A summary table as fixed-width text."""
     return df.to_string(index=False, float_format=lambda x: f"{x:.4g}")
 
 
-def default_paths(out) -> tuple[Path, Path]:
-    """``(csv, png)`` next to the store: ``study.zarr`` -> ``study.csv``, ``study.png``."""
+def integrity(ds) -> str:
+    """One line (two if damaged) on what the dataset holds: seeds computed, and the missing or
+    damaged chunks, if any."""
+    status = np.asarray(ds["status"].values)
+    computed, total = int((status >= 0).sum()), int(status.size)
+    line = f"{computed}/{total} seeds computed"
+    damaged = list(ds.attrs.get("chunks_damaged") or [])
+    missing = int(ds.attrs.get("chunks_missing", 0))
+    if ds.attrs.get("complete"):
+        return line + " (complete, every chunk verified)"
+    parts = []
+    if missing:
+        parts.append(f"{missing} chunk(s) missing")
+    if damaged:
+        parts.append(f"{len(damaged)} damaged: " + "; ".join(damaged[:3]) + (" ..." if len(damaged) > 3 else ""))
+    return line + " (INCOMPLETE: " + ", ".join(parts or ["not finished"]) + "; rerun the study to compute them)"
+
+
+def default_paths(out) -> dict[str, Path]:
+    """The summary files next to a store ``X.zarr``: ``X.csv``, ``X.png`` and ``X_cdf.png``
+    (algorithm2: ``X_convergence.png``)."""
     out = Path(out)
     base = out.with_suffix("") if out.suffix == ".zarr" else out
-    return base.with_name(base.name + ".csv"), base.with_name(base.name + ".png")
+    name = base.name
+    return dict(csv=base.with_name(name + ".csv"), png=base.with_name(name + ".png"),
+                cdf=base.with_name(name + "_cdf.png"), convergence=base.with_name(name + "_convergence.png"))
 
+
+def write_summary(ds, out, csv=None, png=None) -> dict[str, Path]:
+    """Write the summary table (CSV) and figures next to the store; returns their paths."""
+    from ..plots import plot_convergence, plot_discovery_cdf, plot_study
+
+    paths = default_paths(out)
+    if csv is not None:
+        paths["csv"] = Path(csv)
+    if png is not None:
+        paths["png"] = Path(png)
+    df = summarize(ds)
+    df.to_csv(paths["csv"], index=False)
+    plot_study(df, ds, paths["png"])
+    written = dict(csv=paths["csv"], png=paths["png"])
+    if ds.attrs["experiment"] == "algorithm2":
+        plot_convergence(convergence(ds), ds, paths["convergence"])
+        written["convergence"] = paths["convergence"]
+    else:
+        plot_discovery_cdf(discovery_cdf(ds), ds, paths["cdf"])
+        written["cdf"] = paths["cdf"]
+    return written

@@ -1,0 +1,197 @@
+"""``plan_study``: how big a study is, how much memory a chunk needs and how long the study will
+take on this machine, before anything is computed.
+
+The memory need comes from the compiled program itself (XLA's memory analysis of the chunk
+function: arguments, outputs and temporaries), the time from a short calibration: one small
+chunk of each distinct compiled program is run and timed, and the time per seed is scaled to the
+study's seeds and grid points. Both are estimates, and said to be.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .study import Study
+
+#: Seeds per device in a calibration run.
+CALIBRATION_SEEDS = 8
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} TiB"
+
+
+def available_bytes(device) -> int | None:
+    """Memory free for a computation on ``device``: on an accelerator its allocator's limit minus
+    what is in use; on the CPU the kernel's ``MemAvailable`` (Linux), else the physical memory.
+    None when it cannot be told."""
+    if getattr(device, "platform", "cpu") != "cpu":
+        try:
+            stats = device.memory_stats() or {}
+            return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+        except (AttributeError, KeyError, TypeError, RuntimeError):
+            return None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import os
+
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def compiled_bytes(compiled) -> int | None:
+    """Peak memory of a compiled program (arguments + outputs + temporaries, XLA's analysis)."""
+    try:
+        stats = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 - not every backend reports it
+        return None
+    if stats is None:
+        return None
+    return int(stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
+               + getattr(stats, "generated_code_size_in_bytes", 0))
+
+
+@dataclass
+class Program:
+    """One distinct compiled program of a study and what its calibration measured."""
+
+    static: object
+    points: int
+    seeds: int
+    compile_s: float = float("nan")
+    seconds_per_seed: float = float("nan")
+    chunk_bytes: int | None = None
+
+
+@dataclass
+class Plan:
+    """What :func:`plan_study` found.
+
+    Attributes:
+        study: the study.
+        points: grid points; runs: grid points x seeds; chunk: seeds per chunk; chunks: in all.
+        programs: the distinct compiled programs (grid points that share shapes share one).
+        available: memory free on the device (bytes), or None.
+        chunk_bytes: the largest memory need of a chunk over the programs (bytes), or None.
+        seconds: estimated wall time of the whole study (compilation included), or NaN without
+            calibration.
+    """
+
+    study: Study
+    points: int
+    runs: int
+    chunk: int
+    chunks: int
+    devices: int
+    programs: list[Program] = field(default_factory=list)
+    available: int | None = None
+    chunk_bytes: int | None = None
+    seconds: float = float("nan")
+
+    @property
+    def fits(self) -> bool:
+        return self.chunk_bytes is None or self.available is None or self.chunk_bytes <= self.available
+
+    def describe(self) -> str:
+        """A few lines for the command line."""
+        s = self.study
+        grid = " x ".join(f"{k} ({len(v)})" for k, v in s.grid) or "one point"
+        lines = [
+            f"experiment {s.experiment}: grid {grid} = {self.points} point(s) x {s.seeds} seeds = {self.runs} runs",
+            f"chunks: {self.chunks} of {self.chunk} seeds on {self.devices} device(s); "
+            f"{len(self.programs)} compiled program(s)",
+        ]
+        if self.chunk_bytes is not None:
+            have = "unknown" if self.available is None else format_bytes(self.available)
+            lines.append(f"memory: about {format_bytes(self.chunk_bytes)} per chunk; {have} available"
+                         + ("" if self.fits else "  -> does NOT fit"))
+        if np.isfinite(self.seconds):
+            per = ", ".join(f"{p.seconds_per_seed * 1e3:.3g} ms/seed (compile {p.compile_s:.1f} s)" for p in self.programs)
+            lines.append(f"estimated time on this machine: {_duration(self.seconds)} (calibration: {per})")
+        return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def plan_study(study: Study, *, chunk: int | None = None, devices: int | None = None, calibrate: bool = True) -> Plan:
+    """The size, memory and estimated time of a study, from a short calibration (nothing is stored).
+
+    Each distinct compiled program is compiled for a small chunk (:data:`CALIBRATION_SEEDS` seeds
+    per device) and run once on it at its first grid point; its memory need is scaled linearly to
+    the study's chunk and its time per seed to the study's seeds.
+
+    Raises:
+        ValueError: when a chunk would need more memory than the device has free (with both
+            numbers and what to change).
+    """
+    import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+    from .kernel import compile_chunk, static_key, traced_params
+    from .run import DEFAULT_CHUNK, select_devices
+
+    if not isinstance(study, Study):
+        raise TypeError(f"study must be a deflation.montecarlo.Study, got {type(study).__name__}")
+    mesh_devices = select_devices(devices)
+    ndev = len(mesh_devices)
+    chunk = min(chunk or study.chunk or DEFAULT_CHUNK, study.seeds)
+    padded = -(-chunk // ndev) * ndev
+    points = study.points()
+    n_chunks = -(-study.seeds // chunk)
+    plan = Plan(study=study, points=len(points), runs=len(points) * study.seeds, chunk=chunk,
+                chunks=len(points) * n_chunks, devices=ndev, available=available_bytes(mesh_devices[0]))
+    groups: dict = {}
+    for point in points:
+        groups.setdefault(static_key(study, point), []).append(point)
+    for static, members in groups.items():
+        plan.programs.append(Program(static=static, points=len(members), seeds=len(members) * study.seeds))
+    if not calibrate:
+        return plan
+    mesh = Mesh(np.array(mesh_devices), ("seed",))
+    sharding, replicated = NamedSharding(mesh, P("seed")), NamedSharding(mesh, P())
+    n_cal = min(padded, CALIBRATION_SEEDS * ndev)
+    total = 0.0
+    for program, members in zip(plan.programs, groups.values()):
+        params = {k: jax.make_array_from_callback(v.shape, replicated, lambda s, v=v: v[s])
+                  for k, v in traced_params(study, members[0]).items()}
+        idx = np.arange(n_cal, dtype=np.uint32)
+        x = jax.make_array_from_callback((n_cal,), sharding, lambda s: idx[s])
+        t = time.perf_counter()
+        compiled = compile_chunk(program.static, mesh).lower(x, params).compile()
+        program.compile_s = time.perf_counter() - t
+        small = compiled_bytes(compiled)
+        program.chunk_bytes = None if small is None else int(small * padded / n_cal)
+        t = time.perf_counter()
+        jax.block_until_ready(compiled(x, params))
+        program.seconds_per_seed = (time.perf_counter() - t) / n_cal
+        total += program.compile_s + program.seconds_per_seed * program.seeds
+    plan.seconds = total
+    sizes = [p.chunk_bytes for p in plan.programs if p.chunk_bytes is not None]
+    plan.chunk_bytes = max(sizes) if sizes else None
+    if not plan.fits:
+        raise ValueError(
+            f"the study is too large for memory: a chunk of {padded} seeds needs about "
+            f"{format_bytes(plan.chunk_bytes)} but {format_bytes(plan.available)} is available; use a smaller chunk "
+            "(chunk = ... in the study file or --chunk), a smaller m, or fewer series points"
+        )
+    return plan
