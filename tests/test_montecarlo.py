@@ -1,5 +1,6 @@
-"""Monte Carlo studies: invariance of the dataset to chunking, devices and processes; resume after
-SIGKILL; agreement with a direct loop over ``gradient_flow``; bad input."""
+"""Monte Carlo studies through ``deflation montecarlo`` and the flow experiment: invariance of the
+dataset to chunking, devices and processes; resume after SIGKILL; agreement with a direct loop over
+``gradient_flow``; bad input."""
 
 from __future__ import annotations
 
@@ -30,6 +31,14 @@ from deflation.montecarlo import store  # noqa: E402
 
 # small study with intermediate discovery probabilities (component 0 ~0.8, component 1 ~0.2)
 PARAMS = dict(a=[0.6, 0.4], d=6, m=8, delta0=1e-4, horizon=3.3, seeds=256, event_points=64)
+
+
+def make_study(experiment="flow", **changes):
+    """The study of PARAMS (with changes) as a Study."""
+    p = {**PARAMS, **changes}
+    target = {"kind": "basis", "a": p.pop("a")}
+    seeds = p.pop("seeds")
+    return Study(experiment, seeds, target, p)
 CLI_ARGS = ["--a", "0.6,0.4", "--d", "6", "--m", "8", "--delta0", "1e-4", "--time", "3.3", "--seeds", "256",
             "--event-points", "64", "--no-progress", "--quiet"]
 DISCRETE = ("discovered", "members", "status")
@@ -63,7 +72,7 @@ def assert_same(ds, ref):
 def reference(tmp_path_factory):
     """The study on one device in chunks of 64 (compiled once for the module)."""
     out = tmp_path_factory.mktemp("mc") / "ref.zarr"
-    ds = run_study(Study(**PARAMS), out, chunk=64, devices=1, progress=False)
+    ds = run_study(make_study(), out, chunk=64, devices=1, progress=False)
     return out, ds
 
 
@@ -72,8 +81,8 @@ def test_reference_dataset(reference):
     assert ds["discovered"].dims == ("seed", "component")
     assert ds.attrs["complete"] and ds.attrs["jax_version"] == jax.__version__
     assert ds.attrs["deflation_version"] == dfl.__version__
-    assert Study.from_json(ds.attrs["study"]) == Study(**PARAMS)
-    assert ds.attrs["m"] == 8 and ds.attrs["delta0"] == 1e-4
+    assert Study.from_json(ds.attrs["study"]) == make_study()
+    assert store.study_of(ds).points()[0]["m"] == 8 and store.study_of(ds).points()[0]["delta0"] == 1e-4
     p = ds["discovered"].values.mean(axis=0)
     assert 0.05 < p[1] < p[0] < 0.99  # the comparisons below are not vacuous
     # discovered <=> finite discovery time <= horizon; a discovered component has a member column
@@ -122,27 +131,27 @@ KILL_DRIVER = textwrap.dedent("""
     from deflation.montecarlo import Study, run_study, store
     write = store.write_chunk
     count = [0]
-    def killing_write(root, study, point, c, chunk, values):
-        if count[0] == 3:  # chunk 4: write its data, then die before its done flag
-            for name in store.layout(study, chunk):
-                root[name][c * chunk:(c + 1) * chunk] = values[name][:chunk]
+    def killing_write(handle, study, index, c, values):
+        if count[0] == 3:  # chunk 4: write its data, then die before its digest
+            for name in store.layout(study, handle.chunk):
+                handle.root[name][store.region(study, index, c, handle.chunk)] = values[name][:handle.chunk]
             os.kill(os.getpid(), signal.SIGKILL)
-        write(root, study, point, c, chunk, values)
+        write(handle, study, index, c, values)
         count[0] += 1
     store.write_chunk = killing_write
-    run_study(Study(**{params}), sys.argv[1], chunk=64, progress=False)
+    run_study(Study.from_json(sys.argv[2]), sys.argv[1], chunk=64, progress=False)
 """)
 
 
 def test_kill_and_resume_matches_uninterrupted(reference, tmp_path):
     _, ref = reference
     out = tmp_path / "killed.zarr"
-    p = subprocess.run([sys.executable, "-c", KILL_DRIVER.replace("{params}", repr(PARAMS)), str(out)],
+    p = subprocess.run([sys.executable, "-c", KILL_DRIVER, str(out), make_study().to_json()],
                        env=_env(), capture_output=True, text=True, timeout=600)
     assert p.returncode == -9, p.stderr
-    done = np.asarray(__import__("zarr").open_group(str(out), mode="r")["done"][...])
+    done = np.asarray(__import__("zarr").open_group(str(out), mode="r")[store.DIGEST][...]) != 0
     assert done.sum() == 3 and not done.all()
-    ds = run_study(Study(**PARAMS), out, progress=False)  # resumes with the stored chunk size
+    ds = run_study(make_study(), out, progress=False)  # resumes with the stored chunk size
     assert ds.attrs["complete"]
     for v in DISCRETE + TIMES + ("num_steps",):
         np.testing.assert_array_equal(ds[v].values, ref[v].values, err_msg=v)  # bit-identical
@@ -170,8 +179,7 @@ def test_agrees_with_direct_gradient_flow_loop(reference):
 def test_sweep_dimension_matches_single_study(reference, tmp_path):
     """A sweep over delta1 has a delta1 dimension; its point equal to the reference is the reference."""
     _, ref = reference
-    ds = run_study(Study(**{**PARAMS, "delta1": [1e-3, 1e-2], "seeds": 64}), tmp_path / "sweep.zarr", chunk=64,
-                   progress=False)
+    ds = run_study(make_study(delta1=[1e-3, 1e-2], seeds=64), tmp_path / "sweep.zarr", chunk=64, progress=False)
     assert ds["discovered"].dims == ("delta1", "seed", "component")
     np.testing.assert_array_equal(ds["delta1"].values, [1e-3, 1e-2])
     for v in DISCRETE:
@@ -187,7 +195,7 @@ def test_sweep_dimension_matches_single_study(reference, tmp_path):
 
 def test_decoupled_mode_close_to_full_flow(reference, tmp_path):
     _, ref = reference
-    ds = run_study(Study(**{**PARAMS, "mode": "decoupled"}), tmp_path / "dec.zarr", chunk=256, progress=False)
+    ds = run_study(make_study("phase1"), tmp_path / "dec.zarr", chunk=256, progress=False)
     assert "coupling" in ds and (ds["status"].values == 0).all()
     assert (ds["coupling"].values < 0.05).all()  # Phase 1: the columns stay small up to the horizon
     # coupling_max bounds max_t sum_j |w_j(t)|^2 from above, within the factor e^(2 c h) it allows
@@ -224,26 +232,28 @@ def test_wilson_interval_closed_forms():
 @pytest.mark.parametrize(
     "change, message",
     [
-        (dict(a=[0.5, -0.1]), "a must be >= 0"),
+        (dict(a=[0.5, -0.1]), "target.a must be >= 0"),
         (dict(a=[]), "at least one weight"),
-        (dict(a=[0.3, float("nan")]), "a must be finite"),
-        (dict(d=1), "d must be >= r"),
-        (dict(m=0), "m must be an integer >= 1"),
-        (dict(delta0=1e-2), "delta0 must be < delta1"),
-        (dict(alpha=1.5), "alpha must lie in the open interval"),
-        (dict(horizon=-1.0), "horizon must be a finite number > 0"),
-        (dict(lam=-0.1), "lam must be a finite number >= 0"),
+        (dict(a=[0.3, float("nan")]), "target.a must be finite"),
+        (dict(d=1), "r must be <= d"),
+        (dict(m=0), "params.m must be an integer >= 1"),
+        (dict(m=8.5), "params.m must be an integer >= 1, got 8.5"),
+        (dict(delta0=1e-2), "params.delta0 = 0.01 must be < params.delta1"),
+        (dict(alpha=1.5), "params.alpha must lie in the open interval"),
+        (dict(horizon=-1.0), "params.horizon must be a finite number > 0"),
+        (dict(lam=-0.1), "params.lam must be a finite number >= 0"),
         (dict(seeds=0), "seeds must be an integer >= 1"),
-        (dict(solver="rk4"), "solver must be one of"),
-        (dict(mode="fast"), "mode must be one of"),
-        (dict(m=[4, 8], lam=[0.0, 0.1]), "at most one parameter may be swept"),
+        (dict(solver="rk4"), "params.solver must be one of"),
+        (dict(solver=["tsit5", "dopri5"]), "params.solver cannot be swept"),
         (dict(m=[4, 4]), "sweep values must be distinct"),
-        (dict(dtype="float32"), "rtol and atol must be >= 1e-6"),
+        (dict(m=[4, 8], d=[1, 6]), r"r must be <= d \(at the grid point d = 1, m = 4\)"),
+        (dict(dtype="float32"), "params.rtol and params.atol must be >= 1e-6"),
+        (dict(typo=3), "params: unknown key 'typo'"),
     ],
 )
 def test_study_rejects_bad_parameters(change, message):
-    with pytest.raises(ValueError, match=message):
-        Study(**{**PARAMS, **change})
+    with pytest.raises((ValueError, TypeError), match=message):
+        make_study(**change)
 
 
 def _cli(capsys, *args):
@@ -266,14 +276,14 @@ def test_cli_bad_input(capsys, tmp_path):
 
 def test_existing_store_of_another_study_is_refused(tmp_path, capsys):
     out = tmp_path / "s.zarr"
-    store.create(out, Study(**PARAMS), 64, {})
-    with pytest.raises(StoreMismatch, match=r"different study \(m: 8 \(stored\) vs 9 \(requested\)\)"):
-        run_study(Study(**{**PARAMS, "m": 9}), out, progress=False)
+    store.create(out, make_study(), 64, {})
+    with pytest.raises(StoreMismatch, match=r"different study \(params.m: 8 \(stored\) vs 9 \(requested\)\)"):
+        run_study(make_study(m=9), out, progress=False)
     with pytest.raises(StoreMismatch, match="started with chunk = 64, got chunk = 128"):
-        run_study(Study(**PARAMS), out, chunk=128, progress=False)
+        run_study(make_study(), out, chunk=128, progress=False)
     (tmp_path / "junk").mkdir()
-    with pytest.raises(StoreMismatch, match="not a deflation Monte Carlo store"):
-        run_study(Study(**PARAMS), tmp_path / "junk", progress=False)
+    with pytest.raises(StoreMismatch, match="not a deflation study store"):
+        run_study(make_study(), tmp_path / "junk", progress=False)
 
 
 def test_unreachable_coordinator_times_out_clearly(capsys, tmp_path):

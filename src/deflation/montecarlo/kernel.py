@@ -143,7 +143,7 @@ class Static:
     m: int
     r: int
     order: int
-    kind: str
+    random_target: bool
     key: int
     dtype: str
     solver: str
@@ -158,7 +158,7 @@ class Static:
 def static_key(study: Study, point: dict) -> Static:
     series = study.series_spec or {"points": 0, "norms": 0}
     return Static(experiment=study.experiment, d=point["d"], m=point["m"], r=study.r, order=point["order"],
-                  kind=point["target"]["kind"], key=study.key, dtype=point.get("dtype", "float64"),
+                  random_target=point["target"]["kind"] == "random", key=study.key, dtype=point.get("dtype", "float64"),
                   solver=point["solver"], max_steps=point["max_steps"], event_points=point.get("event_points", 0),
                   max_epochs=point.get("max_epochs", 0), grid_points=point.get("grid_points", 0),
                   series_points=series["points"], series_norms=series["norms"])
@@ -184,7 +184,7 @@ TARGET_STREAM = 1
 def study_target(s: Static, seed_idx, p) -> Target:
     """The target of a chunk: one for all seeds, or (``random``) a Haar-random orthonormal ``U`` per
     seed drawn from ``fold_in(seed k's key, TARGET_STREAM)``."""
-    if s.kind != "random":
+    if not s.random_target:
         return Target(p["a"], p["U"], s.order)
     keys = seed_keys(jax.random.PRNGKey(s.key), seed_idx)
     U = jax.vmap(lambda k: orthonormal_columns(jax.random.fold_in(k, TARGET_STREAM), s.d, s.r, p["a"].dtype))(keys)

@@ -192,7 +192,8 @@ def run_study(study: Study, out, *, chunk: int | None = None, devices: int | Non
                 res = compiled(x, params)
                 res = multihost_utils.process_allgather(res, tiled=True) if nproc > 1 else jax.device_get(res)
                 if lead:
-                    store.write_chunk(handle, study, np.unravel_index(j, study.shape) if study.shape else (), c, res)
+                    index = tuple(int(i) for i in np.unravel_index(j, study.shape)) if study.shape else ()
+                    store.write_chunk(handle, study, index, c, res)
                     if bar is not None:
                         bar.update(min(chunk, study.seeds - lo))
         if not lead:

@@ -321,7 +321,7 @@ class Study(eqx.Module):
                                          alpha=given.get("alpha"), delta1=given.get("delta1"),
                                          delta0=given.get("delta0"), gamma=point.get("gamma", 0.5))
             except ValueError as err:
-                raise ValueError(f"params: Theorem 1's scalings at {_where(chosen)}: {err}") from None
+                raise ValueError(f"params: Theorem 1's scalings {_where(chosen)}: {err}") from None
             for k in THEOREM1:
                 point.setdefault(k, getattr(t1, k))
         for k, v in FLOW_DEFAULTS.items():
@@ -352,10 +352,10 @@ class Study(eqx.Module):
         spec = self.to_dict()
         spec.pop("chunk", None)
         spec.pop("description", None)
-        return json.dumps(spec, sort_keys=True, allow_nan=False)
+        return json.dumps(spec, allow_nan=False)  # key order kept: it is the order of the grid dimensions
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, allow_nan=False)
+        return json.dumps(self.to_dict(), allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> "Study":
@@ -369,7 +369,7 @@ class Study(eqx.Module):
 
 
 def _where(chosen: dict) -> str:
-    return "the grid point " + ", ".join(f"{k} = {v!r}" for k, v in chosen.items()) if chosen else "the study"
+    return "at the grid point " + ", ".join(f"{k} = {v!r}" for k, v in chosen.items()) if chosen else "for the study"
 
 
 def _check_params(experiment: str, params: dict) -> dict:
