@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 LINESTYLES = ["-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (8, 2))]
+DISCOVERY_MARKER = "^"  # discovery time (Definition 1), in every figure
+FIT_MARKER = "o"  # fit time
 
 
 def component_colors(r: int) -> list:
@@ -55,47 +57,146 @@ def show(fig, name: str, prefix: str = "") -> None:
     display(fig)
 
 
-def plot_figure1(result, target, path: str | Path | None = None, title: str | None = None):
-    """The two panels of the paper's Figure 1 from a batched :class:`deflation.FlowResult`.
+def _marker_handles(discovery_label: str, fit_label: str) -> list:
+    """Legend entries for the discovery and fit markers (neutral colour: the colour is the component's)."""
+    from matplotlib.lines import Line2D
 
-    Left: the loss ``1/2 |T - T*|_F^2`` on a log scale, one line style per seed; values below the
-    accuracy floor ``result.loss_floor`` (rounding and integration error) are not drawn, since
-    they would be noise, and the floor itself is drawn as a thin grey line. Right: the residual
-    ``(T* - T)(u_i^{(x)p})`` on each ground-truth direction, one colour per direction and the same
-    line style per seed; a dot marks each fit time. Returns the figure; writes it to ``path`` if given.
+    return [Line2D([], [], ls="none", marker=DISCOVERY_MARKER, color="0.55", mec="k", mew=0.6, ms=6, label=discovery_label),
+            Line2D([], [], ls="none", marker=FIT_MARKER, color="0.55", mec="k", mew=0.6, ms=5, label=fit_label)]
+
+
+def _mark_times(ax, ts, curve, times, color, marker, size) -> None:
+    """One marker per finite time in ``times``, on ``curve`` (sampled at ``ts``)."""
+    times = np.asarray(times, dtype=float)
+    times = times[np.isfinite(times)]
+    if times.size:
+        ax.plot(times, np.interp(times, ts, curve), ls="none", marker=marker, ms=size, color=color, mec="k",
+                mew=0.5, zorder=3)
+
+
+def plot_figure1(result, target, path: str | Path | None = None, title: str | None = None, *, levels=None,
+                 levels_label: str | None = None, discovery_label: str = "discovery time (Definition 1)",
+                 fit_label: str = "fit time"):
+    """The paper's Figure 1 from a batched :class:`deflation.FlowResult`, in three panels.
+
+    (a) The loss ``1/2 |T - T*|_F^2`` of every seed (one line style per seed, in every panel) on a
+    log scale whose range is that of the drawn loss; values below the accuracy floor
+    ``result.loss_floor`` (rounding and integration error) are not drawn, and the floor is a grey
+    band. (b) The plateaus: the same loss up to a little after the last fit, with the deflation
+    levels (dashed, labelled on the right by the number ``k`` of components fitted); on a linear
+    scale when every level is at least 5% of the first, else on a log scale limited to the levels
+    and the markers. (c) The residual ``(T* - T)(u_i^{(x)p})`` on each ground-truth direction, one
+    colour per direction. In (b) and (c) a triangle marks each discovery time
+    (``result.discovery_time``) and a circle each fit time (``result.fit_time``), in the
+    component's colour. Every legend sits below its panel, where it hides no data.
+
+    Args:
+        result: a :class:`deflation.FlowResult` (batched or one seed).
+        target: the :class:`deflation.Target` it ran on.
+        path: if given, the PNG is written there.
+        title: figure title.
+        levels: the loss levels to draw in (b), ``levels[k]`` after ``k`` fitted components
+            (default :func:`deflation.baselines.deflation_levels`: ``1/2 sum_{j>k} a_j^2`` for an
+            orthogonal target; pass Algorithm 1's for a non-orthogonal one).
+        levels_label: legend text of the levels (default: their formula when ``levels`` is None).
+        discovery_label, fit_label: legend text of the two markers in (b) (say which criteria
+            were used); (c) repeats them in short.
+
+    Returns:
+        the ``matplotlib.figure.Figure``.
     """
+    from matplotlib.patches import Patch
+
     ts = np.asarray(result.ts)
     loss = np.atleast_2d(np.asarray(result.loss))
     floor = np.atleast_2d(np.asarray(result.loss_floor))
     residual = np.asarray(result.residual)
     if residual.ndim == 2:
         residual = residual[None]
+    disc = np.atleast_2d(np.asarray(result.discovery_time))
     fit = np.atleast_2d(np.asarray(result.fit_time))
     a = np.asarray(target.a)
     n_seeds, r = loss.shape[0], residual.shape[-1]
     colors = component_colors(r)
+    if levels is None:
+        from .baselines import deflation_levels
 
-    fig = _figure(figsize=(11, 4.2), layout="constrained")
-    ax_l, ax_r = fig.subplots(1, 2)
+        levels = deflation_levels(target)
+        if levels_label is None:
+            levels_label = (r"deflation levels $\frac{1}{2}\sum_{j>k} a_j^2$" if target.orthogonal else
+                            r"deflation levels $\frac{1}{2}\|T^* - \sum_{j\leq k} a_j u_j^{\otimes p}\|_F^2$")
+    levels_label = (levels_label or "deflation levels") + " (right: $k$ fitted)"
+    levels = np.asarray(levels, dtype=float)
+    positive = levels[levels > 0]
+
+    fig = _figure(figsize=(15, 5.6), layout="constrained")
+    ax_l, ax_z, ax_r = fig.subplots(1, 3)
+    shown = np.where(loss > floor, loss, np.nan)  # below the floor: not resolved, not drawn
     for s in range(n_seeds):
         ls = LINESTYLES[s % len(LINESTYLES)]
-        shown = np.where(loss[s] > floor[s], loss[s], np.nan)
-        ax_l.plot(ts, shown, ls=ls, color="k", lw=1.2, label=f"seed {s}")
+        label = f"seed {s}" if s < len(LINESTYLES) else None
+        ax_l.plot(ts, shown[s], ls=ls, color="k", lw=1.2, label=label)
+        ax_z.plot(ts, shown[s], ls=ls, color="k", lw=1.2)
         for i in range(r):
             ax_r.plot(ts, residual[s, :, i], ls=ls, color=colors[i], lw=1.1)
-            if np.isfinite(fit[s, i]):
-                ax_r.plot(fit[s, i], np.interp(fit[s, i], ts, residual[s, :, i]), "o", ms=3, color=colors[i])
-    ax_l.plot(ts, floor.max(axis=0), color="0.6", lw=0.8, label="accuracy floor (not resolved below)")
+            _mark_times(ax_r, ts, residual[s, :, i], disc[s, i], colors[i], DISCOVERY_MARKER, 6)
+            _mark_times(ax_r, ts, residual[s, :, i], fit[s, i], colors[i], FIT_MARKER, 5)
+            _mark_times(ax_z, ts, loss[s], disc[s, i], colors[i], DISCOVERY_MARKER, 6)
+            _mark_times(ax_z, ts, loss[s], fit[s, i], colors[i], FIT_MARKER, 5)
+
+    # (b): time range up to a little after the last fit; loss range from the plateaus and the markers.
+    # Linear when every level is at least 5% of the first (each step is visible), else log.
+    last = np.nanmax(np.where(np.isfinite(fit), fit, np.nan)) if np.isfinite(fit).any() else np.nan
+    t_zoom = float(min(ts[-1], ts[0] + 1.15 * (last - ts[0]))) if np.isfinite(last) else float(ts[-1])
+    z_hi = max(positive.max() if positive.size else 0.0, float(np.nanmax(loss[:, 0])))
+    linear = positive.size > 0 and positive.min() >= 0.05 * z_hi
+    if linear:
+        z_lo, z_hi = -0.03 * z_hi, 1.08 * z_hi
+    else:
+        marked = [np.interp(t, ts, loss[s]) for s in range(n_seeds) for t in np.r_[disc[s], fit[s]] if np.isfinite(t)]
+        z_lo = 0.5 * min([positive.min() if positive.size else np.nanmin(shown)] + [x for x in marked if x > 0])
+        z_hi = 1.5 * z_hi
+        ax_z.set_yscale("log")
+    for k, lev in enumerate(levels):
+        if lev > 0:
+            ax_z.axhline(lev, color="0.45", ls="--", lw=0.9, zorder=1,
+                         label=levels_label if k == 0 else None)
+    ax_z.set_xlim(ts[0], t_zoom)
+    ax_z.set_ylim(z_lo, z_hi)
+    kax = ax_z.secondary_yaxis("right")
+    kax.set_yticks(levels[levels > 0], [f"k={k}" for k in np.flatnonzero(levels > 0)])
+    kax.minorticks_off()
+    kax.tick_params(labelsize=8, length=3)
+    ax_z.set_xlabel("time t")
+    ax_z.set_ylabel(r"loss $\frac{1}{2}\|T - T^*\|_F^2$")
+    ax_z.set_title(f"(b) plateaus ({'linear' if linear else 'log'} scale): the loss rests on the deflation levels",
+                   fontsize=10)
+    handles, _ = ax_z.get_legend_handles_labels()
+    ax_z.legend(handles=handles + _marker_handles(discovery_label, fit_label), fontsize=8,
+                loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=1)
+
+    # (a): the whole run; the range is that of the drawn (resolved) loss
+    lo, hi = float(np.nanmin(shown)), float(np.nanmax(shown))
+    y_lo, y_hi = lo / 10, 3 * hi
+    ax_l.fill_between(ts, y_lo, np.maximum(floor.max(axis=0), y_lo), color="0.85", lw=0, zorder=0,
+                      label="accuracy floor (rounding, solver): not resolved")
     ax_l.set_yscale("log")
+    ax_l.set_ylim(y_lo, y_hi)
     ax_l.set_xlabel("time t")
     ax_l.set_ylabel(r"loss $\frac{1}{2}\|T - T^*\|_F^2$")
-    ax_l.legend(fontsize=8, loc="lower left")
-    for i in range(r):
-        ax_r.plot([], [], color=colors[i], label=rf"$u_{{{i + 1}}}$, $a={a[i]:.3f}$")
+    ax_l.set_title("(a) loss of every seed (log scale)", fontsize=10)
+    ax_l.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2,
+                title="line style: seed (all panels)" if n_seeds <= len(LINESTYLES)
+                else f"line style: seed mod {len(LINESTYLES)} (all panels)", title_fontsize=8)
+
+    handles = [Patch(color=colors[i], label=rf"$u_{{{i + 1}}}$, $a_{{{i + 1}}}={a[i]:.3f}$") for i in range(r)]
     ax_r.axhline(0.0, color="0.7", lw=0.8)
+    ax_r.set_xlim(ts[0], t_zoom)
     ax_r.set_xlabel("time t")
     ax_r.set_ylabel(r"residual $(T^* - T)(u_i^{\otimes p})$")
-    ax_r.legend(fontsize=8, loc="upper right")
+    ax_r.set_title("(c) residual on each direction: fitted one by one", fontsize=10)
+    ax_r.legend(handles=handles + _marker_handles("discovery", "fit"), fontsize=8, loc="upper center",
+                bbox_to_anchor=(0.5, -0.13), ncol=3 if r > 4 else 2)
     if title:
         fig.suptitle(title)
     if path is not None:
