@@ -19,13 +19,17 @@ FIT_MARKER = "o"  # fit time
 
 
 def component_colors(r: int) -> list:
-    """``r`` colours that can be told apart: tab10, then tab20 and further hues for larger ``r``."""
+    """``r`` colours that can be told apart, one per ground-truth component: tab10 (without its grey
+    for ``r <= 9``, since every figure draws its reference lines in grey), then tab20 (without its
+    greys for ``r <= 18``), then evenly spaced hues of turbo for larger ``r``."""
     from matplotlib import colormaps
 
     if r <= 10:
-        return [colormaps["tab10"](i) for i in range(r)]
+        keep = [i for i in range(10) if i != 7 or r == 10]  # tab10's index 7 is grey
+        return [colormaps["tab10"](i) for i in keep[:r]]
     if r <= 20:
-        return [colormaps["tab20"](i) for i in range(r)]
+        keep = [i for i in range(20) if i not in (14, 15) or r > 18]  # tab20's 14, 15 are greys
+        return [colormaps["tab20"](i) for i in keep[:r]]
     return [colormaps["turbo"](x) for x in np.linspace(0.05, 0.95, r)]
 
 
@@ -214,102 +218,113 @@ def _seed_slice(result, seed: int):
     return rec
 
 
-def plot_algorithm2(result, target, path: str | os.PathLike, *, seed: int = 0, title: str | None = None) -> str:
-    """Save a PNG of one run of :func:`deflation.modified_gradient_flow`.
+def plot_algorithm2(result, target, path: str | os.PathLike | None = None, *, seed: int = 0,
+                    title: str | None = None):
+    """One run of :func:`deflation.modified_gradient_flow`, in three panels.
 
-    Top: the residual ``(T* - T)(u_i^p)`` along every ground-truth direction and ``|T - T*|_F``
-    against time across all epochs that ran (log scale), with epoch starts (solid) and the
-    re-draws between the phases (dotted) marked, and the thresholds ``2 lam`` (fitted),
-    ``lam / 2`` (the regularized equilibrium) and ``eps``. Bottom left: ``beta`` and
-    ``|T - T*|_F`` after each phase per epoch. Bottom right: phase lengths ``t1``, ``t2`` per
-    epoch and the measured discovery / fit times of the components within their epoch.
+    Top: ``|(T* - T)(u_i^p)|`` along every ground-truth direction (one colour per direction, the
+    same in every panel) and ``|T - T*|_F`` against time across all epochs that ran (log scale),
+    with epoch starts (solid grey) and the re-draws between the phases (dotted grey), the
+    thresholds ``2 lam`` (fitted), ``lam / 2`` (the regularized equilibrium) and ``eps``, and a
+    triangle at each discovery (Definition 1: ``S_i`` becomes non-empty) and a circle at each fit
+    (``a_i - ahat_i <= 2 lam``). Bottom left: ``beta`` and ``|T - T*|_F`` after each phase per
+    epoch, against the weights ``a_i``. Bottom right: the phase lengths ``t1``, ``t2`` per epoch
+    and the discovery / fit times of the components within their epoch (components side by side).
+    Every legend sits outside its panel, where it hides no data.
 
     Args:
         result: an :class:`deflation.algorithm.Algorithm2Result`.
         target: the :class:`deflation.Target` it ran on (for the weights).
-        path: output file (PNG).
+        path: if given, the PNG is written there.
         seed: batch index to plot when the result is batched.
         title: figure title (default: a summary of the run).
 
     Returns:
-        the path written.
+        the ``matplotlib.figure.Figure``.
     """
-    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     rec = _seed_slice(result, seed)
     cfg = result.config
     a = np.asarray(target.a)
-    r = a.shape[0]
+    r, p = a.shape[0], target.order
     active = rec.active.astype(bool)
     E = int(active.sum())
-    fig = Figure(figsize=(12, 8.5), layout="constrained")
-    gs = fig.add_gridspec(2, 2, height_ratios=[1.35, 1])
-    ax = fig.add_subplot(gs[0, :])
     colors = component_colors(r)
-    floor = 1e-3 * cfg.lam
-    marked = False
+    fig = _figure(figsize=(13, 9.5), layout="constrained")
+    gs = fig.add_gridspec(2, 2, height_ratios=[1.3, 1])
+
+    ax = fig.add_subplot(gs[0, :])
+    floor = 1e-3 * cfg.lam  # |residual| below this (never reached: fitted directions sit at lam / 2) is clipped
     for s in range(E):
         t = rec.trace_t[s]
+        shown = np.maximum(np.abs(rec.trace_residual[s]), floor)
         for i in range(r):
-            ax.plot(t, np.maximum(np.abs(rec.trace_residual[s, :, i]), floor), color=colors[i], lw=1.2,
-                    label=f"$i={i}$, $a_i$={a[i]:.3g}" if s == 0 else None)
+            ax.plot(t, shown[:, i], color=colors[i], lw=1.2, label=f"$u_{{{i + 1}}}$, $a_{{{i + 1}}}$={a[i]:.3g}"
+                    if s == 0 else None)
+            for times, marker, size in ((rec.discovery_time[s, i], DISCOVERY_MARKER, 7), (rec.fit_time[s, i], FIT_MARKER, 6)):
+                _mark_times(ax, t, shown[:, i], rec.t_start[s] + times, colors[i], marker, size)
         ax.plot(t, rec.trace_residual_norm[s], color="k", lw=1.6, label=r"$\|T-T^*\|_F$" if s == 0 else None)
-        ax.axvline(rec.t_start[s], color="0.3", lw=0.8)
-        ax.axvline(rec.t_start[s] + rec.t1[s], color="0.5", lw=0.8, ls=":")
+        ax.axvline(rec.t_start[s], color="0.35", lw=0.8, label="epoch start" if s == 0 else None)
+        ax.axvline(rec.t_start[s] + rec.t1[s], color="0.5", lw=0.8, ls=":",
+                   label="re-draw (end of Phase 1)" if s == 0 else None)
         ax.annotate(f"s={s}", (rec.t_start[s], 1.0), xycoords=("data", "axes fraction"), xytext=(2, -10),
                     textcoords="offset points", fontsize=8, color="0.3")
-        for i in np.flatnonzero(np.isfinite(rec.discovery_time[s])):  # discovery: S_i becomes non-empty
-            td = rec.t_start[s] + rec.discovery_time[s, i]
-            ax.plot([td], [max(abs(float(np.interp(td, t, rec.trace_residual[s, :, i]))), floor)], "^",
-                    color=colors[i], mec="k", mew=0.5, ms=7, label=None if marked else "discovery (Def. 1)")
-            marked = True
-    ax.axhline(2 * cfg.lam, color="tab:red", ls="--", lw=1, label=r"$2\lambda$ (fitted)")
-    ax.axhline(cfg.lam / 2, color="tab:orange", ls="--", lw=1, label=r"$\lambda/2$ (equilibrium)")
-    ax.axhline(cfg.eps, color="k", ls="-.", lw=1, label=r"$\epsilon$")
+    ax.axhline(2 * cfg.lam, color="tab:red", ls="--", lw=1, label=rf"$2\lambda$ = {2 * cfg.lam:.3g} (fitted below)")
+    ax.axhline(cfg.lam / 2, color="tab:orange", ls="--", lw=1, label=rf"$\lambda/2$ = {cfg.lam / 2:.3g} (equilibrium)")
+    ax.axhline(cfg.eps, color="k", ls="-.", lw=1, label=rf"$\epsilon$ = {cfg.eps:g}")
     ax.set_yscale("log")
-    ax.set_xlabel("time t (solid: epoch starts, dotted: re-draws between Phase 1 and Phase 2)")
-    ax.set_ylabel(r"residual $(T^*-T)(u_i^{\otimes 4})$")
-    ax.legend(fontsize=7, ncol=2 if r > 8 else 1, loc="upper right")
+    ax.set_xlabel("time t (all epochs)")
+    ax.set_ylabel(rf"$|(T^*-T)(u_i^{{\otimes {p}}})|$ and $\|T-T^*\|_F$")
+    handles, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=handles + _marker_handles("discovery (Definition 1)", r"fit ($a_i - \hat a_i \leq 2\lambda$)"),
+              fontsize=7.5, ncol=2 if r > 8 else 1, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     conv = bool(np.asarray(result.converged)[seed] if result.batched else result.converged)
     ax.set_title(title or (
         f"Algorithm 2: d={target.d}, r={r}, m={cfg.m}, lam={cfg.lam:.3g}, delta0={cfg.delta0:.3g}, "
         f"delta1={cfg.delta1:.3g}, gamma={cfg.gamma:g}, eps={cfg.eps:g} - "
-        + (f"converged in {E} epochs" if conv else f"not converged after {E} epochs")))
+        + (f"converged in {E} epochs" if conv else f"not converged after {E} epochs")), fontsize=10)
 
     s_idx = np.arange(E)
     bx = fig.add_subplot(gs[1, 0])
     bx.plot(s_idx, rec.beta[:E], "-", marker=".", color="tab:blue", label=r"$\beta^{(s)}$")
-    bx.plot(s_idx, rec.residual_norm_phase1[:E], "o", color="tab:green", label=r"$\|T-T^*\|_F$ after Phase 1")
-    bx.plot(s_idx, rec.residual_norm_phase2[:E], "s", color="k", mfc="none", label=r"$\|T-T^*\|_F$ after Phase 2")
+    bx.plot(s_idx, rec.residual_norm_phase1[:E], "o", color="0.55", label=r"$\|T-T^*\|_F$ after Phase 1")
+    bx.plot(s_idx, rec.residual_norm_phase2[:E], "s", color="k", mfc="none", ms=8,
+            label=r"$\|T-T^*\|_F$ after Phase 2")
     bx.axhline(cfg.eps, color="k", ls="-.", lw=1, label=r"$\epsilon$")
     for i in range(r):
-        bx.axhline(a[i], color=colors[i], lw=0.5, alpha=0.6)
+        bx.axhline(a[i], color=colors[i], lw=0.8, alpha=0.7)
+    handles, _ = bx.get_legend_handles_labels()
+    handles.append(Line2D([], [], color="0.5", lw=0.8, label=r"$a_i$ (colour of $u_i$)"))
     bx.set_yscale("log")
     bx.set_xlabel("epoch s")
-    bx.set_title(r"$\beta$ and residual per epoch (thin lines: $a_i$)", fontsize=10)
-    bx.legend(fontsize=7)
+    bx.set_ylabel(r"$\beta^{(s)}$, $\|T-T^*\|_F$, $a_i$")
+    bx.set_title(r"$\beta$ halves per epoch; the residual after each phase", fontsize=10)
+    bx.legend(handles=handles, fontsize=7.5, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16))
 
     cx = fig.add_subplot(gs[1, 1])
     cx.plot(s_idx, rec.t1[:E], "-", color="tab:blue", label=r"$t_1$ (Phase 1)")
     cx.plot(s_idx, rec.t2[:E], "-", color="tab:purple", label=r"$t_2$ (Phase 2)")
     cx.plot(s_idx, rec.t1[:E] + rec.t2[:E], ":", color="0.4", label="epoch length")
+    width = min(0.5, 0.08 * r)  # components side by side within an epoch
     for i in range(r):
-        d_t = rec.discovery_time[:E, i]
-        f_t = rec.fit_time[:E, i]
-        ok = np.isfinite(d_t)
-        cx.plot(s_idx[ok], d_t[ok], "^", color=colors[i], ms=6, label="discovery time" if i == 0 else None)
-        ok = np.isfinite(f_t)
-        cx.plot(s_idx[ok], f_t[ok], "v", color=colors[i], ms=6, mfc="none", label="fit time" if i == 0 else None)
+        x = s_idx + (i - (r - 1) / 2) * (width / max(r - 1, 1))
+        for times, marker, size in ((rec.discovery_time[:E, i], DISCOVERY_MARKER, 7), (rec.fit_time[:E, i], FIT_MARKER, 6)):
+            ok = np.isfinite(times)
+            cx.plot(x[ok], times[ok], ls="none", marker=marker, ms=size, color=colors[i], mec="k", mew=0.5)
+    handles, _ = cx.get_legend_handles_labels()
     cx.set_yscale("log")
-    cx.set_xlabel("epoch s")
-    cx.set_title("phase lengths and measured discovery / fit times (from epoch start)", fontsize=10)
-    cx.legend(fontsize=7)
-    from matplotlib.ticker import MaxNLocator
-
+    cx.set_xlabel("epoch s (components side by side)")
+    cx.set_ylabel("time from the epoch's start")
+    cx.set_title("phase lengths and the discovery / fit times in each epoch", fontsize=10)
+    cx.legend(handles=handles + _marker_handles("discovery", "fit"), fontsize=7.5, ncol=3, loc="upper center",
+              bbox_to_anchor=(0.5, -0.16))
     for axis in (bx, cx):
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.savefig(path, dpi=110)
-    return str(path)
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
 
 
 def _yerr(df):
