@@ -249,8 +249,6 @@ print(f"\nwith c3 = {C3_COMPARE:g}: {n_phase1_3} of {int((phase3 > 0).sum())} di
       f"(c3 = 0: {n_phase1})")
 print("a_i / beta at discovery:", np.round([r_["a_over_beta"] for r_ in rows3], 3).tolist())
 
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
 fig, ax = plt.subplots(figsize=(9.5, 4.8), layout="constrained")
 for rr, tone, lab in ((rows, "tab:blue", "c3 = 0"), (rows3, "tab:red", f"c3 = {C3_COMPARE:g}")):
     x = [r_["growth"] for r_ in rr]
@@ -259,10 +257,8 @@ for rr, tone, lab in ((rows, "tab:blue", "c3 = 0"), (rows3, "tab:red", f"c3 = {C
     ax.loglog(x, [r_["t1"] for r_ in rr], "s", ms=5, color=tone, label=f"{lab}: Phase 1 length $t_1$ of that epoch")
 lim = np.array(ax.get_xlim())
 ax.loglog(lim, lim, "k--", lw=1, label=r"$y = x$: the growth time itself")
-for axis in (ax.xaxis, ax.yaxis):  # labels at 1, 2, 5 x 10^k only, written as plain numbers
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    axis.set_minor_formatter(NullFormatter())
+for axis in (ax.xaxis, ax.yaxis):
+    plots.plain_log_ticks(axis, max_decades=4)  # labels at 1, 2, 5 x 10^k only: no overlapping minor labels
 ax.set(xlabel=r"growth time $\log(\delta_1/\delta_0)/(2a_k-\lambda)$ of the discovered $e_k$",
        ylabel="time (from re-draw, or phase length)",
        title="discovery needs the norm growth time; Phase 1 (c3 = 0) is shorter")

@@ -39,6 +39,22 @@ def _figure(**kwargs):
     return Figure(**kwargs)
 
 
+def plain_log_ticks(axis, max_decades: float = 2.5) -> None:
+    """On a log-scaled ``axis`` (``ax.xaxis`` or ``ax.yaxis``) spanning at most ``max_decades``
+    decades, put the labelled ticks at 1, 2 and 5 x 10^k, written as plain numbers (``20``,
+    ``0.005``, ``1e-06``), and leave the other ticks unlabelled; matplotlib would otherwise label
+    minor ticks as ``3 x 10^1``, ``4 x 10^1``, ... which overlap on a short axis. Wider axes are left
+    as they are. Call it after the axis limits are final."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    lo, hi = sorted(axis.get_view_interval())
+    if lo <= 0 or np.log10(hi / lo) > max_decades:
+        return
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def show(fig, name: str, prefix: str = "") -> None:
     """Display ``fig`` in a notebook, and save it as ``{prefix}_{name}.png`` in the folder named by
     the environment variable ``DEFLATION_NB_FIGDIR`` when it is set (the notebooks' test run and
