@@ -93,3 +93,14 @@ def test_figure1_plot_shows_the_plateaus_markers_and_a_legend_that_hides_nothing
     fig.draw_without_rendering()
     for ax in (ax_loss, ax_zoom, ax_res):
         assert not ax.get_legend().get_window_extent().overlaps(ax.get_window_extent()), ax.get_title()
+
+
+def test_figure1_command_does_not_count_unfitted_components_as_in_order(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "deflation.cli", "figure1", "--seeds", "1", "--t-end", "115", "--points", "116",
+         "--rtol", "1e-8", "--atol", "1e-8", "--out", str(tmp_path)],
+        capture_output=True, text=True, check=True,
+    )
+    fit = np.load(tmp_path / "figure1.npz")["fit_time"]
+    assert np.isfinite(fit[0, :-1]).all() and not np.isfinite(fit[0, -1])  # the horizon ends before u_5 is fitted
+    assert "fitted in order u_1, ..., u_5: 0/1 seeds" in out.stdout

@@ -104,8 +104,8 @@ def plot_figure1(result, target, path: str | Path | None = None, title: str | No
     ``result.loss_floor`` (rounding and integration error) are not drawn, and the floor is a grey
     band. (b) The plateaus: the same loss up to a little after the last fit, with the deflation
     levels (dashed, labelled on the right by the number ``k`` of components fitted); on a linear
-    scale when every level is at least 5% of the first, else on a log scale limited to the levels
-    and the markers. (c) The residual ``(T* - T)(u_i^{(x)p})`` on each ground-truth direction, one
+    scale when every level is at least 5% of the first, else on a log scale from the levels and the
+    markers down to at most 1e-3 of the smallest level. (c) The residual ``(T* - T)(u_i^{(x)p})`` on each ground-truth direction, one
     colour per direction. In (b) and (c) a triangle marks each discovery time
     (``result.discovery_time``) and a circle each fit time (``result.fit_time``), in the
     component's colour. Every legend sits below its panel, where it hides no data.
@@ -174,7 +174,8 @@ def plot_figure1(result, target, path: str | Path | None = None, title: str | No
         z_lo, z_hi = -0.03 * z_hi, 1.08 * z_hi
     else:
         marked = [np.interp(t, ts, loss[s]) for s in range(n_seeds) for t in np.r_[disc[s], fit[s]] if np.isfinite(t)]
-        z_lo = 0.5 * min([positive.min() if positive.size else np.nanmin(shown)] + [x for x in marked if x > 0])
+        base = positive.min() if positive.size else np.nanmin(shown)
+        z_lo = max(0.5 * min([base] + [x for x in marked if x > 0]), 1e-3 * base)  # at most 3 decades below the levels
         z_hi = 1.5 * z_hi
         ax_z.set_yscale("log")
     for k, lev in enumerate(levels):
@@ -198,8 +199,9 @@ def plot_figure1(result, target, path: str | Path | None = None, title: str | No
     # (a): the whole run; the range is that of the drawn (resolved) loss
     lo, hi = float(np.nanmin(shown)), float(np.nanmax(shown))
     y_lo, y_hi = lo / 10, 3 * hi
-    ax_l.fill_between(ts, y_lo, np.maximum(floor.max(axis=0), y_lo), color="0.85", lw=0, zorder=0,
-                      label="accuracy floor (rounding, solver): not resolved")
+    if floor.max() > y_lo:  # the floor reaches into the drawn range (else there is nothing to show)
+        ax_l.fill_between(ts, y_lo, np.maximum(floor.max(axis=0), y_lo), color="0.85", lw=0, zorder=0,
+                          label="accuracy floor (rounding, solver): not resolved")
     ax_l.set_yscale("log")
     ax_l.set_ylim(y_lo, y_hi)
     ax_l.set_xlabel("time t")

@@ -78,7 +78,7 @@ def run(args) -> int:
         d_txt = " ".join(f"{x:7.2f}" for x in disc[:, i])
         f_txt = " ".join(f"{x:7.2f}" for x in fit[:, i])
         print(f"{i + 1:>3} {a[i]:8.4f} {d_txt:>40}   {f_txt:>40}")
-    order_ok = [bool(np.all(np.diff(fit[s]) > 0)) for s in range(seeds)]
+    order_ok = [bool(np.all(np.isfinite(fit[s])) and np.all(np.diff(fit[s]) > 0)) for s in range(seeds)]  # all fitted, in order
     print(f"fitted in order u_1, ..., u_{args.r}: {sum(order_ok)}/{seeds} seeds; "
           f"final loss: {', '.join(f'{x:.2e}' for x in np.asarray(res.loss[:, -1]))}")
     failed = res.failed()
