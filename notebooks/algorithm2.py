@@ -122,30 +122,38 @@ def absolute_times(rec, disc_ep, fit_ep):
 
 
 t_disc, t_fit, phase = absolute_times(rec, disc_ep, fit_ep)
-colors = plt.cm.viridis(np.linspace(0, 0.9, R))
-fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(12, 8.5), height_ratios=[1.4, 1])
+colors = plots.component_colors(R)  # one colour per component, the same in every figure of this notebook
+fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(12.5, 8.5), height_ratios=[1.4, 1], layout="constrained")
 floor = 1e-2 * lam
 for s in range(E):
     t = rec.trace_t[s]
     for i in range(R):
         ax0.semilogy(t, np.maximum(np.abs(rec.trace_residual[s, :, i]), floor), color=colors[i], lw=1.3,
-                     label=f"$(T^*-T)(e_{i}^{{\\otimes 4}})$, $a_{i}$={a[i]:.3g}" if s == 0 else None)
+                     label=f"$e_{i}$, $a_{i}$={a[i]:.3g}" if s == 0 else None)
     ax0.semilogy(t, rec.trace_residual_norm[s], "k", lw=1.6, label=r"$\|T-T^*\|_F$" if s == 0 else None)
-    ax0.axvline(rec.t_start[s], color="0.3", lw=0.8)
-    ax0.axvline(rec.t_start[s] + rec.t1[s], color="0.5", lw=0.8, ls=":")
+    ax0.axvline(rec.t_start[s], color="0.3", lw=0.8, label="epoch start" if s == 0 else None)
+    ax0.axvline(rec.t_start[s] + rec.t1[s], color="0.5", lw=0.8, ls=":", label="re-draw (end of Phase 1)" if s == 0 else None)
     ax0.text(rec.t_start[s], 1.3, f" s={s}", fontsize=8, va="bottom")
 for i in range(R):
     if np.isfinite(t_disc[i]):
         ax0.plot(t_disc[i], a[i], "^", color=colors[i], ms=9, mec="k")
     if np.isfinite(t_fit[i]):
         ax0.plot(t_fit[i], 2 * lam, "v", color=colors[i], ms=9, mec="k")
-ax0.axhline(2 * lam, color="r", ls="--", lw=0.9, label=r"$2\lambda$ (fitted)")
-ax0.axhline(EPS, color="m", ls="-.", lw=0.9, label=r"$\epsilon$")
-ax0.set_xscale("symlog", linthresh=max(1.0, float(rec.t1[0])))
-ax0.set_xlim(0, rec.t_start[E - 1] + rec.t1[E - 1] + rec.t2[E - 1])
-ax0.set(ylim=(floor, 2.0), xlabel="time (symlog: linear up to the first re-draw, then logarithmic)", ylabel="residual",
-        title="residual per direction; solid: epoch starts, dotted: re-draws; ▲ discovery, ▼ fit")
-ax0.legend(fontsize=7, ncol=2, loc="lower left")
+# the markers' legend entries in a neutral colour (each marker has its component's colour)
+ax0.plot([], [], "^", color="0.6", ms=9, mec="k", label="discovery (Definition 1), at $a_i$")
+ax0.plot([], [], "v", color="0.6", ms=9, mec="k", label=r"fit ($a_i - \hat a_i \leq 2\lambda$), at $2\lambda$")
+ax0.axhline(2 * lam, color="r", ls="--", lw=0.9, label=rf"$2\lambda$ = {2 * lam:.2g} (fitted below)")
+ax0.axhline(EPS, color="m", ls="-.", lw=0.9, label=rf"$\epsilon$ = {EPS:g}")
+t_total = rec.t_start[E - 1] + rec.t1[E - 1] + rec.t2[E - 1]
+linthresh = max(1.0, float(rec.t1[0]))
+ax0.set_xscale("symlog", linthresh=linthresh)
+ax0.set_xticks([0.0] + [10.0**k for k in range(1, int(np.ceil(np.log10(t_total))) + 1) if linthresh < 10.0**k <= t_total])
+ax0.set_xlim(0, t_total)
+low = min(np.min(np.abs(rec.trace_residual[:E])), np.min(rec.trace_residual_norm[:E]))
+ax0.set(ylim=(max(floor, low / 2), 2.0), xlabel="time t (symlog scale: linear up to the first re-draw, then logarithmic)",
+        ylabel=r"$|(T^*-T)(e_i^{\otimes 4})|$ and $\|T-T^*\|_F$",
+        title="residual per direction across the epochs")
+ax0.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 s_ax = np.arange(E)
 ax1.semilogy(s_ax, rec.beta[:E], "ko-", label=r"$\beta^{(s)}$")
 ax1.semilogy(s_ax, rec.residual_norm_phase2[:E], "s--", color="0.4", label=r"$\|T-T^*\|_F$ after epoch $s$")
@@ -155,11 +163,13 @@ for i in range(R):
         ax1.plot(disc_ep[i], a[i], "^", color=colors[i], ms=9, mec="k")
     if fit_ep[i] >= 0:
         ax1.plot(fit_ep[i] + 0.15, a[i], "v", color=colors[i], ms=9, mec="k")
+ax1.plot([], [], color="0.6", lw=0.8, label=r"$a_i$ (in the colour of $e_i$)")
+ax1.plot([], [], "^", color="0.6", ms=9, mec="k", label="epoch of discovery")
+ax1.plot([], [], "v", color="0.6", ms=9, mec="k", label="epoch of fit (drawn right of it)")
 ax1.set_xticks(s_ax)
-ax1.set(xlabel="epoch s", ylabel="value",
-        title=r"$\beta^{(s)}$ against the weights $a_i$ (lines): ▲ epoch of discovery, ▼ epoch of fit")
-ax1.legend(fontsize=8)
-fig.tight_layout()
+ax1.set(xlabel="epoch s", ylabel=r"$\beta^{(s)}$, $\|T-T^*\|_F$, $a_i$",
+        title=r"$\beta^{(s)}$ against the weights $a_i$: in which epoch each component is discovered and fitted")
+ax1.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 show(fig, "epochs")
 x_disc = np.array([a[i] / rec.beta[e] if e >= 0 else np.nan for i, e in enumerate(disc_ep)])
 print("a_i / beta in the epoch of discovery:", np.round(x_disc, 3))
@@ -239,18 +249,20 @@ print(f"\nwith c3 = {C3_COMPARE:g}: {n_phase1_3} of {int((phase3 > 0).sum())} di
       f"(c3 = 0: {n_phase1})")
 print("a_i / beta at discovery:", np.round([r_["a_over_beta"] for r_ in rows3], 3).tolist())
 
-fig, ax = plt.subplots(figsize=(7.5, 4.5))
-for rr, mk, lab in ((rows, "o", "c3 = 0"), (rows3, "s", f"c3 = {C3_COMPARE:g}")):
+fig, ax = plt.subplots(figsize=(9.5, 4.8), layout="constrained")
+for rr, tone, lab in ((rows, "tab:blue", "c3 = 0"), (rows3, "tab:red", f"c3 = {C3_COMPARE:g}")):
     x = [r_["growth"] for r_ in rr]
-    y = [r_["since_redraw"] for r_ in rr]
-    ax.loglog(x, y, mk, ms=8, mfc="none", label=f"{lab}: time from latest re-draw to discovery")
-    ax.loglog(x, [r_["t1"] for r_ in rr], mk, ms=4, label=f"{lab}: Phase 1 length $t_1$ of that epoch")
+    ax.loglog(x, [r_["since_redraw"] for r_ in rr], "o", ms=9, mfc="none", mec=tone, mew=1.5,
+              label=f"{lab}: time from latest re-draw to discovery")
+    ax.loglog(x, [r_["t1"] for r_ in rr], "s", ms=5, color=tone, label=f"{lab}: Phase 1 length $t_1$ of that epoch")
 lim = np.array(ax.get_xlim())
-ax.loglog(lim, lim, "k--", lw=1, label=r"$y = \log(\delta_1/\delta_0)/(2a_k-\lambda)$")
-ax.set(xlabel=r"growth time $\log(\delta_1/\delta_0)/(2a_k-\lambda)$ of the discovered $e_k$", ylabel="time",
+ax.loglog(lim, lim, "k--", lw=1, label=r"$y = x$: the growth time itself")
+for axis in (ax.xaxis, ax.yaxis):
+    plots.plain_log_ticks(axis, max_decades=4)  # labels at 1, 2, 5 x 10^k only: no overlapping minor labels
+ax.set(xlabel=r"growth time $\log(\delta_1/\delta_0)/(2a_k-\lambda)$ of the discovered $e_k$",
+       ylabel="time (from re-draw, or phase length)",
        title="discovery needs the norm growth time; Phase 1 (c3 = 0) is shorter")
-ax.legend(fontsize=7)
-fig.tight_layout()
+ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 show(fig, "lemma4")
 RESULTS.update(growth_ratio=ratio_growth.tolist(), phase1_discoveries=[n_phase1, n_phase1_3],
                epochs_c3=E3, converged_c3=bool(res3.converged), discovery_phase_c3=phase3.tolist())
@@ -324,7 +336,7 @@ for i in range(R):
         fit_ratio.append(dt / t4)
         print(f"{i:>2} {a[i]:7.4f} {dt:14.2f} {t4:12.2f} {t2_:11.2f} {dt / t4:12.3f}")
 
-fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4.3))
+fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12.5, 5.2), layout="constrained")
 for i, t, lg in curves:
     t_half = np.interp(0.0, lg, t) if lg[0] <= 0 <= lg[-1] else t[np.argmin(np.abs(lg))]
     ax0.plot(a[i] * (t - t_half), lg, ".-", color=colors[i], ms=3, lw=0.8)
@@ -333,18 +345,17 @@ xs = np.linspace(lo / 4, 2, 10)
 ax0.plot(xs, 4 * xs, "k--", lw=1, label=r"slope $4A/a_k \approx 4$ (flow)")
 ax0.plot(xs, 2 * xs, "r:", lw=1.2, label=r"slope 2 (Lemma 7's bound)")
 ax0.set(xlabel=r"$a_k\,(t - t_{1/2})$, $t_{1/2}$: $\hat a_k = A/2$", ylabel=r"$\mathrm{logit}(\hat a_k/A)$",
-        title=r"fitting curves, time scaled by $a_k$ (one colour per component)")
-ax0.legend(fontsize=8)
+        title=r"fitting curves, time scaled by $a_k$ (colours: $k$ as on the right)")
+ax0.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
 kp = np.array(kpts)
 for i in range(R):
     sel = kp[:, 0] == i
-    ax1.plot(kp[sel, 1], kp[sel, 2], "o", color=colors[i], ms=4, label=f"$k={i}$")
+    ax1.plot(kp[sel, 1], kp[sel, 2], "o", color=colors[i], ms=4, label=f"$k={i}$, $a_k$={a[i]:.3g}")
 ax1.axhline(4, color="k", ls="--", label=r"$\kappa = 4$")
 ax1.axhline(2, color="r", ls=":", label=r"$\kappa = 2$ (Lemma 7)")
 ax1.set(xlabel=r"$\mathrm{logit}(\hat a_k/A)$ (interval midpoint)", ylabel=r"$\kappa$ on the grid interval", ylim=(0, 6),
         title=r"measured rate: $d\hat a_k/dt = \kappa(A - \hat a_k)\hat a_k$")
-ax1.legend(fontsize=8, ncol=2)
-fig.tight_layout()
+ax1.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.14))
 show(fig, "lemma7")
 RESULTS.update(kappa_median=kappa_med.tolist(), fit_time_over_logistic=fit_ratio)
 
@@ -395,10 +406,10 @@ for k_, v in margins.items():
     print(f"{k_}: {v:.3g}")
 print(f"(c)'s upper bound applies to {int(applies_c.sum())} (epoch, direction) pairs")
 
-fig, axs = plt.subplots(2, 2, figsize=(12, 8))
+fig, axs = plt.subplots(2, 2, figsize=(12.5, 10), layout="constrained")
 ep = np.arange(E)
 for i in range(R):
-    off = (i - (R - 1) / 2) * 0.06
+    off = (i - (R - 1) / 2) * min(0.1, 0.6 / R)  # components side by side within an epoch
     ok = np.isfinite(mis[:, i])
     axs[0, 0].semilogy(ep[ok] + off, mis[ok, i], "o", color=colors[i], label=f"$k={i}$")
     axs[0, 1].semilogy(ep[ok] + off, mis_avg[ok, i], "o", color=colors[i])
@@ -406,25 +417,29 @@ for i in range(R):
     axs[1, 0].plot(np.r_[ep, ep] + off, np.r_[gmin[:, i], gmax[:, i]], "_", color=colors[i], ms=10, mew=2)
     axs[1, 0].plot(ep[applies_c[:, i]] + off, gmax[applies_c[:, i], i], "v", color=colors[i], mec="k", ms=7)
 axs[0, 0].axhline(alpha, color="r", ls="--", label=r"bound $\alpha$")
-axs[0, 0].set(title=r"(a) $\max_{w\in S_k} 1-\bar w_k^2$", xlabel="epoch s")
-axs[0, 0].legend(fontsize=7, ncol=2)
+axs[0, 0].set(title=r"(a) largest misalignment in $S_k$ over the epoch", xlabel="epoch s",
+              ylabel=r"$\max_{w\in S_k}\,(1-\bar w_k^2)$")
+axs[0, 0].legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=4, title="colours: component k (all panels)",
+                 title_fontsize=8)
 axs[0, 1].semilogy(ep, bound_b[:, 0], "r--", label=r"bound $\alpha^2 + 4sm\delta_1^2$")
-axs[0, 1].set(title=r"(b) $\max_t \mathbb{E}_{k,w}(1-\bar w_k^2)$", xlabel="epoch s")
-axs[0, 1].legend(fontsize=8)
+axs[0, 1].set(title=r"(b) largest weighted-average misalignment", xlabel="epoch s",
+              ylabel=r"$\max_t\,\mathbb{E}_{k,w}(1-\bar w_k^2)$")
+axs[0, 1].legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14))
 axs[1, 0].set_yscale("log")
 axs[1, 0].plot(ep, upper_c[:, 0], "r--",
                label=r"$\lambda + sm\delta_1^2$ (upper, for ▼: $a_k \geq \beta^{(s)}/(1-\gamma)$)")
 axs[1, 0].plot(ep, lower_c[:, 0], "b--", label=r"$\lambda/6 - sm\delta_1^2$ (lower)")
 axs[1, 0].axhline(lam / 2, color="0.5", lw=0.8, ls=":", label=r"$\lambda/2$ (regularized optimum)")
-axs[1, 0].set(title=r"(c) range of $a_k - \hat a_k$ over each epoch", xlabel="epoch s")
-axs[1, 0].legend(fontsize=7)
+axs[1, 0].set(title=r"(c) range of $a_k - \hat a_k$ over each epoch", xlabel="epoch s",
+              ylabel=r"$a_k - \hat a_k$ (min to max)")
+axs[1, 0].legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14))
 axs[1, 1].plot(ep, outside, "ko-", label=r"$\log(\max_{w\notin\cup S_k}\|w\|/\delta_1)$")
 axs[1, 1].axhline(0, color="r", ls="--", label="bound 0")
-axs[1, 1].set(title=r"(d) largest norm outside every $S_k$", xlabel="epoch s")
-axs[1, 1].legend(fontsize=8)
+axs[1, 1].set(title=r"(d) largest norm outside every $S_k$", xlabel="epoch s",
+              ylabel=r"$\log(\max\,\|w\|/\delta_1)$ outside every $S_k$")
+axs[1, 1].legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14))
 for ax in axs.ravel():
     ax.set_xticks(ep)
-fig.tight_layout()
 show(fig, "proposition1")
 RESULTS.update(prop1_holds=checks, prop1_margins=margins, alpha=alpha, lam=lam, delta1=delta1, delta0=delta0, m=m)
 
@@ -437,11 +452,14 @@ RESULTS.update(prop1_holds=checks, prop1_margins=margins, alpha=alpha, lam=lam, 
 # $a_k - \hat a_k \approx \lambda/2$, between $\lambda/6$ and $\lambda$, and stays there in every later
 # epoch (the ▼ markers are the pairs to which the upper bound applies); an undiscovered direction
 # sits at $a_k$, above the lower bound. (d): columns outside every $S_k$ normally approach
-# $\delta_1$ from below only just before they cross it and join an $S_k$ (a largest ratio just
-# under 1). A column can break (d) only by reaching $\delta_1$ while its misalignment is still
-# above $\alpha^2$ (Definition 1's test, made at the moment $\|w\| = \delta_1$; the printed count of
-# such columns). The next cell lists the columns (if any) that are outside every $S_k$ and larger
-# than $\delta_1$ at the end of the run.
+# $\delta_1$ from below only just before they cross it and join an $S_k$ (without misaligned
+# crossings the largest ratio stays just under 1, panel (d) below 0). A column can break (d)
+# only by reaching $\delta_1$ while its misalignment is still above $\alpha^2$ (Definition 1's
+# test, made at the moment $\|w\| = \delta_1$; the printed count of such columns); such a column
+# stays outside every $S_k$, so one misaligned crossing keeps (d) broken in every later epoch
+# (panel (d) then stays above 0; the printed verdict says which case this run is). The next cell
+# lists the columns (if any) that are outside every $S_k$ and larger than $\delta_1$ at the end of
+# the run.
 
 # %%
 ln, mem, ub = np.asarray(res.log_norm), np.asarray(res.member), np.asarray(res.ubar)

@@ -23,7 +23,7 @@
 # while all components are small and drops while a component is being fitted.
 #
 # This notebook reruns that experiment with `deflation.gradient_flow` (exact log-norm coordinates,
-# so $10^{-15}$ is no problem), marks the discovery and fit times of Definition 1, and compares
+# so $10^{-15}$ is no problem), marks the discovery and fit times (Definition 1), and compares
 # the order and the loss levels with the tensor deflation baseline (Algorithm 1 with the tensor
 # power method of Anandkumar et al. 2014) on the same target.
 
@@ -118,41 +118,44 @@ for b in range(SEEDS):
 
 # %% [markdown]
 # ## The figure
-# Left: the loss on a log scale for every seed (grey band: the rounding floor of the loss
-# evaluation; the dotted curve is seed 0 at a tighter solver tolerance). Middle: the same loss
-# zoomed on the plateaus, with the deflation baseline's levels $\tfrac12\|R_k\|_F^2$ (after
-# $k$ components are fitted) as dashed lines. Right: the residual on each $e_i$, one colour per
-# component and one line per seed. Vertical lines in the middle and right panels: discovery
-# (dashed) and fit (solid) times of seed 0, coloured by component.
+# The same figure as `deflation figure1` writes (`deflation.plots.plot_figure1`), here with the
+# levels of the Algorithm 1 run above. (a) The loss of every seed on a log scale, drawn down to
+# its accuracy floor (grey band: `FlowResult.loss_floor`, the larger of the rounding bound of the
+# loss formula and the error the solver tolerance allows; below it a value is not resolved and
+# is not drawn). (b) The same loss over the fitting period on a linear scale, with Algorithm 1's
+# levels $\tfrac12\|R_k\|_F^2$ (dashed, $k$ components extracted; labelled on the right).
+# (c) The residual on each $e_i$, one colour per component. In (b) and (c) a triangle marks each
+# discovery time and a circle each fit time, in the component's colour; one line style per seed
+# in every panel.
 
 # %%
-colors = plt.cm.viridis(np.linspace(0.0, 0.9, R))
-fig, (ax0, axz, ax1) = plt.subplots(1, 3, figsize=(15, 4.3))
-for b in range(SEEDS):
-    ax0.semilogy(ts, loss[b], lw=1.2, label=f"seed {b}")
-    axz.semilogy(ts, loss[b], lw=1.2)
-ax0.semilogy(ts, np.asarray(ref.loss[0]), "k:", lw=1.2, label=f"seed 0, tol {REF_TOL:g}")
-ax0.fill_between(ts, 1e-300, floor.max(axis=0), color="0.85", label="loss rounding floor")
-ax0.set_ylim(max(1e-40, floor.min() / 10), 2 * loss.max())
-ax0.set(xlabel="t", ylabel=r"loss $\frac{1}{2}\|T-T^*\|_F^2$", title=f"loss, {SEEDS} seeds")
-ax0.legend(fontsize=7, loc="lower left")
-for k, lev in enumerate(levels[:-1]):
-    axz.axhline(lev, color="0.4", lw=0.7, ls="--")
-    axz.text(0, lev, f"k={k}", va="bottom", fontsize=8, color="0.3")
-axz.set_ylim(levels[-2] / 4, 1.5 * levels[0])
-t_zoom = min(T_END, 1.2 * np.nanmax(np.where(np.isfinite(fit), fit, np.nan))) if np.isfinite(fit).any() else T_END
-axz.set(xlabel="t", title="plateaus vs deflation levels (dashed)", xlim=(0, t_zoom))
-ax1.set_xlim(0, t_zoom)
-for i in range(R):
-    for b in range(SEEDS):
-        ax1.plot(ts, resid[b, :, i], color=colors[i], lw=1, alpha=0.8, label=f"$e_{i + 1}$" if b == 0 else None)
-    for ax in (axz, ax1):
-        ax.axvline(disc[0, i], color=colors[i], ls="--", lw=0.8)
-        ax.axvline(fit[0, i], color=colors[i], ls="-", lw=0.8)
-ax1.set(xlabel="t", ylabel=r"$(T^*-T)(e_i^{\otimes 4})$", title="residual on each direction")
-ax1.legend(fontsize=8)
-fig.tight_layout()
+fig = plots.plot_figure1(
+    flow, target, levels=levels, levels_label=r"Algorithm 1's levels $\frac{1}{2}\|R_k\|_F^2$",
+    discovery_label=rf"discovery (Definition 1): norm $\delta_1$={DELTA1:g}, $\bar w_i^2 \geq 1-{ALPHA:g}^2$",
+    fit_label=r"fit: residual on $e_i$ $\leq 0.1\,a_i$",
+    title=f"Gradient flow, d={D}, r={R}, $a_i/a_{{i+1}}$={RATIO:g}, m={M}, initial norm {SCALE:g}, {SEEDS} seeds",
+)
 show(fig, "loss_residual")
+
+# %% [markdown]
+# How far down is the loss resolved? Seed 0 at the main tolerance and at a tighter one, each
+# with its own accuracy floor. Below its floor a curve is drawn faint: there it is noise (of
+# the solver), not the loss of the flow.
+
+# %%
+colors = plots.component_colors(R)
+fig, ax = plt.subplots(figsize=(8, 4.2), layout="constrained")
+for run, tol, ls, tone in ((flow, RTOL, "-", "k"), (ref, REF_TOL, ":", "tab:blue")):
+    l0, f0 = np.asarray(run.loss[0]), np.asarray(run.loss_floor[0])
+    ax.semilogy(ts, np.where(l0 > f0, l0, np.nan), ls=ls, color=tone, lw=1.4, label=f"seed 0, tol {tol:g}")
+    ax.semilogy(ts, np.where(l0 > f0, np.nan, l0), ls=ls, color=tone, lw=0.8, alpha=0.35,
+                label=f"tol {tol:g}, below its floor (noise)")
+    ax.semilogy(ts, f0, color=tone, lw=0.8, ls="--", alpha=0.7, label=f"accuracy floor at tol {tol:g}")
+ax.set_ylim(np.nanmin(np.r_[loss[0], np.asarray(ref.loss[0])]) / 10, 3 * loss.max())
+ax.set(xlabel="time t", ylabel=r"loss $\frac{1}{2}\|T-T^*\|_F^2$",
+       title="seed 0 at two solver tolerances: the loss is resolved down to the floor of each")
+ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+show(fig, "accuracy")
 
 # %% [markdown]
 # The same times as a timeline: for each seed and component a bar from discovery (a column of
@@ -161,32 +164,37 @@ show(fig, "loss_residual")
 # and it takes a while longer to grow to a visible size.
 
 # %%
-fig, ax = plt.subplots(figsize=(8, 0.5 + 0.45 * SEEDS))
+found = disc[np.isfinite(disc)]  # the bars' time range: first discovery to last fit
+t_lo = found.min() if found.size else 0.0
+t_hi = np.where(np.isfinite(fit), fit, T_END)[np.isfinite(disc)].max() if found.size else T_END
+pad = 0.04 * (t_hi - t_lo)
+fig, ax = plt.subplots(figsize=(9, 0.9 + 0.5 * SEEDS), layout="constrained")
 for b in range(SEEDS):
     for i in range(R):
         if np.isfinite(disc[b, i]):
             end = fit[b, i] if np.isfinite(fit[b, i]) else T_END
-            ax.barh(b + (i - R / 2) * 0.8 / R, end - disc[b, i], left=disc[b, i], height=0.8 / R,
+            ax.barh(b + (i - (R - 1) / 2) * 0.8 / R, end - disc[b, i], left=disc[b, i], height=0.8 / R,
                     color=colors[i], label=f"$e_{i + 1}$" if b == 0 else None)
-ax.set(xlabel="t", ylabel="seed", yticks=range(SEEDS), xlim=(0, t_zoom), title="discovery -> fit, per component")
-ax.legend(fontsize=8, ncol=R, loc="lower right")
-fig.tight_layout()
+ax.set(xlabel="time t", ylabel="seed", yticks=range(SEEDS), xlim=(t_lo - pad, t_hi + pad),
+       title="from discovery (left end) to fit (right end), per component")
+ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, title="component")
 show(fig, "timeline")
 
 # %% [markdown]
 # ## What the numbers say
 # The cell below states the comparison from the computed numbers (so that it stays true when
-# the sizes change). What to look for in the figures: the loss is flat until the first
-# component is discovered, then drops in steps; the residual on $e_i$ stays at $a_i$ until
-# component $i$ is discovered and then falls to (near) zero, in the order of decreasing $a_i$ -
-# the paper's Figure 1. The middle panel answers whether the intermediate plateaus are the
-# deflation process's: the printed "time within 5%" says how long each seed's loss rests at
-# the level $\tfrac12\|R_k\|_F^2$ that Algorithm 1 reaches after $k$ components. Discovery
-# (norm $\delta_1$) of the next component often precedes the visible fit of the previous one
+# the sizes change). What to look for in the figures: the loss stays flat until a little after
+# the first component is discovered, then drops in steps; the residual on $e_i$ stays at $a_i$
+# until a little after component $i$ is discovered and then falls to (near) zero, in the order
+# of decreasing $a_i$ - the paper's Figure 1. Panel (b) answers whether the intermediate
+# plateaus are the deflation process's: the printed "time within 5%" says how long each seed's
+# loss rests at the level $\tfrac12\|R_k\|_F^2$ that Algorithm 1 reaches after $k$ components.
+# Discovery (norm $\delta_1$) of the next component often precedes the fit of the previous one
 # (overlapping bars in the timeline), yet the loss still rests on each level in between.
-# After the last fit the loss falls exponentially until it reaches a noisy level that is set by
-# the solver tolerance, not by the dynamics: the dotted tighter-tolerance run of seed 0 keeps
-# falling where the main runs flatten out (the printed time below says where they part).
+# After the last fit the loss falls exponentially until it reaches its accuracy floor, which is
+# set by the solver tolerance, not by the dynamics: in the accuracy figure the tighter-tolerance
+# run of seed 0 keeps falling, down to its own lower floor, where the main run becomes noise
+# (the printed time below says where the two part).
 
 # %%
 in_order = [bool(np.all(np.diff(disc[b][np.isfinite(disc[b])]) > 0)) for b in range(SEEDS)]

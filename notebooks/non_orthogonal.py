@@ -106,9 +106,11 @@ def analyse(deg, flow):
 
 # %% [markdown]
 # ## One angle in detail
-# Left: the loss, with the deflation baseline's levels after one and two components. Middle: the
-# angle of every column in the $(u_1,u_2)$ plane (bold: the large ones), with $u_1$ at $0°$,
-# $u_2$ at $\theta$ and the baseline's first component. Right: the squared norm of each column.
+# (a) The loss, with the deflation baseline's levels after zero, one and two components (dashed).
+# (b) The angle of every column in the $(u_1,u_2)$ plane (thick: the large ones), with $u_1$ at
+# $0°$, $u_2$ at $\theta$ and the baseline's first component. (c) The squared norm of each column.
+# In (b) and (c) every column that ends with a visible share of $\|W\|_F^2$ has the colour of its
+# final angle (colour bar); the columns that stay tiny are grey.
 
 # %%
 target = make_target(SHOW_ANGLE)
@@ -125,28 +127,65 @@ for b, dg in enumerate(diag):
     print(f"seed {b}: {dg}; final loss {float(flow.loss[b, -1]):.3g}")
 
 b = 0
-fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(15, 4.3))
-ax0.semilogy(ts, np.asarray(flow.loss[b]), label="gradient flow")
+from matplotlib.colors import Normalize
+
+loss_b, floor_b = np.asarray(flow.loss[b]), np.asarray(flow.loss_floor[b])
+final, final_w = ang[b, -1], omega[b, -1]
+kept = final_w > 1e-6 * final_w.sum()  # columns that end with a visible share of the model: coloured by final angle
+span = np.r_[final[kept], 0.0, SHOW_ANGLE]
+cnorm = Normalize(span.min() - 1.0, span.max() + 1.0)
+cmap = plt.colormaps["viridis"]  # no grey in it: grey marks the tiny columns
+col = [cmap(cnorm(final[j])) if kept[j] else (0.65, 0.65, 0.65, 1.0) for j in range(M)]
+after = ts >= diag[b]["t_half"]  # once the first large component has formed
+
+
+def unwrapped(y):
+    """Break a line where the angle wraps around (modulo 180 degrees) instead of drawing the jump."""
+    y = y.copy()
+    y[1:][np.abs(np.diff(y)) > 90] = np.nan
+    return y
+
+
+fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(15.5, 5.4), layout="constrained")
+ax0.semilogy(ts, np.where(loss_b > floor_b, loss_b, np.nan), color="k", label="gradient flow")
+shown = loss_b[loss_b > floor_b]
+y_lo = shown.min() / 5
+if floor_b.max() > y_lo:  # only when the floor is within the drawn range
+    ax0.fill_between(ts, y_lo, np.maximum(floor_b, y_lo), color="0.85", lw=0, label="accuracy floor (not resolved)")
 for k, lev in enumerate(levels):
-    ax0.axhline(lev, color="0.4", ls="--", lw=0.8)
-    ax0.text(ts[-1], lev, f"deflation, k={k}", ha="right", va="bottom" if k != 2 else "top", fontsize=8)
-ax0.set(xlabel="t", ylabel="loss", title=rf"loss, $\theta = {SHOW_ANGLE}°$ (seed {b})")
-for j in range(M):
-    lw = np.where(big[b, :, j], 2.0, 0.4)
-    ax1.scatter(ts, ang[b, :, j], s=lw, color=plt.cm.tab20(j % 20))
+    ax0.axhline(lev, color="tab:red", ls="--", lw=0.8, label="deflation (Algorithm 1) after $k$ = 0, 1, 2 components"
+                if k == 0 else None)
+    close_above = k > 0 and levels[k - 1] < 2 * lev  # two labels within a factor 2: one above, one below
+    close_below = k + 1 < len(levels) and lev < 2 * levels[k + 1]
+    ax0.annotate(f"k={k}", (1.0, lev), xycoords=("axes fraction", "data"), xytext=(3, 0), textcoords="offset points",
+                 va="top" if close_above else "bottom" if close_below else "center", fontsize=8, color="tab:red")
+ax0.set_ylim(y_lo, 2 * shown.max())
+ax0.set(xlabel="time t", ylabel=r"loss $\frac{1}{2}\|T-T^*\|_F^2$", title=rf"(a) loss, $\theta = {SHOW_ANGLE}°$ (seed {b})")
+for j in np.argsort(kept):  # grey ones first, coloured ones on top
+    ax1.plot(ts, unwrapped(ang[b, :, j]), color=col[j], lw=0.6)
+    ax1.plot(ts, unwrapped(np.where(big[b, :, j], ang[b, :, j], np.nan)), color=col[j], lw=2.2)
 for y, lab in [(0, "$u_1$"), (SHOW_ANGLE, "$u_2$")]:
     ax1.axhline(y, color="k", lw=0.8)
-    ax1.text(ts[-1], y, lab, ha="right", va="bottom")
-ax1.axhline(base_ang[0], color="r", ls="--", lw=0.8, label="deflation: 1st component")
-ax1.set_ylim(-1.5 * SHOW_ANGLE, 2.5 * SHOW_ANGLE)
-ax1.set(xlabel="t", ylabel="angle from $u_1$ in the plane (deg)", title="column directions (bold: large)")
-ax1.legend(fontsize=8, loc="lower right")
-ax2.semilogy(ts, omega[b], lw=0.8)
-ax2.set(xlabel="t", ylabel=r"$\|w_j\|^2$", title="column norms", ylim=(1e-6, 1))
+    ax1.annotate(lab, (1.0, y), xycoords=("axes fraction", "data"), xytext=(3, 0), textcoords="offset points",
+                 va="center")
+ax1.axhline(base_ang[0], color="tab:red", ls="--", lw=0.8, label="Algorithm 1's first component")
+seen = ang[b][np.ix_(after, kept)]  # the axis covers the visible columns once the first component has formed
+lo, hi = min(seen.min(), 0.0), max(seen.max(), float(SHOW_ANGLE))
+ax1.set_ylim(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))
+ax1.set(xlabel="time t", ylabel=r"angle from $u_1$ in the $(u_1, u_2)$ plane (deg)",
+        title=r"(b) column directions (thick: $\geq$" + f"{BIG:.0%} of the total " + r"$\|W\|_F^2$)")
+for j in np.argsort(kept):
+    ax2.semilogy(ts, omega[b, :, j], color=col[j], lw=1.2 if kept[j] else 0.6)
+ax2.set_ylim(final_w[kept].min() / 3, 2 * omega[b].max())
+ax2.set(xlabel="time t", ylabel=r"$\|w_j\|^2$", title=r"(c) column norms (those that end above $10^{-6}$ of the total)")
 if diag[b]["split"]:
-    for ax in (ax1, ax2):
-        ax.axvline(diag[b]["t_split"], color="m", ls=":", label="split")
-fig.tight_layout()
+    for ax in (ax0, ax1, ax2):
+        ax.axvline(diag[b]["t_split"], color="m", ls=":", label="split (large columns spread apart)" if ax is ax1 else None)
+ax0.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14))
+ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14))
+sm = plt.cm.ScalarMappable(norm=cnorm, cmap=cmap)
+fig.colorbar(sm, ax=[ax1, ax2], location="bottom", shrink=0.5, pad=0.02,
+             label="colour: the column's final angle (deg); grey: columns that end below $10^{-6}$ of the total")
 show(fig, "detail")
 
 # %% [markdown]
@@ -177,6 +216,7 @@ for deg in ANGLES:
                      merged_fraction=np.mean([x["merged"] for x in dg]),
                      t_split=np.nanmedian([x["t_split"] for x in dg]) if any(x["split"] for x in dg) else np.nan,
                      flow_loss=float(np.median(np.asarray(fl.loss[:, -1]))),
+                     flow_floor=float(np.median(np.asarray(fl.loss_floor[:, -1]))),
                      deflation_loss=0.5 * float(base.residual_norm[-1]) ** 2, baseline_split=base_split,
                      baseline_first=float(bang[0])))
 for r in rows:
@@ -187,18 +227,29 @@ for r in rows:
 
 # %%
 A = np.array([r["angle"] for r in rows])
-fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4))
-ax0.semilogy(A, [r["flow_loss"] for r in rows], "o-", label=f"gradient flow, loss at t={T_END:g}")
+fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
+fl, ff = np.array([r["flow_loss"] for r in rows]), np.array([r["flow_floor"] for r in rows])
+ok = fl > ff
+ax0.semilogy(A, np.where(ok, fl, ff), "-", color="tab:blue", lw=1)
+ax0.semilogy(A[ok], fl[ok], "o", color="tab:blue", label=f"gradient flow, loss at t={T_END:g} (median over seeds)")
+ax0.semilogy(A[~ok], ff[~ok], "o", mfc="none", color="tab:blue", label="gradient flow: below its accuracy floor (drawn at the floor)")
 dl = np.array([r["deflation_loss"] for r in rows])
-ax0.semilogy(A, np.where(dl > 0, dl, np.nan), "s--", label="Algorithm 1, 2 components (0 not drawn)")
-ax0.set(xlabel=r"angle $\theta$ (deg)", ylabel="loss", title="final loss vs angle")
-ax0.legend(fontsize=8)
-ax1.plot(A, [r["merged_fraction"] for r in rows], "o-", label="one merged component first")
-ax1.plot(A, [r["split_fraction"] for r in rows], "s-", label="merged, then split")
-ax1.plot(A, [float(r["baseline_split"]) for r in rows], "k^--", label="deflation recovers $u_1, u_2$")
-ax1.set(xlabel=r"angle $\theta$ (deg)", ylabel="fraction of seeds", title="what happens", ylim=(-0.05, 1.05))
-ax1.legend(fontsize=8)
-fig.tight_layout()
+ax0.semilogy(A[dl > 0], dl[dl > 0], "s--", color="tab:red", label="Algorithm 1, 2 components (exact fit, 0, not drawn)")
+ax0.set(xlabel=r"angle $\theta$ between $u_1$ and $u_2$ (deg)", ylabel=r"loss $\frac{1}{2}\|T-T^*\|_F^2$",
+        title="(a) final loss against the angle")
+ax0.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14))
+step = 0.25 * np.min(np.diff(np.sort(A))) if len(A) > 1 else 3.0  # the three series side by side at each angle
+series = [("merged_fraction", "gradient flow: one merged component first", "o", "tab:blue"),
+          ("split_fraction", "gradient flow: merged, then split", "s", "tab:orange"),
+          ("baseline_split", r"Algorithm 1 recovers $u_1, u_2$ (0 or 1)", "^", "k")]
+for k, (key, lab, marker, tone) in enumerate(series):
+    ax1.plot(A + (k - 1) * step, [float(r[key]) for r in rows], marker, color=tone, ms=7, label=lab)
+for x in A:
+    ax1.axvline(x, color="0.9", lw=0.8, zorder=0)
+ax1.set_xticks(A)
+ax1.set(xlabel=r"angle $\theta$ between $u_1$ and $u_2$ (deg)", ylabel=f"fraction of the {SEEDS} seeds",
+        title="(b) what happens, per angle", ylim=(-0.05, 1.05))
+ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14))
 show(fig, "angles")
 
 # %% [markdown]

@@ -317,3 +317,36 @@ def test_cli_writes_record_and_png(tmp_path, capsys):
     alone = deflation.modified_gradient_flow(target, jax.random.fold_in(jax.random.key(0), 1), **params.as_kwargs(),
                                              max_epochs=4)
     np.testing.assert_allclose(data["log_norm"][1], np.asarray(alone.log_norm), rtol=1e-12)
+
+
+def test_plot_algorithm2_colours_markers_labels_and_legends(explicit_run):
+    from matplotlib.colors import to_rgb
+
+    from deflation.plots import DISCOVERY_MARKER, FIT_MARKER, plot_algorithm2
+
+    target, res = explicit_run
+    rec, r, E = res.record, target.r, int(res.epochs)
+    fig = plot_algorithm2(res, target)
+    top, left, right = fig.axes[:3]
+    # one colour per component, far enough apart to be told apart, and none of them grey
+    colours = {ln.get_label(): to_rgb(ln.get_color()) for ln in top.get_lines() if ln.get_label().startswith("$u_")}
+    assert len(colours) == r
+    rgb = np.array(list(colours.values()))
+    dist = np.linalg.norm(rgb[:, None] - rgb[None], axis=-1) + 9 * np.eye(r)
+    assert dist.min() > 0.25
+    assert (rgb.max(axis=1) - rgb.min(axis=1)).min() > 0.1  # saturated: not a grey of the reference lines
+    # a marker per discovery and per fit, in the top and the bottom-right panel
+    n_disc, n_fit = np.isfinite(rec.discovery_time[:E]).sum(), np.isfinite(rec.fit_time[:E]).sum()
+    assert n_disc == r and n_fit >= r
+    for ax in (top, right):
+        marks = [ln for ln in ax.get_lines() if ln.get_linestyle() in ("None", "none", "")]
+        assert sum(len(ln.get_xdata()) for ln in marks if ln.get_marker() == DISCOVERY_MARKER) == n_disc
+        assert sum(len(ln.get_xdata()) for ln in marks if ln.get_marker() == FIT_MARKER) == n_fit
+    # every panel says what its axes are, and no legend covers a panel's data area
+    fig.draw_without_rendering()
+    for ax in (top, left, right):
+        assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
+        texts = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert "discovery" in " ".join(texts) or ax is left
+        for other in (top, left, right):
+            assert not ax.get_legend().get_window_extent().overlaps(other.get_window_extent()), ax.get_title()

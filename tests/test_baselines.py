@@ -42,6 +42,22 @@ def test_power_deflation_matches_tensorly():
     np.testing.assert_allclose(overlap, 1.0, atol=1e-8)
 
 
+def test_deflation_levels_are_algorithm1s_and_the_dense_residuals():
+    tg = _orthogonal_target()
+    levels = bl.deflation_levels(tg)
+    a = np.asarray(tg.a)
+    np.testing.assert_allclose(levels, 0.5 * np.array([np.sum(a[k:] ** 2) for k in range(5)]), rtol=1e-12)
+    out = bl.tensor_power_deflation(tg, jax.random.PRNGKey(1), restarts=8, iterations=40)
+    np.testing.assert_allclose(levels[1:-1], 0.5 * np.asarray(out.residual_norm[:-1]) ** 2, rtol=1e-8)
+    # non-orthogonal, weights out of order: the dense |T* - fitted|^2 with the largest weights removed first
+    U = np.linalg.qr(np.random.default_rng(0).normal(size=(5, 3)))[0] + 0.3
+    U /= np.linalg.norm(U, axis=0)
+    tg = D.Target(np.array([0.2, 0.5, 0.3]), U)
+    dense = [np.asarray(D.Target(np.asarray(tg.a)[idx], U[:, idx]).dense()) for idx in ([0, 1, 2], [0, 2], [0])]
+    expect = [0.5 * np.sum(T**2) for T in dense] + [0.0]
+    np.testing.assert_allclose(bl.deflation_levels(tg), expect, rtol=1e-12)
+
+
 def test_power_deflation_rejects_bad_input():
     tg = _orthogonal_target()
     with pytest.raises(ValueError, match="restarts"):

@@ -4,6 +4,8 @@
   rank-1 step found by the robust tensor power method of Anandkumar et al. (2014)
   (``w <- R(w^{p-1}, I) / |R(w^{p-1}, I)|`` from several random restarts, the best by ``R(w^p)``).
   Matrix-free: ``R = T* - sum_k lam_k v_k^{(x)p}`` is never formed.
+- :func:`deflation_levels`: the loss levels of an exact deflation process (the plateaus of
+  Figure 1), in closed form.
 - :func:`discrete_gradient_descent`: discrete training of the same loss through an ``optax``
   optimizer (``optax.sgd`` is Euler's method on the flow with ``dt`` = learning rate).
 - :func:`solve_raw`: the gradient flow integrated by diffrax in the raw ``W`` coordinates (the
@@ -121,6 +123,29 @@ def tensor_power_deflation(
     iterations = check.integer("iterations", iterations, 1)
     V, lams, norms = _power_deflation(target, key, rank, restarts, iterations)
     return PowerDeflation(W=V * jnp.sqrt(jnp.maximum(lams, 0.0)), directions=V, weights=lams, residual_norm=norms)
+
+
+def deflation_levels(target: Target) -> np.ndarray:
+    """Loss levels of an exact deflation process: ``1/2 |T* - sum_{j <= k} a_(j) u_(j)^{(x)p}|_F^2``
+    for ``k = 0, ..., r`` fitted components, taken in decreasing order of ``a``.
+
+    For an orthogonal ``T*`` this is ``1/2 sum_{j > k} a_(j)^2``, the loss after Algorithm 1 has
+    extracted the ``k`` largest components (``1/2 tensor_power_deflation(...).residual_norm[k - 1]^2``)
+    and the level on which gradient flow from a small initialization rests between fits (``lam = 0``;
+    the plateaus of the paper's Figure 1). For a non-orthogonal ``T*``, Algorithm 1's rank-1 steps
+    are not the ``u_i`` and its levels differ: use :func:`tensor_power_deflation` there.
+
+    Returns:
+        NumPy array (r + 1,), decreasing, the last entry 0.
+    """
+    target = as_target(target)
+    a = np.asarray(target.a, dtype=np.float64)
+    U = np.asarray(target.U, dtype=np.float64)
+    order = np.argsort(-a, kind="stable")
+    a, U = a[order], U[:, order]
+    G = (U.T @ U) ** target.order  # <u_i, u_j>^p
+    levels = [0.5 * float(a[k:] @ G[k:, k:] @ a[k:]) for k in range(a.shape[0])]
+    return np.maximum(np.array(levels + [0.0]), 0.0)
 
 
 # ---------------------------------------------------------------------------- discrete GD (optax)

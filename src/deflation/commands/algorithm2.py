@@ -167,7 +167,8 @@ def run(args) -> int:
     if not args.no_plot:
         from ..plots import plot_algorithm2
 
-        path = plot_algorithm2(result, target, os.path.join(args.out, "algorithm2.png"), seed=0)
+        path = os.path.join(args.out, "algorithm2.png")
+        plot_algorithm2(result, target, path, seed=0)
         print(f", {path}", end="")
     print()
     return 0
