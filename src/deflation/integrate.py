@@ -34,6 +34,7 @@ from .target import Target
 
 #: Trajectory status codes (``status`` of every result) and their names.
 SUCCESS, MAX_STEPS, NONFINITE, SOLVER_FAILED = 0, 1, 2, 3
+#: The name of each status code.
 STATUS_NAMES = {SUCCESS: "success", MAX_STEPS: "max_steps reached", NONFINITE: "non-finite state",
                 SOLVER_FAILED: "solver failed"}
 
