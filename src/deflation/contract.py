@@ -6,11 +6,12 @@ function of the Gram matrices ``X^T X`` (m, m), ``U^T X`` (r, m) and ``U^T U`` (
 forms a d^p array (:mod:`deflation.dense` does, for checks at small d).
 
 Two routes:
+
 - the float route (:func:`residual_vectors`, :func:`residual_norm_sq_fast`) is the O(m^2 d) kernel
   of the vector field;
 - the precise route (:func:`residual_norm_sq_precise`, :func:`evaluate_residual_precise`) does the
   same sums in double-double arithmetic (:mod:`deflation._dd`) so that ``|T - T*|_F^2`` stays
-  accurate far below the ~1e-16 |T*|^2 where the float Gram formula, which squares before it
+  accurate far below the ``~1e-16 |T*|^2`` where the float Gram formula, which squares before it
   subtracts, is pure rounding noise.
 """
 
@@ -316,7 +317,7 @@ def residual_norm_sq_precise(X, omega, target: Target) -> tuple[Array, Array]:
     ``T = sum_j omega_j (x_j/|x_j|)^{(x)p}``; the columns of ``X`` are normalized in dd, so they
     need not be exactly unit. ``omega = None`` means ``omega_j = |x_j|^2`` computed in dd, i.e.
     ``T = sum_j x_j^{(x)p} / |x_j|^{p-2}`` exactly for a raw float ``X = W``. The floor is
-    ``2^-100`` times the sum of the absolute Gram terms (about 1e-30 |T*|^2 at the paper's scales).
+    ``2^-100`` times the sum of the absolute Gram terms (about ``1e-30 |T*|^2`` at the paper's scales).
     """
     p = target.order
     U, a = target.U, target.a

@@ -68,7 +68,7 @@ class Observation(eqx.Module):
             ``<u_i, wbar>^2``), (..., m); -1 where the grid point was never reached.
         residual, dresidual: ``(T* - T)(u_i^p)`` and its time derivative, (..., r).
         residual_norm, dresidual_norm: ``|T - T*|_F`` (float Gram route, resolved to about
-            1e-8 |T*|_F) and its derivative when asked for (``norm=True``), else zeros, (...).
+            ``1e-8 |T*|_F``) and its derivative when asked for (``norm=True``), else zeros, (...).
     """
 
     rho: Float[Array, "*n m"]

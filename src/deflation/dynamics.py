@@ -3,11 +3,11 @@
 Notation (paper Section 2): ``T* = sum_i a_i u_i^{(x)p}``, ``T = sum_j w_j^{(x)p} / |w_j|^{p-2}``,
 ``R = T* - T``, ``L(W) = 1/2 |T - T*|_F^2 + lam/2 |W|_F^2`` (Section 4).
 
-Gradient flow ``dW/dt = -grad L`` is, column by column (the design card's formula, p = 4 in the paper):
+Gradient flow ``dW/dt = -grad L`` is, column by column (the paper takes p = 4)::
 
     dw/dt = p R(wbar^{p-2}, w, I) - (p-2) R(wbar^p) w - lam w.
 
-In log-norm coordinates ``w = exp(rho) ubar`` (``|ubar| = 1``) the same flow reads exactly
+In log-norm coordinates ``w = exp(rho) ubar`` (``|ubar| = 1``) the same flow reads exactly::
 
     d rho/dt = 2 R(ubar^p) - lam,        d ubar/dt = p (I - ubar ubar^T) R(ubar^{p-1}, I),
 
@@ -69,8 +69,8 @@ def loss(W: ArrayLike, target: Target, lam: Any = 0.0, *, precise: bool | None =
         W: components (d, m), any real array-like.
         target: the ground truth.
         lam: the regularization coefficient (>= 0).
-        precise: compute ``|T - T*|^2`` in double-double arithmetic (accurate to ~1e-30 |T*|^2)
-            instead of the float Gram formula (which is noise below ~1e-16 |T*|^2). ``None``:
+        precise: compute ``|T - T*|^2`` in double-double arithmetic (accurate to ``~1e-30 |T*|^2``)
+            instead of the float Gram formula (which is noise below ``~1e-16 |T*|^2``). ``None``:
             precise when ``d m (m + r) <= 2^22``.
     """
     W = check_W("W", W, target)
@@ -97,8 +97,8 @@ def residual(W: ArrayLike, target: Target, V: ArrayLike, *, precise: bool = True
 
 
 def velocity(W: ArrayLike, target: Target, lam: Any = 0.0) -> Float[Array, "d m"]:
-    """``-grad_W L`` = ``p R(wbar^{p-2}, w, I) - (p-2) R(wbar^p) w - lam w`` (the design card's
-    ``4R(wbar^2,w,I) - 2R(wbar^4)w - lam w`` for p = 4), in O(m^2 d + m r d)."""
+    """``-grad_W L`` = ``p R(wbar^{p-2}, w, I) - (p-2) R(wbar^p) w - lam w`` (for the
+    paper's p = 4: ``4R(wbar^2,w,I) - 2R(wbar^4)w - lam w``), in O(m^2 d + m r d)."""
     W = check_W("W", W, target)
     lam = _check_lam(lam)
     p = target.order

@@ -26,7 +26,7 @@ class FlowResult(eqx.Module):
         ts: save times (K,).
         W: the state at every save time, (B, K, d, m).
         log_norm: ``log |w_j|`` at every save time, (B, K, m) (exact even where ``W`` underflows).
-        loss: ``L(W)`` at the save times, (B, K), accurate far below 1e-16 |T*|^2 (see ``loss_floor``).
+        loss: ``L(W)`` at the save times, (B, K), accurate far below ``1e-16 |T*|^2`` (see ``loss_floor``).
         loss_floor: accuracy floor of ``loss`` (B, K): a value below it is not resolved. The larger
             of the rounding bound of the loss formula and the integration floor
             ``1/2 (10 (p + 2) tol sum_j |w_j|^2)^2``, ``tol = max(rtol, atol)`` of the step-size

@@ -34,6 +34,7 @@ from .target import Target
 
 #: Trajectory status codes (``status`` of every result) and their names.
 SUCCESS, MAX_STEPS, NONFINITE, SOLVER_FAILED = 0, 1, 2, 3
+#: The name of each status code.
 STATUS_NAMES = {SUCCESS: "success", MAX_STEPS: "max_steps reached", NONFINITE: "non-finite state",
                 SOLVER_FAILED: "solver failed"}
 
@@ -41,7 +42,8 @@ STATUS_NAMES = {SUCCESS: "success", MAX_STEPS: "max_steps reached", NONFINITE: "
 SOLVERS = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8, "bosh3": diffrax.Bosh3,
            "heun": diffrax.Heun, "midpoint": diffrax.Midpoint, "ralston": diffrax.Ralston}
 
-#: Seeds per batched solve on each backend (others: the whole batch at once). See :func:`seed_chunk`.
+#: Seeds per batched solve on each backend named here; other backends solve the whole batch at once.
+#: See :func:`seed_chunk`.
 SEED_CHUNK = {"cpu": 128}
 
 
