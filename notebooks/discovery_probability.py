@@ -71,7 +71,7 @@ import numpy as np
 import deflation as df
 from deflation import plots
 from deflation.algorithm import phase_lengths
-from deflation.montecarlo import wilson_interval
+from deflation.montecarlo import Study, run_study, wilson_interval
 from deflation.partition import partition_thresholds
 
 
@@ -94,44 +94,42 @@ def crossing(x, p, level=0.5):
 RESULTS = {"size": SIZE}
 t_start = time.perf_counter()
 X = np.geomspace(*X_RANGE, N_X)
-M_MAX = max(MS)
-key = jax.random.PRNGKey(SEED)
 print(f"d in {DS}, m in {MS}, {SEEDS} seeds, {R} components with ratio {RATIO}")
 
 # %% [markdown]
 # ## The Monte Carlo runs
-# For each $d$: one compiled, vmapped `deflation.gradient_flow` over seeds; seed $k$'s $m_{\max}$
-# initial directions come from `fold_in(key, k)` (`deflation.sample_sphere_batch`), and the run
-# with $m$ columns uses the first $m$ of them (so runs with different $m$ are paired). To compile
-# once per $d$, every run has $m_{\max}$ columns: the unused ones start at norm $e^{-700}$, which is
-# exactly 0 in $T$ (it underflows in $\|w\|^2$) and cannot reach $\delta_1$ within the horizon
-# (their norm grows at most like $e^{2a_1t}$; checked below).
+# One `deflation.montecarlo` study per $d$: a `flow` study over the grid of $m$, target
+# $a_i \propto$ `RATIO`$^{-i}$ with $U = I[:, :R]$, and `eps` set, so that at every grid point
+# $\lambda$, $\alpha$, $\delta_1$ and $\delta_0$ follow Theorem 1's scalings for that $(d, m)$
+# (`deflation.theorem1_parameters(d, eps, m=m)`). Seed $k$ starts from `fold_in(PRNGKey(key), k)`:
+# the same draw as `deflation.sample_sphere_batch` with that key, which the Definition 2 section
+# below uses to look at the same initializations. The stores go to a cache folder named by each
+# study's content, so rerunning the notebook reuses finished studies.
 
 # %%
+STUDIES = Path(os.environ.get("DEFLATION_NB_STUDIES", "_build/studies"))
+STUDIES.mkdir(parents=True, exist_ok=True)
 runs = {}
 for d in DS:
     target = df.Target.geometric(d, R, ratio=RATIO)
     a = np.asarray(target.a)
-    ubar = np.asarray(df.sample_sphere_batch(jax.random.fold_in(key, d), range(SEEDS), d, M_MAX, 1.0))
     # the horizon covers Phase 1 of every convention at its largest a_k / beta, for the smallest a_k
     alpha_d = df.theorem1_parameters(d, EPS, m=MS[0]).alpha  # alpha does not depend on m
     t_end = max((c1 * d / math.log(d) + c3 * math.log(d / alpha_d)) * x_max
                 for c1, c3, x_max in CONVENTIONS.values()) / a.min()
+    study = Study("flow", SEEDS, {"kind": "basis", "ratio": RATIO, "r": R},
+                  dict(d=d, m=MS, eps=EPS, horizon=t_end, rtol=TOL, atol=TOL), key=SEED)
+    tic = time.perf_counter()
+    ds = run_study(study, STUDIES / study.store_name(f"discovery_probability_d{d}"), progress=False, summary=False)
+    assert (ds["status"].values == 0).all(), "a solve failed"
     for m in MS:
         p = df.theorem1_parameters(d, EPS, m=m)
-        rho = np.full((SEEDS, M_MAX), -700.0)
-        rho[:, :m] = math.log(p.delta0)
-        tic = time.perf_counter()
-        out = df.gradient_flow(target, (rho, ubar), np.array([0.0, t_end]), lam=p.lam, delta1=p.delta1,
-                               alpha=p.alpha, rtol=TOL, atol=TOL, precise_loss=False)
-        assert not out.failed(), out.failed()
-        member = np.asarray(out.member)
-        assert (member[:, m:] == -1).all() and (np.asarray(out.log_norm)[:, -1, m:] < math.log(p.delta1)).all()
-        runs[d, m] = dict(a=a, p=p, t_end=t_end, disc=np.asarray(out.discovery_time), ubar=ubar[:, :, :m],
-                          target=target, steps=float(np.asarray(out.num_steps).mean()))
-        print(f"d={d:>3} m={m:>3}: horizon {t_end:7.1f}, {runs[d, m]['steps']:.0f} steps/seed, "
-              f"{time.perf_counter() - tic:5.1f} s; never discovered within the horizon: "
-              f"{np.isinf(runs[d, m]['disc']).mean(axis=0).round(3).tolist()} (per component)")
+        ubar = np.asarray(df.sample_sphere_batch(jax.random.PRNGKey(SEED), range(SEEDS), d, m, 1.0))
+        runs[d, m] = dict(a=a, p=p, t_end=t_end, disc=ds["discovery_time"].sel(m=m).values, ubar=ubar,
+                          target=target, steps=float(ds["num_steps"].sel(m=m).values.mean()))
+        print(f"d={d:>3} m={m:>3}: horizon {t_end:7.1f}, {runs[d, m]['steps']:.0f} steps/seed; never discovered "
+              f"within the horizon: {np.isinf(runs[d, m]['disc']).mean(axis=0).round(3).tolist()} (per component)")
+    print(f"   study for d = {d}: {time.perf_counter() - tic:.1f} s")
 
 # %% [markdown]
 # ## Probability of discovery against $a_k/\beta$

@@ -49,16 +49,14 @@ if SIZE == "full":
     RATIOS = [1.1, 1.2, 1.5, 2.0, 3.0]
     LAMS = [1e-2, 1e-3, 1e-4, 1e-5]
     DELTA1S = [1e-2, 1e-3, 1e-4, 1e-6]
-    DS, M_MAX, MS = [10, 20, 40, 80], 200, [5, 10, 20, 50, 100, 200]
-    N_SAVE = 301
+    DS, MS = [10, 20, 40, 80], [5, 20, 200]
 elif SIZE == "small":
     D, R, RATIO, M, SEEDS = 6, 3, 1.5, 12, 2
     DELTA0S = [1e-5, 1e-15, 1e-30]
     RATIOS = [1.2, 2.0]
     LAMS = [1e-2, 1e-4]
     DELTA1S = [1e-2, 1e-4]
-    DS, M_MAX, MS = [6, 12], 20, [5, 20]
-    N_SAVE = 101
+    DS, MS = [6, 12], [5, 20]
 else:
     raise ValueError(f"DEFLATION_NB_SIZE must be 'small' or 'full', got {SIZE!r}")
 LAM, DELTA0, DELTA1, ALPHA = 1e-3, 1e-15, 1e-3, 0.1  # base values of the swept parameters
@@ -71,14 +69,13 @@ import json
 import time
 from pathlib import Path
 
-import diffrax
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
-import optimistix as optx
 
 import deflation as df
 from deflation import plots
+from deflation.montecarlo import Study, run_study
 
 
 show = functools.partial(plots.show, prefix="phase_timing")  # display; PNG when DEFLATION_NB_FIGDIR is set
@@ -97,19 +94,19 @@ def tau_align(x0, a):
     return (1.0 / x0 - 1.0 + np.log(1.0 / x0)) / (8.0 * a)
 
 
-key = jax.random.PRNGKey(SEED)
-# unit directions for every seed (the same directions are reused across a sweep: paired runs)
-U0 = np.asarray(df.sample_sphere_batch(key, range(SEEDS), D, M, 1.0))
+STUDIES = Path(os.environ.get("DEFLATION_NB_STUDIES", "_build/studies"))
+STUDIES.mkdir(parents=True, exist_ok=True)
 
 
-def run(target, log_delta0, t_end, lam=LAM, delta1=DELTA1, ubar=U0):
-    """Gradient flow from norm exp(log_delta0) in the directions ``ubar``; all calls share one shape
-    (so one compilation): only traced values (target weights, times, lam, delta1) change."""
-    rho = np.full(ubar.shape[:1] + ubar.shape[2:], log_delta0)
-    out = df.gradient_flow(target, (rho, ubar), np.linspace(0.0, t_end, N_SAVE), lam=lam, rtol=TOL, atol=TOL,
-                           delta1=delta1, alpha=ALPHA, precise_loss=False)
-    assert not out.failed(), out.failed()
-    return out
+def study(name, experiment, target, **params):
+    """Run (or reuse) a deflation.montecarlo study: SEEDS seeds, base parameters overridden by
+    ``params`` (a list sweeps a parameter; several make a grid). Seed k starts from the same
+    directions at every grid point (common random numbers), as in a paired comparison."""
+    base = dict(d=D, m=M, delta0=DELTA0, delta1=DELTA1, alpha=ALPHA, lam=LAM, rtol=TOL, atol=TOL)
+    s = Study(experiment, SEEDS, target, {**base, **params}, key=SEED)
+    ds = run_study(s, STUDIES / s.store_name(f"phase_timing_{name}"), progress=False, summary=False)
+    assert (ds["status"].values == 0).all(), f"a solve failed in {name}"
+    return ds
 
 
 RESULTS = {"size": SIZE}
@@ -130,11 +127,9 @@ def horizon(a_vec, log_d1_over_d0, lam=LAM):
     return 1.5 * (log_d1_over_d0 / (2 * a_vec.min()) + np.log(1 / lam) / a_vec.min()) + 20
 
 
-disc_d0 = []
-for d0 in DELTA0S:
-    out = run(target, np.log(d0), horizon(a, np.log(DELTA1 / d0)))
-    disc_d0.append(np.asarray(out.discovery_time))
-disc_d0 = np.array(disc_d0)  # (n_delta0, SEEDS, R)
+ds = study("delta0", "flow", {"kind": "basis", "ratio": RATIO, "r": R}, delta0=DELTA0S,
+           horizon=horizon(a, np.log(DELTA1 / min(DELTA0S))))
+disc_d0 = ds["discovery_time"].values  # (n_delta0, SEEDS, R)
 L = np.log(DELTA1 / np.array(DELTA0S))
 slopes_d0 = np.array([np.polyfit(L, disc_d0[:, :, k].mean(axis=1), 1)[0] for k in range(R)])
 for k in range(R):
@@ -178,11 +173,12 @@ RESULTS.update(delta0s=DELTA0S, disc_vs_delta0=disc_d0.tolist(), slope_vs_log_de
 
 # %%
 pts = []  # (ratio, k, a_k, mean discovery, mean fit)
-for ratio in RATIOS:
-    tg = df.Target.geometric(D, R, ratio=ratio)
-    ak = np.asarray(tg.a)
-    out = run(tg, np.log(DELTA0), horizon(ak, np.log(DELTA1 / DELTA0)))
-    dsc, ft = np.asarray(out.discovery_time), np.asarray(out.fit_time)
+a_max_ratio = np.asarray(df.Target.geometric(D, R, ratio=max(RATIOS)).a)
+ds = study("ratio", "flow", {"kind": "basis", "ratio": RATIOS, "r": R},
+           horizon=horizon(a_max_ratio, np.log(DELTA1 / DELTA0)))
+for j, ratio in enumerate(RATIOS):
+    ak = ds["a"].values[j]
+    dsc, ft = ds["discovery_time"].values[j], ds["fit_time"].values[j]
     for k in range(R):
         pts.append((ratio, k, ak[k], np.nanmean(np.where(np.isfinite(dsc[:, k]), dsc[:, k], np.nan)),
                     np.nanmean(np.where(np.isfinite(ft[:, k]), ft[:, k], np.nan))))
@@ -215,42 +211,25 @@ RESULTS.update(ratio_points=pts.tolist(), slope_disc_vs_inv_a=slope_a)
 
 # %% [markdown]
 # ## 3. Phase 1 against $d$ and $m$ (Lemma 4)
-# To isolate the alignment part we use the tensor power dynamics (paper Eq. 1, `frozen=True`),
-# which governs Phase 1 until the first discovery: there the columns are independent, so one run
-# with $m_{\max}$ columns gives the first discovery for every $m \le m_{\max}$ (the minimum over
-# the first $m$ columns). All $d$ run in one compiled shape: directions drawn in $\mathbb R^d$ are
-# padded with zeros to $\mathbb R^{d_{\max}}$ (the flow stays in the subspace exactly), and the
-# step size is controlled in the max norm so that padding does not change it.
-# We report the *alignment excess* $t_{\rm disc}(e_1) - \log(\delta_1/\delta_0)/(2a_1)$ and compare
-# it with Lemma 4's $d/(\beta\log d)$ (constant fitted) and with the heuristic
-# $\tau_{\rm align}(x_0^*)$ computed from the best initial correlation $x_0^*$ of each run.
+# To isolate the alignment part we use the tensor power dynamics (paper Eq. 1): a `phase1` study
+# over the grid $d \times m$, which governs Phase 1 until the first discovery (the columns are
+# independent there). We report the *alignment excess* $t_{\rm disc}(e_1) - \log(\delta_1/\delta_0)/(2a_1)$
+# and compare it with Lemma 4's $d/(\beta\log d)$ (constant fitted) and with the heuristic
+# $\tau_{\rm align}(x_0^*)$ computed from the best initial squared correlation $x_0^*$ with $e_1$ of
+# each run (the study's initial directions are `deflation.sample_sphere_batch`'s with the same key).
 
 # %%
-D_MAX = max(DS)
-target_pad = df.Target.basis(a, D_MAX)
-controller = diffrax.PIDController(rtol=TOL, atol=TOL, norm=optx.max_norm)
 t_end_frozen = 1.5 * np.log(DELTA1 / DELTA0) / (2 * a[0]) + 40
-ts_frozen = np.linspace(0, t_end_frozen, N_SAVE)
-
-
+ds = study("d_m", "phase1", {"kind": "basis", "a": a.tolist()}, d=DS, m=MS, lam=0.0, horizon=t_end_frozen)
 excess = np.full((len(DS), len(MS), SEEDS), np.nan)
 heur = np.full_like(excess, np.nan)
 for i, d in enumerate(DS):
-    dirs = np.asarray(df.sample_sphere_batch(jax.random.fold_in(key, 1000 + d), range(SEEDS), d, M_MAX, 1.0))
-    dirs = np.concatenate([dirs, np.zeros((SEEDS, D_MAX - d, M_MAX))], axis=1)
-    rho = np.full((SEEDS, M_MAX), np.log(DELTA0))
-    out = df.gradient_flow(target_pad, (rho, dirs), ts_frozen, frozen=True, stepsize_controller=controller,
-                           delta1=DELTA1, alpha=ALPHA, precise_loss=False)
-    assert not out.failed(), out.failed()
-    cross = np.asarray(out.join_time)  # (B, M_MAX): when each column joined its S_i (Definition 1)
-    member = np.asarray(out.member)
-    x0 = dirs[:, 0, :] ** 2  # initial squared correlation with e_1
     for j, m in enumerate(MS):
-        to_e1 = member[:, :m] == 0
-        t1 = np.where(to_e1, cross[:, :m], np.inf).min(axis=1)
+        t1 = ds["discovery_time"].values[i, j, :, 0]  # discovery of e_1
         excess[i, j] = np.where(np.isfinite(t1), t1 - np.log(DELTA1 / DELTA0) / (2 * a[0]), np.nan)
-        best = np.argmin(np.where(to_e1, cross[:, :m], np.inf), axis=1)  # the column that discovered e_1
-        heur[i, j] = np.where(np.isfinite(t1), tau_align(x0[np.arange(SEEDS), best], a[0]), np.nan)
+        dirs = np.asarray(df.sample_sphere_batch(jax.random.PRNGKey(SEED), range(SEEDS), d, m, 1.0))
+        x0 = (dirs[:, 0, :] ** 2).max(axis=1)  # best initial squared correlation with e_1
+        heur[i, j] = np.where(np.isfinite(t1), tau_align(x0, a[0]), np.nan)
 
 mean_ex = np.nanmean(excess, axis=2)
 slopes_d = [loglog_slope(DS, mean_ex[:, j])[0] for j in range(len(MS))]
@@ -314,10 +293,11 @@ RESULTS.update(ds=DS, ms=MS, alignment_excess=mean_ex.tolist(), slope_excess_vs_
 
 # %%
 rows = []  # (lam, delta1, k, a_k, mean fit - disc)
-for lam in LAMS:
-    for d1 in DELTA1S:
-        out = run(target, np.log(DELTA0), horizon(a, np.log(d1 / DELTA0), lam), lam=lam, delta1=d1)
-        gap = np.asarray(out.fit_time) - np.asarray(out.discovery_time)
+ds = study("lemma7", "flow", {"kind": "basis", "ratio": RATIO, "r": R}, lam=LAMS, delta1=DELTA1S,
+           horizon=horizon(a, np.log(max(DELTA1S) / DELTA0), min(LAMS)))
+for i, lam in enumerate(LAMS):
+    for j, d1 in enumerate(DELTA1S):
+        gap = ds["fit_time"].values[i, j] - ds["discovery_time"].values[i, j]
         for k in range(R):
             g = gap[:, k][np.isfinite(gap[:, k])]
             rows.append((lam, d1, k, a[k], g.mean() if g.size else np.nan))

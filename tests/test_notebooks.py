@@ -146,6 +146,7 @@ def test_notebook_runs_at_small_size(name, tmp_path, monkeypatch, jax_cache):
     monkeypatch.setenv("DEFLATION_NB_FIGDIR", str(figdir))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", jax_cache)
+    monkeypatch.setenv("DEFLATION_NB_STUDIES", str(tmp_path / "studies"))  # Monte Carlo stores: not in the tree
     nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": str(NB_DIR)}}).execute()
     res = json.loads(results.read_text())

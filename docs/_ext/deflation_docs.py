@@ -137,6 +137,25 @@ class ModuleDirective(SphinxDirective):
         return self.parse_text_to_nodes("\n".join(lines))
 
 
+class StudyParamsDirective(SphinxDirective):
+    """``.. deflation-study-params::``: the table of a study file's ``[params]`` keys, generated from
+    ``deflation.montecarlo.study.PARAMS`` (so it cannot go stale)."""
+
+    def run(self):
+        from deflation.montecarlo.study import EXPERIMENTS, PARAMS
+
+        rows = []
+        for name, p in PARAMS.items():
+            applies = "all" if set(p.experiments) == set(EXPERIMENTS) else ", ".join(p.experiments)
+            default = "required or Theorem 1" if p.default is None else f"``{p.default!r}``"
+            rows.append((f"``{name}``", applies, default, "yes" if p.sweep else "no", p.doc.replace("|", "\\|")))
+        lines = [".. list-table::", "   :header-rows: 1", "   :widths: 12 16 16 9 47", "",
+                 "   * - key", "     - experiments", "     - default", "     - sweepable", "     - meaning"]
+        for row in rows:
+            lines += [f"   * - {row[0]}"] + [f"     - {cell}" for cell in row[1:]]
+        return self.parse_text_to_nodes("\n".join(lines))
+
+
 def _documented(app) -> dict[int, str]:
     """id(object) -> documented full name, for every documented object of the package."""
     cache = getattr(app.env, "_deflation_documented", None)
@@ -256,6 +275,7 @@ def check_public_names(app, env):
 def setup(app: Sphinx):
     app.add_config_value("api_complete_modules", [], "env")
     app.add_directive("deflation-module", ModuleDirective)
+    app.add_directive("deflation-study-params", StudyParamsDirective)
     app.connect("autodoc-process-docstring", literal_field_types, priority=600)  # after napoleon (500)
     app.connect("missing-reference", resolve_reference)
     app.connect("env-check-consistency", check_public_names)

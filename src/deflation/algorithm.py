@@ -234,21 +234,21 @@ class Algorithm2Result(eqx.Module):
         return {k: np.asarray(v) for k, v in self._arrays().items() if k != "record"}
 
     def seed(self, index: int) -> "Algorithm2Result":
-        """Run ``index`` of a batched result (NumPy arrays), shaped as if it had been run alone."""
+        """Run ``index`` of a batched result, shaped as if it had been run alone."""
         if not self.batched:
             return self
-        arrays = jax.tree_util.tree_map(lambda x: np.asarray(x)[index], self._arrays())
+        arrays = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[index], self._arrays())
         return Algorithm2Result(seeds=None, config=self.config, **arrays)
 
     def take(self, n: int) -> "Algorithm2Result":
-        """The first ``n`` runs of a batched result (NumPy arrays)."""
-        arrays = jax.tree_util.tree_map(lambda x: np.asarray(x)[:n], self._arrays())
+        """The first ``n`` runs of a batched result."""
+        arrays = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[:n], self._arrays())
         return Algorithm2Result(seeds=None if self.seeds is None else self.seeds[:n], config=self.config, **arrays)
 
     @classmethod
     def concatenate(cls, parts: Sequence["Algorithm2Result"], seeds=None) -> "Algorithm2Result":
         """Batched results of the same parameters, one after another along the seed axis."""
-        arrays = jax.tree_util.tree_map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]),
+        arrays = jax.tree_util.tree_map(lambda *xs: jnp.concatenate([jnp.asarray(x) for x in xs]),
                                         *[p._arrays() for p in parts])
         return cls(seeds=seeds, config=parts[0].config, **arrays)
 

@@ -2,11 +2,11 @@
 
 One ``jax.jit`` of a ``jax.shard_map`` over a 1-D device mesh (axis ``"seed"``): every device runs
 its own slice of the chunk, each seed with its own adaptive steps, without collectives. The chunk
-size is fixed per study, so a study compiles once per :func:`static_key` (the shapes, the solver,
+size is fixed per study, so a study compiles once per :func:`~deflation.montecarlo.kernel.static_key` (the shapes, the solver,
 the experiment) and reuses the program for every chunk and every grid point that shares it; the
-other parameters are passed as values (:func:`traced_params`).
+other parameters are passed as values (:func:`~deflation.montecarlo.kernel.traced_params`).
 
-What each experiment records is declared once, in :data:`VARIABLES` (and :data:`SERIES` for the
+What each experiment records is declared once, in :data:`~deflation.montecarlo.kernel.VARIABLES` (and :data:`~deflation.montecarlo.kernel.SERIES` for the
 optional time series): the store, the dataset and the summaries all read it from there.
 """
 
@@ -100,7 +100,7 @@ def variables(study: Study) -> dict[str, Var]:
 
 
 #: Parameters passed to the compiled function as values (a sweep over any of them reuses one
-#: compilation); everything in :func:`static_key` changes the program.
+#: compilation); everything in :func:`~deflation.montecarlo.kernel.static_key` changes the program.
 TRACED = ("delta0", "delta1", "alpha", "lam", "horizon", "rtol", "atol", "fit_fraction", "eps", "gamma", "c1", "c2",
           "c3", "c_rho")
 
@@ -114,7 +114,7 @@ def series_times(study: Study) -> np.ndarray | None:
 
 
 def traced_params(study: Study, point: dict) -> dict:
-    """The values of a grid point the compiled function takes: the :data:`TRACED` scalars, the
+    """The values of a grid point the compiled function takes: the :data:`~deflation.montecarlo.kernel.TRACED` scalars, the
     weights ``a`` and (unless they are drawn per seed) the components ``U``."""
     dtype = np.dtype(point.get("dtype", "float64"))
     out = {k: np.asarray(point[k], dtype) for k in TRACED if k in point}
@@ -156,6 +156,7 @@ class Static:
 
 
 def static_key(study: Study, point: dict) -> Static:
+    """The :class:`~deflation.montecarlo.kernel.Static` of a grid point: grid points with the same one share a compiled program."""
     series = study.series_spec or {"points": 0, "norms": 0}
     return Static(experiment=study.experiment, d=point["d"], m=point["m"], r=study.r, order=point["order"],
                   random_target=point["target"]["kind"] == "random", key=study.key, dtype=point.get("dtype", "float64"),
@@ -324,13 +325,13 @@ EXPERIMENT_FUNCTIONS = {"flow": _flow, "phase1": _phase1, "algorithm2": _algorit
 
 def compile_chunk(static: Static, mesh: Mesh):
     """A jitted ``fn(seed_idx (C,) uint32 sharded over mesh axis "seed", traced_params)
-    -> dict of (C, ...) arrays``, shared by every grid point with the same :class:`Static`."""
+    -> dict of (C, ...) arrays``, shared by every grid point with the same :class:`~deflation.montecarlo.kernel.Static`."""
     return _build(static, mesh)
 
 
 @functools.lru_cache(maxsize=4)
 def _build(static: Static, mesh: Mesh):
-    """The compiled chunk function of one :class:`Static` (a study runs its grid points grouped by
+    """The compiled chunk function of one :class:`~deflation.montecarlo.kernel.Static` (a study runs its grid points grouped by
     it, so a few are kept)."""
     local = EXPERIMENT_FUNCTIONS[static.experiment]
     fn = jax.shard_map(lambda idx, p: local(static, idx, p), mesh=mesh, in_specs=(P("seed"), P()),

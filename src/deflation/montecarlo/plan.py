@@ -136,7 +136,7 @@ def _duration(seconds: float) -> str:
 def plan_study(study: Study, *, chunk: int | None = None, devices: int | None = None, calibrate: bool = True) -> Plan:
     """The size, memory and estimated time of a study, from a short calibration (nothing is stored).
 
-    Each distinct compiled program is compiled for a small chunk (:data:`CALIBRATION_SEEDS` seeds
+    Each distinct compiled program is compiled for a small chunk (:data:`~deflation.montecarlo.plan.CALIBRATION_SEEDS` seeds
     per device) and run once on it at its first grid point; its memory need is scaled linearly to
     the study's chunk and its time per seed to the study's seeds.
 

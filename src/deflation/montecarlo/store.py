@@ -10,9 +10,9 @@ dimension, ``seed``, ``component`` and, where used, ``time``, ``rank`` and ``epo
 Integrity. A chunk's data is written first and its digest last (a BLAKE2b digest of every
 variable's values in that chunk, 8 bytes, never 0). A chunk counts as done only if its digest is
 set *and* its data, read back, decodes and has that digest: a missing, truncated or bit-flipped
-chunk file is found (:func:`verify`), and a rerun recomputes exactly those chunks, so the final
+chunk file is found (:func:`~deflation.montecarlo.store.verify`), and a rerun recomputes exactly those chunks, so the final
 dataset is bit-identical to an uninterrupted run. One process writes a store at a time: it holds
-an exclusive lock on ``<store>/.lock`` while it writes; a second one gets :class:`StoreBusy`.
+an exclusive lock on ``<store>/.lock`` while it writes; a second one gets :class:`~deflation.montecarlo.store.StoreBusy`.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ class Handle:
 
 
 def _lock(path: Path):
-    """An exclusive, non-blocking lock on ``path/.lock`` (:class:`StoreBusy` if another process has it)."""
+    """An exclusive, non-blocking lock on ``path/.lock`` (:class:`~deflation.montecarlo.store.StoreBusy` if another process has it)."""
     fh = open(path / ".lock", "a+")
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -184,8 +184,8 @@ def _lock(path: Path):
 def open_for_writing(out, study: Study, chunk: int | None) -> Handle:
     """Open (and lock) a store for resuming ``study``.
 
-    Raises :class:`StoreMismatch` when ``out`` is not a study store, holds a different study or was
-    written with a different chunk size, and :class:`StoreBusy` when another process writes it.
+    Raises :class:`~deflation.montecarlo.store.StoreMismatch` when ``out`` is not a study store, holds a different study or was
+    written with a different chunk size, and :class:`~deflation.montecarlo.store.StoreBusy` when another process writes it.
     """
     zarr = _zarr()
     out = Path(out)
@@ -270,7 +270,7 @@ def read_chunk(root, study: Study, index: tuple[int, ...], c: int, chunk: int) -
 
 @dataclass
 class Integrity:
-    """What :func:`verify` found: ``done`` (intact chunks), ``missing`` (never computed or lost) and
+    """What :func:`~deflation.montecarlo.store.verify` found: ``done`` (intact chunks), ``missing`` (never computed or lost) and
     ``damaged`` (flagged, but unreadable or with the wrong digest), each a boolean array of shape
     ``(grid..., chunks)``, and a description of each damaged chunk."""
 

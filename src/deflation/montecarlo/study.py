@@ -1,6 +1,7 @@
 """A Monte Carlo study: an experiment, a target, a grid of parameters and a number of seeds.
 
-A study is declared in Python (:class:`Study`) or in a TOML file (:meth:`Study.from_toml`)::
+A study is declared in Python (:class:`~deflation.montecarlo.Study`) or in a TOML file
+(:meth:`~deflation.montecarlo.Study.from_toml`)::
 
     experiment = "flow"          # "flow", "phase1" or "algorithm2"
     seeds = 64                   # seeds 0 .. 63 at every grid point
@@ -20,7 +21,7 @@ A study is declared in Python (:class:`Study`) or in a TOML file (:meth:`Study.f
 
 Everything is checked here, in Python, before anything is traced or stored: an unknown key, a
 list for a parameter that cannot be swept, or a grid point that is invalid is a ``ValueError``
-naming the key and the value. Every scalar parameter of :data:`PARAMS` (and the target's ``ratio``
+naming the key and the value. Every scalar parameter of :data:`~deflation.montecarlo.study.PARAMS` (and the target's ``ratio``
 and ``angle``) may be a list; each swept parameter becomes a dimension of the study's dataset,
 with its values as coordinates, in the order the lists are given.
 
@@ -195,8 +196,8 @@ class Study(eqx.Module):
             dynamics, paper Eq. 1, with a rigorous bound on their distance to the full flow) or
             ``"algorithm2"`` (the paper's Algorithm 2 per seed).
         seeds: seeds ``0 .. seeds - 1`` at every grid point.
-        target: the ``[target]`` table (a dict; see :data:`TARGET_KEYS`).
-        params: the ``[params]`` table (a dict; see :data:`PARAMS`).
+        target: the ``[target]`` table (a dict; see :data:`~deflation.montecarlo.study.TARGET_KEYS`).
+        params: the ``[params]`` table (a dict; see :data:`~deflation.montecarlo.study.PARAMS`).
         key: base PRNG key (an integer in ``[0, 2^32)``).
         chunk: seeds per compiled call and stored chunk (default: ``run_study``'s, 512).
         series: the optional ``[series]`` table (flow and phase1).
@@ -236,7 +237,7 @@ class Study(eqx.Module):
     # ------------------------------------------------------------------ construction from files
     @classmethod
     def from_dict(cls, spec: dict, source: str = "study") -> "Study":
-        """A study from the dict of a study file (top-level keys :data:`TOP_KEYS`)."""
+        """A study from the dict of a study file (top-level keys :data:`~deflation.montecarlo.study.TOP_KEYS`)."""
         if not isinstance(spec, dict):
             raise TypeError(f"{source} must be a table of keys, got {type(spec).__name__}")
         unknown = [k for k in spec if k not in TOP_KEYS]
@@ -356,6 +357,15 @@ class Study(eqx.Module):
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), allow_nan=False)
+
+    def store_name(self, prefix: str | None = None) -> str:
+        """A store name derived from the study's content, ``<prefix>-<digest>.zarr`` (default prefix:
+        the experiment): a folder of studies then serves as a cache, where rerunning a script finds
+        the studies it already computed and a changed study gets a new store."""
+        import hashlib
+
+        digest = hashlib.sha256(self.identity().encode()).hexdigest()[:12]
+        return f"{prefix or self.experiment}-{digest}.zarr"
 
     @classmethod
     def from_json(cls, text: str) -> "Study":
