@@ -16,7 +16,8 @@ the chunking and the device count); :func:`open_study` reads it back as an ``xar
 from ..plots import plot_convergence, plot_discovery_cdf, plot_study
 from .distributed import CoordinatorUnreachable, initialize as initialize_distributed
 from .plan import Plan, plan_study
-from .run import DEFAULT_CHUNK, open_study, run_study, select_devices
+from .resources import DEFAULT_CHUNK, select_devices
+from .run import open_study, run_study
 from .store import StoreBusy, StoreMismatch
 from .study import EXPERIMENTS, PARAMS, SWEEPABLE, TARGET_KINDS, Study
 from .summary import convergence, discovery_cdf, format_table, integrity, summarize, wilson_interval, write_summary

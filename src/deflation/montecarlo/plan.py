@@ -14,55 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .resources import DEFAULT_CHUNK, available_bytes, compiled_bytes, format_bytes, select_devices
 from .study import Study
 
 #: Seeds per device in a calibration run.
 CALIBRATION_SEEDS = 8
-
-
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    return f"{n:.2f} TiB"
-
-
-def available_bytes(device) -> int | None:
-    """Memory free for a computation on ``device``: on an accelerator its allocator's limit minus
-    what is in use; on the CPU the kernel's ``MemAvailable`` (Linux), else the physical memory.
-    None when it cannot be told."""
-    if getattr(device, "platform", "cpu") != "cpu":
-        try:
-            stats = device.memory_stats() or {}
-            return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
-        except (AttributeError, KeyError, TypeError, RuntimeError):
-            return None
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        import os
-
-        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def compiled_bytes(compiled) -> int | None:
-    """Peak memory of a compiled program (arguments + outputs + temporaries, XLA's analysis)."""
-    try:
-        stats = compiled.memory_analysis()
-    except Exception:  # noqa: BLE001 - not every backend reports it
-        return None
-    if stats is None:
-        return None
-    return int(stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
-               + getattr(stats, "generated_code_size_in_bytes", 0))
 
 
 @dataclass
@@ -148,7 +104,6 @@ def plan_study(study: Study, *, chunk: int | None = None, devices: int | None = 
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
     from .kernel import compile_chunk, static_key, traced_params
-    from .run import DEFAULT_CHUNK, select_devices
 
     if not isinstance(study, Study):
         raise TypeError(f"study must be a deflation.montecarlo.Study, got {type(study).__name__}")

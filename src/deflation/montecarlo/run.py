@@ -12,28 +12,8 @@ import numpy as np
 from .. import _validate as check
 from . import store
 from .kernel import compile_chunk, static_key, traced_params
-from .plan import available_bytes, compiled_bytes, format_bytes
+from .resources import DEFAULT_CHUNK, available_bytes, compiled_bytes, format_bytes, select_devices
 from .study import Study
-
-#: Default number of seeds per chunk (a Zarr chunk and one compiled call).
-DEFAULT_CHUNK = 512
-
-
-def select_devices(devices: int | None):
-    """Devices of the 1-D mesh: all of them, or the first ``devices`` of every process."""
-    import jax
-
-    local = jax.local_devices()
-    if devices is None:
-        return list(jax.devices())
-    devices = check.integer("devices", devices, 1)
-    if devices > len(local):
-        raise ValueError(f"devices must be <= the {len(local)} device(s) JAX sees in this process ({local[0].platform}), got {devices}")
-    by_proc: dict[int, list] = {}
-    for d in jax.devices():
-        by_proc.setdefault(d.process_index, []).append(d)
-    return [d for p in sorted(by_proc) for d in by_proc[p][:devices]]
-
 
 def _check_args(study, out, chunk, devices):
     if not isinstance(study, Study):
