@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Gradient flow on over-parametrized tensor decomposition (Ge, Ren, Wang, Zhou, NeurIPS 2021).",
     )
     parser.add_argument("--version", action="version", version=f"deflation {__version__}")
+    parser.add_argument("--cache-dir", default=None, metavar="DIR",
+                        help="JAX's persistent compilation cache: a folder, or 'off' (default: $DEFLATION_CACHE_DIR, "
+                             "else the user's cache directory, e.g. ~/.cache/deflation/jax)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"deflation.commands.{name}").register(sub)
@@ -39,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from . import compilation_cache
+
+    compilation_cache.enable(compilation_cache.choose(args.cache_dir))  # a second run reads compiled programs
     try:
         return int(args.func(args) or 0)
     except (ValueError, TypeError) as err:  # bad input: one clear line, no traceback

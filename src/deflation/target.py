@@ -43,8 +43,8 @@ class Target(eqx.Module):
             a_np = check.array("a", a, (1, 2))
             U_np = check.array("U", U, (2, 3))
             if a_np.ndim + 1 != U_np.ndim or a_np.shape[:-1] != U_np.shape[:-2]:
-                raise ValueError(f"a (shape {a_np.shape}) and U (shape {U_np.shape}) must be (r,) and (d, r), or a "
-                                 "batch of targets (B, r) and (B, d, r)")
+                raise ValueError(f"a and U must have 1 and 2 dimensions ((r,) and (d, r)), or 2 and 3 for a batch of "
+                                 f"targets ((B, r) and (B, d, r)); got shapes {a_np.shape} and {U_np.shape}")
             check.finite_array("a", a_np)
             check.finite_array("U", U_np)
             if (a_np < 0).any():
