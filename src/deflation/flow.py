@@ -13,7 +13,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from . import _validate as check
-from .contract import residual_norm_sq, residual_on
+from .contract import precise_by_default, precise_for_tolerance, residual_norm_sq, residual_on
 from .dynamics import check_W, from_lognorm, normalize, to_lognorm
 from .integrate import EventConfig, SolverConfig, failures, map_chunks, seed_chunk, solve
 from .target import Target, as_target
@@ -82,7 +82,7 @@ def _flow(target, y0, ts, t0, lam, solver: SolverConfig, events: EventConfig, fr
         sq, floor = jax.vmap(lambda uu, om: residual_norm_sq(uu, om, target, precise))(u, omega)
         loss = 0.5 * sq + 0.5 * lam * omega.sum(-1)
         floor = jnp.maximum(floor, (10 * (p + 2) * tol * omega.sum(-1)) ** 2)
-        residual = jax.vmap(lambda uu, om: residual_on(uu, om, target, precise=True))(u, omega)
+        residual = jax.vmap(lambda uu, om: residual_on(uu, om, target, precise=bool(precise)))(u, omega)
         return dict(W=from_lognorm(rho, ubar), log_norm=rho, loss=loss, loss_floor=0.5 * floor, residual=residual)
 
     def run(y):
@@ -174,7 +174,11 @@ def gradient_flow(
         event_points: size of the uniform grid on which events are bracketed (>= 2). The event
             quantities are evaluated once per solver step and interpolated onto the grid, so a
             finer grid costs almost nothing.
-        precise_loss: double-double loss (default: when ``d m (m + r) <= 2^22``).
+        precise_loss: the loss and the residuals in double-double arithmetic (accurate far below
+            1e-16 of ``|T*|^2``) rather than the float Gram route. Default: only where it makes a
+            difference, when the tolerance is small enough that the loss floor the integration
+            sets falls below the float route's rounding (:func:`deflation.contract.precise_for_tolerance`;
+            Figure 1: precise at ``rtol = 1e-10``, float at ``1e-6``), and the size is moderate.
         frozen: integrate the tensor-power dynamics (paper Eq. 1, ``R`` frozen at ``T*``) instead.
 
     Returns:
@@ -213,6 +217,11 @@ def gradient_flow(
         raise ValueError("dt0 must be given (> 0) with a ConstantStepSize controller")
     config = SolverConfig(solver=solver, controller=stepsize_controller, dt0=dt0, max_steps=max_steps)
     dtype = y0[0].dtype
+    if precise_loss is None:
+        tol = float(config.tolerance())
+        d, m = target.d, y0[0].shape[-1]
+        precise_loss = (precise_for_tolerance(target.a, target.U, target.order, tol, d, m) if tol > 0
+                        else precise_by_default(d, m, target.r))
     out = _flow(target, y0, jnp.asarray(ts_np, dtype), jnp.asarray(t0, dtype), jnp.asarray(lam, dtype), config,
                 events, frozen, precise_loss, progress)
     if not batched:

@@ -284,12 +284,10 @@ class Integrity:
         return bool(self.done.all())
 
 
-def verify(root, study: Study, chunk: int) -> Integrity:
-    """Check every flagged chunk against its digest (reading its data back)."""
+def _chunks(root, study: Study, chunk: int):
+    """Every flagged chunk, read back and checked: yields ``(position, values or None, problem or
+    None)`` with ``position = (grid index..., chunk)``."""
     flags = np.asarray(root[DIGEST][...], np.uint64)
-    done = np.zeros(flags.shape, bool)
-    damaged = np.zeros(flags.shape, bool)
-    problems = []
     names = [k for k, _ in study.grid]
     for pos in np.ndindex(flags.shape):
         if flags[pos] == 0:
@@ -302,14 +300,26 @@ def verify(root, study: Study, chunk: int) -> Integrity:
                 warnings.simplefilter("ignore")
                 values = read_chunk(root, study, index, c, chunk)
         except Exception as err:  # noqa: BLE001 - a damaged file can fail in many ways inside the codecs
-            damaged[pos] = True
-            problems.append(f"{label}: unreadable ({type(err).__name__}: {str(err)[:80]})")
+            yield pos, None, f"{label}: unreadable ({type(err).__name__}: {str(err)[:80]})"
             continue
         if digest(values) != int(flags[pos]):
-            damaged[pos] = True
-            problems.append(f"{label}: data does not match its digest (a missing, truncated or altered file)")
+            yield pos, None, f"{label}: data does not match its digest (a missing, truncated or altered file)"
         else:
+            yield pos, values, None
+
+
+def verify(root, study: Study, chunk: int) -> Integrity:
+    """Check every flagged chunk against its digest (reading its data back)."""
+    flags = np.asarray(root[DIGEST][...], np.uint64)
+    done = np.zeros(flags.shape, bool)
+    damaged = np.zeros(flags.shape, bool)
+    problems = []
+    for pos, values, problem in _chunks(root, study, chunk):
+        if problem is None:
             done[pos] = True
+        else:
+            damaged[pos] = True
+            problems.append(problem)
     return Integrity(done=done, missing=(flags == 0), damaged=damaged, problems=problems)
 
 
@@ -340,21 +350,28 @@ def load(out, *, verify_data: bool = True):
         raise StoreMismatch(f"{str(out)!r} is not a deflation study store (format {fmt!r})")
     study = Study.from_json(root.attrs["study"])
     chunk = int(root.attrs["chunk"])
-    ds = xr.open_zarr(str(out), consolidated=True, mask_and_scale=False).load()
+    ds = xr.open_zarr(str(out), consolidated=True, mask_and_scale=False)
     ds = ds.set_coords("a").drop_vars(DIGEST)
     if not verify_data:
-        return ds
-    found = verify(root, study, chunk)
-    bad = ~found.done
+        return ds.load()
+    # read chunk by chunk: an intact chunk's values go in; a missing or damaged one stays "not
+    # computed" (the variables' fill values), and is never decoded into the dataset
     vars_ = variables(study)
-    for pos in zip(*np.nonzero(bad)):
-        index, c = tuple(int(i) for i in pos[:-1]), int(pos[-1])
-        at = {k: i for (k, _), i in zip(study.grid, index)}
-        at["seed"] = slice(c * chunk, min((c + 1) * chunk, study.seeds))
-        for name, var in vars_.items():
-            ds[name][at] = var.fill
-    ds.attrs.update(complete=bool(found.complete), chunks_damaged=found.problems,
-                    chunks_missing=int(found.missing.sum()), chunks_total=int(found.done.size))
+    arrays = {name: np.full(ds[name].shape, var.fill, ds[name].dtype) for name, var in vars_.items()}
+    flags = np.asarray(root[DIGEST][...], np.uint64)
+    done = np.zeros(flags.shape, bool)
+    problems = []
+    for pos, values, problem in _chunks(root, study, chunk):
+        if problem is not None:
+            problems.append(problem)
+            continue
+        done[pos] = True
+        reg = region(study, pos[:-1], pos[-1], chunk)
+        for name in vars_:
+            arrays[name][reg] = values[name]
+    ds = ds.assign({name: (ds[name].dims, arrays[name], ds[name].attrs) for name in vars_}).load()
+    ds.attrs.update(complete=bool(done.all()), chunks_damaged=problems, chunks_missing=int((flags == 0).sum()),
+                    chunks_total=int(flags.size))
     return ds
 
 
