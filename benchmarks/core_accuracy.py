@@ -8,7 +8,8 @@
    saved every 0.01 time units;
 4. the wall time of the Figure 1 job (5 seeds, t = 300, rtol = atol = 1e-10), compile and run.
 
-Writes benchmarks/results/core_accuracy.json. Run: python benchmarks/core_accuracy.py
+Writes benchmarks/out/core_accuracy.json (``--record``: the committed benchmarks/results/core_accuracy.json).
+Run: python benchmarks/core_accuracy.py [--record]
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from scipy.integrate import solve_ivp
 import deflation as D
 from deflation.baselines import numpy_dense_gradient
 
-OUT = Path(__file__).parent / "results" / "core_accuracy.json"
+from _common import add_output_arguments, output_path
+
 
 
 def exact_loss(W, a, U, p=4):
@@ -138,13 +140,19 @@ def figure1_time():
 
 
 def main():
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_output_arguments(ap)
+    args = ap.parse_args()
+    out = output_path("core_accuracy.json", args.record, args.out)
     results = dict(
         device=str(jax.devices()[0]), loss=loss_accuracy(), trajectory=trajectory_accuracy(),
         events=event_accuracy(), figure1=figure1_time(),
     )
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2))
-    print(f"wrote {OUT}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

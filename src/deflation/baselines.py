@@ -336,3 +336,40 @@ def scipy_flow(target: Target, W0, t1: float, *, rtol: float = 1e-6, atol: float
         out[b] = np.exp(y[:m]) * ubar / np.sqrt((ubar**2).sum(axis=0))
         nfev[b] = sol.nfev
     return out, nfev
+
+
+def numpy_loss(W: np.ndarray, a: np.ndarray, U: np.ndarray, order: int) -> float:
+    """``1/2 |T - T*|_F^2`` of ``W`` (d, m) by the float Gram formula in NumPy (what a careful NumPy
+    user writes: ``omega^T G^p omega - 2 a^T C^p omega + a^T H^p a`` with the Gram matrices)."""
+    omega = (W * W).sum(axis=0)
+    Wb = W / np.sqrt(omega)
+    G, C, H = Wb.T @ Wb, U.T @ Wb, U.T @ U
+    return 0.5 * float(omega @ G**order @ omega - 2 * a @ C**order @ omega + a @ H**order @ a)
+
+
+def scipy_flow_series(target: Target, W0, ts, *, rtol: float = 1e-6, atol: float = 1e-6, method: str = "RK45"):
+    """:func:`scipy_flow` saving at every time of ``ts`` (``solve_ivp``'s ``t_eval``) and computing
+    the loss there in NumPy (:func:`numpy_loss`): the time series a NumPy user would produce.
+    Returns ``(loss (B, K), nfev (B,))``."""
+    from scipy.integrate import solve_ivp
+
+    W0 = np.asarray(W0, float)
+    if W0.ndim == 2:
+        W0 = W0[None]
+    B, d, m = W0.shape
+    ts = np.asarray(ts, float)
+    a, U = np.asarray(target.a, float), np.asarray(target.U, float)
+    f = numpy_lognorm_rhs(a, U, target.order, m)
+    loss, nfev = np.empty((B, ts.shape[0])), np.empty(B, int)
+    for b in range(B):
+        omega = (W0[b] ** 2).sum(axis=0)
+        y0 = np.concatenate([0.5 * np.log(omega), (W0[b] / np.sqrt(omega)).ravel()])
+        sol = solve_ivp(f, (0.0, ts[-1]), y0, method=method, rtol=rtol, atol=atol, t_eval=ts)
+        if sol.status != 0:
+            raise RuntimeError(f"solve_ivp failed for seed {b}: {sol.message}")
+        for k in range(ts.shape[0]):
+            y = sol.y[:, k]
+            ubar = y[m:].reshape(d, m)
+            loss[b, k] = numpy_loss(np.exp(y[:m]) * ubar / np.sqrt((ubar**2).sum(axis=0)), a, U, target.order)
+        nfev[b] = sol.nfev
+    return loss, nfev
