@@ -136,7 +136,7 @@ def _errors(res, ref) -> dict:
     }
 
 
-def run_setting(name: str, cfg: dict, quick: bool, repeats: int, progress: bool = True) -> dict:
+def run_setting(name: str, cfg: dict, quick: bool, repeats: int, progress: bool = True, keep=None) -> dict:
     import diffrax
 
     import deflation as D
@@ -154,7 +154,7 @@ def run_setting(name: str, cfg: dict, quick: bool, repeats: int, progress: bool 
                       "failed": ref.failed()},
         "runs": [],
     }
-    grid = solver_grid(quick, name)
+    grid = [row for row in solver_grid(quick, name) if keep is None or row[0] in keep]
     per_step, count_all = {}, not quick
     if progress:
         from tqdm import tqdm
@@ -301,6 +301,7 @@ def add_arguments(p):
     p.add_argument("--quick", action="store_true", help="few solvers/tolerances, small horizon (a couple of minutes)")
     p.add_argument("--repeats", type=int, default=None, help="timed calls after the compiling one (best taken; default 1 quick, 2 full)")
     p.add_argument("--only", type=str, default=None, help="comma list of: figure1, hard, optax, raw")
+    p.add_argument("--solvers", type=str, default=None, help="comma list of solver names to keep from the grid (e.g. Tsit5)")
     add_output_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -319,7 +320,8 @@ def run(args) -> int:
     t_all = time.perf_counter()
     for name in ("figure1", "hard"):
         if name in only:
-            results[name] = run_setting(name, cfgs[name], q, repeats, not args.no_progress)
+            keep = None if args.solvers is None else set(args.solvers.split(","))
+            results[name] = run_setting(name, cfgs[name], q, repeats, not args.no_progress, keep)
             write_json(out_path, results)
             print(table(name, results[name]), flush=True)
     if "optax" in only:
