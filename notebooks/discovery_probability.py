@@ -94,6 +94,7 @@ def crossing(x, p, level=0.5):
 RESULTS = {"size": SIZE}
 t_start = time.perf_counter()
 X = np.geomspace(*X_RANGE, N_X)
+XC = X.copy()  # the coarse grid: Definition 2's counts are evaluated on it
 print(f"d in {DS}, m in {MS}, {SEEDS} seeds, {R} components with ratio {RATIO}")
 
 # %% [markdown]
@@ -146,10 +147,18 @@ def phase1_length_scale(d, alpha, c1, c3):
 
 
 conv_names = list(CONVENTIONS)
+# The pooled curve is a step function: pair (seed, k) switches to "discovered within t1" at
+# a_k/beta = a_k t_disc / K. The grid is the coarse log grid plus every switch point (and a point
+# just below it), so that each jump is drawn where it happens, not across one or two grid cells.
+switches = [runs[d, m]["a"][None, :] * runs[d, m]["disc"] / phase1_length_scale(d, runs[d, m]["p"].alpha, c1, c3)
+            for c1, c3, _ in CONVENTIONS.values() for d in DS for m in MS]
+switches = np.concatenate([x.ravel() for x in switches])
+switches = switches[np.isfinite(switches) & (switches > X_RANGE[0]) & (switches < X_RANGE[1])]
+X = np.unique(np.concatenate([X, switches, switches * (1 - 1e-9)]))
+N_X = X.size
 shape = (len(conv_names), len(DS), len(MS), N_X)
 prob, lo, hi, ntrial = (np.full(shape, np.nan) for _ in range(4))
 prob_k = np.full(shape[:3] + (R, N_X), np.nan)  # per component
-disc_within = {}  # (c, d, m) -> bool (SEEDS, R, N_X), with censored pairs False and a mask
 for ci, name in enumerate(conv_names):
     c1, c3, x_max = CONVENTIONS[name]
     for di, d in enumerate(DS):
@@ -160,7 +169,6 @@ for ci, name in enumerate(conv_names):
             assert (t1[..., X <= x_max] <= run["t_end"] * (1 + 1e-12)).all()
             hit = run["disc"][:, :, None] <= t1  # (SEEDS, R, N_X)
             known = np.broadcast_to(X <= x_max, hit.shape)
-            disc_within[ci, d, m] = (hit & known, known)
             pk = np.where(X <= x_max, hit.mean(axis=0), np.nan)  # (R, N_X)
             prob_k[ci, di, mi] = pk
             prob[ci, di, mi] = pk.mean(axis=0)
@@ -198,10 +206,10 @@ for ci, name in enumerate(conv_names):
         ax.set(title=f"{name}, d = {d}", xlabel=r"$a_k/\beta$", ylim=(-0.03, 1.03))
         if di == 0:
             ax.set_ylabel("P(discovered within Phase 1)")
-        if ci == 0 and di == 0:
-            ax.legend(fontsize=7, loc="upper left")
+handles, labels = axs[0, 0].get_legend_handles_labels()
 fig.suptitle("probability of discovery within Phase 1 (pooled over components; bands: 95% Wilson intervals)")
-fig.tight_layout()
+fig.tight_layout(rect=(0, 0.07, 1, 1))
+fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=10, frameon=False)
 show(fig, "probability")
 RESULTS.update(x=X.tolist(), ds=DS, ms=MS, conventions=conv_names, prob=prob.tolist(), wilson_lo=lo.tolist(),
                wilson_hi=hi.tolist(), n_trials=ntrial.tolist(), x50=x50.tolist(), x_first=x_first.tolist(),
@@ -244,19 +252,19 @@ for di, d in enumerate(DS):
 ax0.set(xlabel="m", ylabel=r"$x_{50}$ ($a_k/\beta$ where P = 1/2)", title="threshold vs m (dotted: norm-growth)")
 ax0.set_yscale("log")
 ax0.set_yticks([0.3, 0.5, 1, 2, 3], ["0.3", "0.5", "1", "2", "3"])
-ax0.legend(fontsize=6, ncol=2, loc="center right")
+ax0.legend(fontsize=9, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
 for ax in (ax0, ax1):
     ax.set_xticks(MS, [str(m) for m in MS])
     ax.minorticks_off()
 ax1.set(xlabel="m", ylabel="largest P over x", title="plateau vs m (c3 = 1)", ylim=(0, 1.05))
-ax1.legend(fontsize=8)
+ax1.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=len(DS), frameon=False)
 d_show = DS[-1]
 for mi, m in enumerate(MS):
     for k in range(R):
         ax2.semilogx(X, prob_k[ci1, DS.index(d_show), mi, k], "-", color=cm[mi], lw=0.6 + 0.5 * k,
                      label=f"m={m}" if k == R - 1 else None)
 ax2.set(xlabel=r"$a_k/\beta$", ylabel="P(discovered)", title=f"per component (thicker: smaller $a_k$), d = {d_show}, c3 = 1")
-ax2.legend(fontsize=8)
+ax2.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=len(MS), frameon=False)
 fig.tight_layout()
 show(fig, "m_effect")
 for di, d in enumerate(DS):
@@ -299,14 +307,15 @@ def def2_counts(ubar, target, betas, lam, d):
 
 
 def2 = {}
+NC = XC.size
 for d in DS:
     for m in MS:
         run = runs[d, m]
-        betas = (run["a"][:, None] / X[None, :]).ravel()  # (R * N_X,): beta for component k at x
+        betas = (run["a"][:, None] / XC[None, :]).ravel()  # (R * NC,): beta for component k at x
         good, pot, bad = (np.asarray(v) for v in def2_counts(run["ubar"], run["target"], betas, run["p"].lam, d))
-        kk = np.repeat(np.arange(R), N_X)
-        sel = lambda c: c[:, np.arange(R * N_X), kk].reshape(SEEDS, R, N_X)  # noqa: E731  count for the component itself
-        def2[d, m] = dict(good=sel(good), pot=sel(pot), bad=bad.reshape(SEEDS, R, N_X))
+        kk = np.repeat(np.arange(R), NC)
+        sel = lambda c: c[:, np.arange(R * NC), kk].reshape(SEEDS, R, NC)  # noqa: E731  count for the component itself
+        def2[d, m] = dict(good=sel(good), pot=sel(pot), bad=bad.reshape(SEEDS, R, NC))
 
 p_good = np.array([[(def2[d, m]["good"] > 0).mean(axis=(0, 1)) for m in MS] for d in DS])
 p_pot = np.array([[(def2[d, m]["pot"] > 0).mean(axis=(0, 1)) for m in MS] for d in DS])
@@ -319,10 +328,14 @@ lemma5 = {}
 for ci, name in enumerate(conv_names):
     c = dict(good=0, good_not_discovered=0, good_past_growth=0, good_past_growth_not_discovered=0,
              discovered=0, discovered_not_potential=0)
+    c1, c3, x_max = CONVENTIONS[name]
     for di, d in enumerate(DS):
-        past = X[None, None, :] >= x_growth[ci, di]
+        past = XC[None, None, :] >= x_growth[ci, di]
         for m in MS:
-            hit, known = disc_within[ci, d, m]
+            run = runs[d, m]  # discovered within t1, on the coarse grid
+            hit = run["disc"][:, :, None] <= phase1_length_scale(d, run["p"].alpha, c1, c3) * XC / run["a"][None, :, None]
+            known = np.broadcast_to(XC <= x_max, hit.shape)
+            hit = hit & known
             good, pot = (def2[d, m]["good"] > 0) & known, (def2[d, m]["pot"] > 0) & known
             c["good"] += int(good.sum())
             c["good_not_discovered"] += int((good & ~hit).sum())
@@ -342,16 +355,18 @@ for di, d in enumerate(DS):
     ax = axs[0, di]
     for ci, ls in zip(range(len(conv_names)), ["--", "-"]):
         ax.semilogx(X, prob[ci, di, mi], "k" + ls, lw=1.2, label=f"P(discovered), {conv_names[ci].split(' (')[0]}")
-    ax.semilogx(X, p_good[di, mi], "g-", lw=2, label=r"P($S_{k,\rm good} \neq \emptyset$)")
-    ax.semilogx(X, p_pot[di, mi], "b-", lw=1, label=r"P($S_{k,\rm pot} \neq \emptyset$)")
-    ax.semilogx(X, bad_frac[di, mi], "r:", lw=1.5, label=r"mean $|S_{\rm bad}|/m$")
+    ax.semilogx(XC, p_good[di, mi], "g-", lw=2, label=r"P($S_{k,\rm good} \neq \emptyset$)")
+    ax.semilogx(XC, p_pot[di, mi], "b-", lw=1, label=r"P($S_{k,\rm pot} \neq \emptyset$)")
+    ax.semilogx(XC, bad_frac[di, mi], "r:", lw=1.5, label=r"mean $|S_{\rm bad}|/m$")
     ax.axvline(math.log(d) / 8 , color="0.5", lw=0.8, ls="-.", label=r"$\Gamma_k = 1/d$: $a_k/\beta = \log d/8$")
     ax.set(title=f"Definition 2 at d = {d}, m = {MS[mi]}", xlabel=r"$a_k/\beta$", ylim=(-0.03, 1.03))
     if di == 0:
-        ax.legend(fontsize=7, loc="center left")
-fig.tight_layout()
+        ax.set_ylabel("probability (fraction for $|S_{bad}|/m$)")
+handles, labels = axs[0, 0].get_legend_handles_labels()
+fig.tight_layout(rect=(0, 0.13, 1, 1))
+fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=10, frameon=False)
 show(fig, "definition2")
-RESULTS.update(p_good=p_good.tolist(), p_pot=p_pot.tolist(), bad_fraction=bad_frac.tolist(),
+RESULTS.update(x_def2=XC.tolist(), p_good=p_good.tolist(), p_pot=p_pot.tolist(), bad_fraction=bad_frac.tolist(),
                mean_good=mean_good.tolist(), lemma5=lemma5)
 
 # %% [markdown]

@@ -93,8 +93,8 @@ def check_discovery_probability(res):
     assert x50.shape == (nc, nd, nm) and _finite(x50)
     assert np.all(x50[1] < 1.0) and np.all(x50[0] > x50[1])  # Lemma 4's extra term moves the threshold below a_k = beta
     assert np.asarray(res["x_growth"]).shape == (nc, nd)
-    for key in ("p_good", "p_pot", "bad_fraction"):
-        assert np.asarray(res[key]).shape == (nd, nm, nx), key
+    for key in ("p_good", "p_pot", "bad_fraction"):  # on the coarse grid x_def2
+        assert np.asarray(res[key]).shape == (nd, nm, len(res["x_def2"])), key
     assert set(res["lemma5"]) == set(res["conventions"])
     assert np.asarray(res["x_first"]).shape == (nc, nd, nm)
 
