@@ -13,8 +13,8 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from . import _validate as check
-from .contract import residual_norm_sq, residual_on
-from .dynamics import check_W, from_lognorm, normalize, to_lognorm
+from .contract import residual_norm_sq, residual_on, split_norms
+from .dynamics import check_W, from_lognorm, normalize, to_lognorm, working_dtype
 from .integrate import EventConfig, SolverConfig, failures, map_chunks, seed_chunk, solve
 from .target import Target, as_target
 
@@ -98,31 +98,44 @@ def _flow(target, y0, ts, t0, lam, solver: SolverConfig, events: EventConfig, fr
 
 
 def _as_initial_state(W0, target: Target):
-    """``(rho, ubar)`` batch (B, m), (B, d, m) from ``W0`` given as an array or as ``(rho, ubar)``."""
+    """``(rho, ubar)`` batch (B, m), (B, d, m) from ``W0`` given as an array or as ``(rho, ubar)``, in
+    :func:`deflation.dynamics.working_dtype`.
+
+    Norms are taken without underflow (:func:`deflation.contract.column_norms`): every non-zero
+    column works, however small its entries; only a column that is exactly zero is refused.
+    """
     if isinstance(W0, tuple):
         if len(W0) != 2:
             raise ValueError("W0 given as a tuple must be (rho, ubar): log-norms (.., m) and directions (.., d, m)")
-        rho, ubar = jnp.asarray(W0[0]), check_W("W0[1] (ubar)", W0[1], target, batch=True)
+        ubar = check_W("W0[1] (ubar)", W0[1], target, batch=True)
+        rho = jnp.asarray(W0[0])
+        dtype = working_dtype("W0[0] (rho)", jnp.result_type(rho.dtype, ubar.dtype), target)
+        rho, ubar = rho.astype(dtype), ubar.astype(dtype)
         if rho.shape != ubar.shape[:-2] + ubar.shape[-1:]:
             raise ValueError(f"W0[0] (rho) must have shape {ubar.shape[:-2] + ubar.shape[-1:]}, got {rho.shape}")
         if check.is_concrete(rho):
             check.finite_array("W0[0] (rho)", np.asarray(rho))
-        if check.is_concrete(ubar) and (np.linalg.norm(np.asarray(ubar), axis=-2) == 0).any():
-            raise ValueError("W0[1] (ubar) must have non-zero columns")
+        if check.is_concrete(ubar):
+            _refuse_zero_columns("W0[1] (ubar)", np.asarray(ubar))
         batched = ubar.ndim == 3
-        state = (rho, normalize(ubar))
+        state = (rho, split_norms(ubar)[1])  # unit directions, whatever the scale of ubar
     else:
         W0 = check_W("W0", W0, target, batch=True)
         if check.is_concrete(W0):
-            norms = np.linalg.norm(np.asarray(W0), axis=-2)
-            if (norms == 0).any():
-                idx = tuple(int(i) for i in np.argwhere(norms == 0)[0])
-                raise ValueError(f"W0 must have non-zero columns (the flow keeps w = 0 at 0), got a zero column at {idx}")
+            _refuse_zero_columns("W0", np.asarray(W0))
         batched = W0.ndim == 3
         state = to_lognorm(W0)
     if not batched:
         state = jax.tree_util.tree_map(lambda x: x[None], state)
     return state, batched
+
+
+def _refuse_zero_columns(name: str, W: np.ndarray) -> None:
+    """``ValueError`` naming the first column of ``W`` (.., d, m) whose entries are all exactly 0."""
+    zero = (W == 0).all(axis=-2)
+    if zero.any():
+        idx = tuple(int(i) for i in np.argwhere(zero)[0])
+        raise ValueError(f"{name} must have non-zero columns (the flow keeps w = 0 at 0), got a zero column at {idx}")
 
 
 def gradient_flow(
@@ -150,15 +163,19 @@ def gradient_flow(
 
     The ODE is solved in log-norm coordinates (``w = exp(rho) ubar``, see
     :mod:`deflation.dynamics`), so initial scales from 1e-15 to 1e-100 and below integrate with
-    full relative accuracy. ``W0`` is (d, m) or a batch (B, d, m) (or a pair ``(rho, ubar)`` of
-    log-norms and directions for scales that underflow); a batch runs in one compiled call
+    full relative accuracy; the log-norms of ``W0`` are taken without underflow, so any non-zero
+    column works, down to entries of 5e-324. ``W0`` is (d, m) or a batch (B, d, m) (or a pair
+    ``(rho, ubar)`` of log-norms and directions for norms that no float can hold); a batch runs in one compiled call
     (:func:`deflation.stepping.solve_batch`: explicit Runge-Kutta methods; ``vmap(diffeqsolve)``
     for implicit ones), each trajectory with its own adaptive steps, so its result does not depend
     on the batch.
 
     Args:
         target: the ground truth ``T*``.
-        W0: initial components.
+        W0: initial components, of any real dtype. The flow runs in one dtype, that of ``W0`` and
+            the target promoted together (:func:`deflation.dynamics.working_dtype`): a float32 or
+            float16 ``W0`` with a float64 target (every built-in constructor) runs in float64,
+            float32 ``W0`` and target in float32; a float16 computation is refused (``TypeError``).
         ts: save times, strictly increasing, ``>= t0``; the solve ends at ``ts[-1]``.
         lam: regularization ``lam/2 |W|_F^2`` (paper Section 4), ``>= 0``.
         t0: initial time.

@@ -1,0 +1,159 @@
+"""Hostile input: dtypes, extreme scales, loose tolerances, memory, and values a traced or careless
+caller can pass. Each case once gave a crash or a wrong answer; numerics are checked against an
+independent route (exact arithmetic, the log-norm initial state, a float64 run)."""
+
+import time
+
+import jax
+import jax.numpy as jnp
+import mpmath
+import numpy as np
+import pytest
+
+import deflation as D
+from deflation import contract
+from deflation.flow import _as_initial_state
+from deflation.integrate import SUCCESS
+
+# ---------------------------------------------------------------------------- dtypes
+
+
+def _small_flow(W0, target=None, **kw):
+    target = D.Target.geometric(4, 2, 1.5) if target is None else target
+    return D.gradient_flow(target, W0, [5.0, 40.0], event_points=16, **kw)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_narrow_W0_with_float64_target_runs_in_float64(dtype):
+    """float32 / float16 W0 with a float64 target crashed inside diffrax ("switch branches must
+    have equal output types"); it runs in the promoted dtype, float64, exactly as the same values
+    given in float64."""
+    W0 = np.asarray(D.sample_sphere(jax.random.PRNGKey(0), 4, 3, 1e-2)).astype(dtype)
+    res = _small_flow(W0)
+    ref = _small_flow(W0.astype(np.float64))
+    assert res.W.dtype == jnp.float64 and res.loss.dtype == jnp.float64
+    for field in ("W", "log_norm", "loss", "residual", "discovery_time", "status"):
+        np.testing.assert_array_equal(getattr(res, field), getattr(ref, field), err_msg=field)
+    # the same through (rho, ubar) given in the narrow dtype
+    rho, ubar = D.to_lognorm(jnp.asarray(W0, jnp.float64))
+    res2 = _small_flow((np.asarray(rho).astype(dtype), np.asarray(ubar).astype(dtype)))
+    assert res2.W.dtype == jnp.float64 and int(res2.status) == SUCCESS
+
+
+def test_float16_computation_is_refused_before_tracing_naming_both_dtypes():
+    target16 = D.Target(np.array([0.6, 0.4], np.float16), np.eye(4, 2, dtype=np.float16))
+    W0 = np.full((4, 3), 1e-2, np.float16)
+    start = time.perf_counter()
+    with pytest.raises(TypeError, match=r"W0 has dtype float16 and the target a: float16, U: float16"):
+        _small_flow(W0, target16)
+    assert time.perf_counter() - start < 1.0
+    with pytest.raises(TypeError, match="float16"):
+        D.loss(W0, target16)
+
+
+def test_integer_W_is_accepted_by_loss_like_velocity_and_residual():
+    """loss() refused integer W ("not inexact") that velocity() and residual() accepted."""
+    target = D.Target.geometric(4, 2, 1.5)
+    Wi = np.array([[1, 0, 2], [0, 1, 1], [1, 1, 0], [0, 2, 1]])
+    Wf = Wi.astype(np.float64)
+    for precise in (True, False):
+        assert float(D.loss(Wi, target, 0.1, precise=precise)) == float(D.loss(Wf, target, 0.1, precise=precise))
+    np.testing.assert_array_equal(D.velocity(Wi, target), D.velocity(Wf, target))
+    np.testing.assert_array_equal(D.residual(Wi, target, np.eye(4, dtype=int)), D.residual(Wf, target, np.eye(4)))
+    # an integer target is stored as float64
+    t = D.Target(np.array([1, 2]), np.eye(4, 2, dtype=int))
+    assert t.a.dtype == jnp.float64 and t.U.dtype == jnp.float64
+    with pytest.raises(TypeError, match="real"):
+        D.loss(np.ones((4, 3), bool), target)
+
+
+# ---------------------------------------------------------------------------- underflow
+
+
+def _exact_log_norms(W):
+    """log |w_j| of every column in 60-digit arithmetic, from the float entries as stored."""
+    with mpmath.workdps(60):
+        return np.array([float(mpmath.log(mpmath.sqrt(mpmath.fsum(mpmath.mpf(float(x)) ** 2 for x in col))))
+                         for col in W.T])
+
+
+def test_to_lognorm_is_exact_at_every_scale():
+    """log |w| and w / |w| of a column at any scale; sum(W * W) underflowed below ~1e-154 (rho =
+    -inf, the loss NaN) and overflowed above ~1e154. Ordinary scales keep the plain formulas bit
+    for bit."""
+    U0 = np.asarray(D.sample_sphere(jax.random.PRNGKey(1), 5, 7, 1.0))
+    for scale in [1e-155, 1e-162, 1e-200, 1e-300, 1e-310, 1e200, 1e300, 1.0, 1e-15, 1e-100]:
+        W = U0 * scale
+        rho, ubar = D.to_lognorm(jnp.asarray(W))
+        np.testing.assert_allclose(rho, _exact_log_norms(W), rtol=1e-15, atol=1e-13, err_msg=str(scale))
+        tol = 1e-5 if scale < 1e-300 else 1e-15  # subnormal entries carry fewer digits
+        np.testing.assert_allclose(ubar, U0, rtol=0, atol=tol, err_msg=str(scale))
+        omega, Wbar = contract.split_norms(jnp.asarray(W))
+        np.testing.assert_array_equal(Wbar, ubar)
+        if 1e-140 < scale < 1e140:  # ordinary scales: the plain formulas, bit for bit
+            plain = jnp.sum(jnp.asarray(W) ** 2, axis=0)
+            np.testing.assert_array_equal(omega, plain)
+            np.testing.assert_array_equal(rho, 0.5 * jnp.log(plain))
+            np.testing.assert_array_equal(ubar, jnp.asarray(W) / jnp.sqrt(plain))
+
+
+def test_to_lognorm_of_subnormal_columns():
+    """Entries that are multiples of the smallest subnormal 5e-324 (XLA:CPU flushes subnormal
+    operands to zero, so these go through their bits)."""
+    k = np.array([[1, 3, -7, 0], [0, 2, 5, 0], [0, -1, 1000, 0]], dtype=np.float64)
+    W = k * 5e-324
+    assert (W == k * np.nextafter(0, 1)).all()
+    rho, ubar = D.to_lognorm(jnp.asarray(W))
+    np.testing.assert_allclose(rho[:3], _exact_log_norms(W[:, :3]), rtol=1e-15)
+    np.testing.assert_allclose(ubar[:, :3], k[:, :3] / np.linalg.norm(k[:, :3], axis=0), rtol=1e-15)
+    assert rho[3] == -np.inf and (np.asarray(ubar[:, 3]) == 0).all()  # only an exactly zero column
+
+
+def test_velocity_of_tiny_columns_is_not_zero():
+    """velocity() multiplied by sqrt(|w|^2), which underflowed to 0 below ~1e-162."""
+    target = D.Target.geometric(4, 2, 1.5)
+    U0 = np.asarray(D.sample_sphere(jax.random.PRNGKey(2), 4, 3, 1.0))
+    ref = np.asarray(D.velocity(U0 * 1e-100, target)) / 1e-100
+    for scale in (1e-170, 1e-250):
+        v = np.asarray(D.velocity(U0 * scale, target)) / scale
+        np.testing.assert_allclose(v, ref, rtol=1e-12)
+
+
+def test_flow_from_tiny_scales_matches_the_log_norm_route():
+    """Initial scales 1e-155 .. 1e-300 (and subnormal entries) integrate like the same state given
+    as log-norms: same discovery order and times, finite log-norms. Before, 1e-155 gave rho = -inf
+    and 'max_steps reached', and 1e-200 'zero column' although no column was zero."""
+    target = D.Target.geometric(4, 2, 1.5)
+    U0 = np.asarray(D.sample_sphere(jax.random.PRNGKey(1), 4, 8, 1.0))
+    k = np.round(U0 * 1000)  # the subnormal case: integer multiples of 5e-324
+    tiny = np.nextafter(0, 1)
+    scales = [1e-155, 1e-162, 1e-200, 1e-300]
+    W0 = np.stack([s * U0 for s in scales] + [k * tiny])
+    with mpmath.workdps(40):
+        rho_k = np.array([float(mpmath.log(mpmath.mpf(tiny)) + mpmath.log(mpmath.norm(list(map(mpmath.mpf, c)))))
+                          for c in k.T])
+    rho = np.stack([np.full(8, np.log(s)) for s in scales] + [rho_k])
+    ubar = np.stack([U0] * len(scales) + [k / np.linalg.norm(k, axis=0)])
+    ts = jnp.linspace(0.0, 1200.0, 4)
+    res = D.gradient_flow(target, W0, ts)
+    ref = D.gradient_flow(target, (rho, ubar), ts)
+    assert res.failed() == [] and ref.failed() == []
+    assert np.isfinite(np.asarray(res.log_norm)).all() and np.isfinite(np.asarray(res.loss)).all()
+    disc = np.asarray(res.discovery_time)
+    assert np.isfinite(disc).all()
+    assert (np.argsort(disc, axis=1) == [0, 1]).all()  # u_1 first at every scale
+    np.testing.assert_allclose(disc, ref.discovery_time, rtol=1e-9)
+    np.testing.assert_allclose(res.log_norm, ref.log_norm, rtol=1e-9, atol=1e-8)
+    assert (np.diff(disc[:4, 0]) > 0).all()  # smaller scales take longer
+
+
+def test_zero_column_is_named_only_when_exactly_zero():
+    target = D.Target.geometric(4, 2, 1.5)
+    W0 = np.full((4, 3), 1e-250)
+    W0[:, 1] = [0.0, 0.0, 5e-324, 0.0]  # not zero: one subnormal entry
+    state, _ = _as_initial_state(W0, target)
+    assert np.isfinite(np.asarray(state[0])).all()
+    np.testing.assert_array_equal(state[1][0, :, 1], [0.0, 0.0, 1.0, 0.0])
+    W0[:, 2] = 0.0
+    with pytest.raises(ValueError, match=r"zero column at \(2,\)"):
+        D.gradient_flow(target, W0, [1.0])
