@@ -13,7 +13,7 @@ import pytest
 import deflation as D
 from deflation import contract
 from deflation.flow import _as_initial_state
-from deflation.integrate import SUCCESS
+from deflation.integrate import LOSS_INCREASED, NONFINITE, SUCCESS
 
 # ---------------------------------------------------------------------------- dtypes
 
@@ -157,3 +157,130 @@ def test_zero_column_is_named_only_when_exactly_zero():
     W0[:, 2] = 0.0
     with pytest.raises(ValueError, match=r"zero column at \(2,\)"):
         D.gradient_flow(target, W0, [1.0])
+
+
+# ---------------------------------------------------------------------------- a loss that rises
+
+
+def test_loss_increased_compares_each_rise_with_the_smaller_floor():
+    loss = np.array([[1.0, 0.5, 0.5 + 1e-12, 0.2], [1.0, 0.5, 0.7, 0.1], [1.0, np.nan, 2.0, 0.1]])
+    floor = np.array([[1e-9, 1e-11, 1e-9, 1e-9], [1e-9, 0.15, 10.0, 1e-9], [1e-9, 1e-9, 1e-9, 1e-9]])
+    # 1e-12 rise within the floor 1e-11; 0.2 rise above min(0.15, 10); NaN is no rise
+    assert list(np.asarray(D.flow.loss_increased(jnp.asarray(loss), jnp.asarray(floor)))) == [False, True, False]
+
+
+def test_a_loss_that_rises_is_not_reported_as_success():
+    """rtol = atol = 1e-1 on a d = 4 target: the loss of the solve goes down and back up (or
+    overflows at a save point) and was reported as success."""
+    target = D.Target.geometric(4, 2, 1.5)
+    W0 = D.sample_sphere_batch(jax.random.PRNGKey(0), range(4), 4, 2, 1e-2)
+    ts = jnp.linspace(0.0, 60.0, 11)
+    loose = D.gradient_flow(target, W0, ts, rtol=1e-1, atol=1e-1, event_points=16)
+    status = np.asarray(loose.status)
+    assert (status != SUCCESS).all(), status
+    assert set(status) <= {NONFINITE, LOSS_INCREASED}
+    assert LOSS_INCREASED in status
+    assert dict(loose.failed())[int(np.argmax(status == LOSS_INCREASED))] == "loss increased"
+    for b in np.flatnonzero(status == LOSS_INCREASED):
+        L, F = np.asarray(loose.loss[b]), np.asarray(loose.loss_floor[b])
+        assert (np.diff(L) > np.minimum(F[1:], F[:-1])).any()
+    # the same flow at ordinary tolerances (with and without regularization) never trips it
+    for tol in (1e-4, 1e-6, 1e-8, 1e-10):
+        for lam in (0.0, 0.02):
+            res = D.gradient_flow(target, W0, ts, rtol=tol, atol=tol, lam=lam, event_points=16)
+            assert res.failed() == [], (tol, lam, res.failed())
+            assert (np.diff(np.asarray(res.loss)) <= 0.2 * np.minimum(res.loss_floor[:, 1:], res.loss_floor[:, :-1])).all()
+    # frozen=True integrates paper Eq. (1), not a gradient flow of L: its loss may rise
+    frozen = D.gradient_flow(target, W0[0], jnp.linspace(0.0, 20.0, 5), frozen=True, event_points=16)
+    assert int(frozen.status) == SUCCESS and (np.diff(np.asarray(frozen.loss)) > 0).any()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tol", [1e-6, 1e-10])
+def test_figure1_setting_never_reports_a_rising_loss(tol):
+    target = D.Target.geometric(10, 5, 1.2)
+    W0 = D.sample_sphere_batch(jax.random.PRNGKey(0), range(5), 10, 50, 1e-15)
+    res = D.gradient_flow(target, W0, jnp.linspace(0.0, 300.0, 301), rtol=tol, atol=tol)
+    assert res.failed() == []
+
+
+# ---------------------------------------------------------------------------- memory
+
+
+def test_a_call_that_cannot_fit_is_refused_before_compiling():
+    """m = 100,000 at d = 10 compiled for 20 s and then died in XLA (RESOURCE_EXHAUSTED, 162 GB)."""
+    target = D.Target.geometric(10, 5, 1.2)
+    W0 = np.asarray(D.sample_sphere(jax.random.PRNGKey(0), 10, 100_000, 1e-15))
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"needs an estimated [\d.]+ GiB .* but only [\d.]+ [GM]iB is available: "
+                                         r"use a smaller m"):
+        D.gradient_flow(target, W0, np.linspace(0.0, 300.0, 601))
+    with pytest.raises(ValueError, match=r"Algorithm 2 with 2 seed\(s\) of m = 40000 .* use a smaller m"):
+        D.modified_gradient_flow(D.Target.geometric(100, 5, 1.2), jax.random.key(0), m=40_000, delta0=1e-20,
+                                 delta1=1e-10, lam=0.01, gamma=0.5, eps=0.01, seeds=2)
+    with pytest.raises(ValueError, match=r"use fewer seeds .* per call or fewer save points"):
+        D.gradient_flow(target, np.ones((20_000, 10, 50)), np.linspace(0.0, 300.0, 10_001))
+    # a huge seed count is refused before a list of seeds is built
+    with pytest.raises(ValueError, match="fewer seeds per call"):
+        D.modified_gradient_flow(target, jax.random.key(0), m=50, delta0=1e-20, delta1=1e-10, lam=0.01,
+                                 gamma=0.5, eps=0.01, seeds=2**32)
+    assert time.perf_counter() - start < 10.0
+
+
+def test_ordinary_calls_fit_and_a_tight_memory_splits_the_batch(monkeypatch):
+    """The Figure 1 call is not refused; with too little memory for all seeds at once the batch is
+    solved in smaller chunks, with the same result per seed."""
+    fig1 = D.flow.flow_plan(5, 10, 50, 5, 601, 512, None, 8)
+    assert fig1.chunk == 5 and fig1.total < 2**31
+    target = D.Target.geometric(6, 3, 1.5)
+    W0 = D.sample_sphere_batch(jax.random.PRNGKey(3), range(6), 6, 10, 1e-6)
+    kw = dict(rtol=1e-9, atol=1e-9, event_points=16)
+    whole = D.gradient_flow(target, W0, [20.0, 60.0], **kw)
+    one = D.flow.flow_plan(6, 6, 10, 3, 2, 16, None, 8)
+    two = D.memory.flow_memory(seeds=6, d=6, m=10, r=3, save_points=2, event_points=16, chunk=2)
+    assert one.chunk == 6 and two.total < one.total
+    monkeypatch.setattr(D.memory, "available_memory", lambda device=None: two.total)
+    assert D.flow.flow_plan(6, 6, 10, 3, 2, 16, None, 8).chunk == 2
+    split = D.gradient_flow(target, W0, [20.0, 60.0], **kw)
+    for field in ("W", "loss", "discovery_time", "status"):
+        np.testing.assert_allclose(getattr(split, field), getattr(whole, field), rtol=1e-12, atol=1e-300)
+    monkeypatch.setattr(D.memory, "available_memory", lambda device=None: two.total // 4)
+    with pytest.raises(ValueError, match="is available"):
+        D.gradient_flow(target, W0, [20.0, 60.0], **kw)
+
+
+def test_loss_series_in_blocks_is_bit_identical(monkeypatch):
+    """The loss series is evaluated a block of saved states at a time (memory); the block size
+    changes no bit of any result."""
+    target = D.Target.geometric(6, 3, 1.5)
+    W0 = D.sample_sphere_batch(jax.random.PRNGKey(0), range(3), 6, 10, 1e-6)
+    ts = jnp.linspace(0.0, 100.0, 7)
+    for precise in (None, False):
+        whole = D.gradient_flow(target, W0, ts, precise_loss=precise, event_points=16)
+        monkeypatch.setattr(D.memory, "SERIES_BLOCK_BYTES", 1)  # one saved state per block
+        assert D.flow.flow_plan(3, 6, 10, 3, 7, 16, precise, 8).block == 1
+        blocks = D.gradient_flow(target, W0, ts, precise_loss=precise, event_points=16)
+        monkeypatch.undo()
+        for field in ("W", "loss", "loss_floor", "residual"):
+            np.testing.assert_array_equal(getattr(blocks, field), getattr(whole, field))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [(1, 4, 256, 11, 512, None), (4, 10, 700, 2, 2, False), (16, 4, 32, 301, 16, None)])
+def test_memory_estimate_bounds_xla_count(case):
+    """The estimate against XLA's own count of the compiled call (memory_analysis): an upper bound,
+    within a factor of 8."""
+    from deflation.flow import _as_initial_state as initial
+    from deflation.flow import _flow, flow_plan
+    from deflation.integrate import EventConfig, SolverConfig
+
+    B, d, m, K, P, precise = case
+    target = D.Target.geometric(d, 2, 1.5)
+    y0, _ = initial(D.sample_sphere_batch(jax.random.PRNGKey(0), range(B), d, m, 1e-3), target)
+    plan = flow_plan(B, d, m, 2, K, P, precise, 8)
+    compiled = _flow.lower(target, y0, jnp.linspace(0.0, 10.0, K), jnp.asarray(0.0), jnp.asarray(0.0),
+                           SolverConfig.adaptive(1e-8, 1e-8), EventConfig(points=P), False, precise, False, plan.chunk,
+                           plan.block).compile()
+    ma = compiled.compiled.memory_analysis()
+    xla = ma.temp_size_in_bytes + ma.argument_size_in_bytes + ma.output_size_in_bytes
+    assert xla <= plan.total <= 8 * xla, (xla, plan)

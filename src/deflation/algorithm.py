@@ -40,13 +40,14 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from . import _validate as check
+from . import memory
 from .contract import residual_norm_sq
 from .definition1 import discovered
 from .dynamics import from_lognorm, normalize
 from .init import seed_keys, unit_columns
 from .monitors import proposition1
 from .partition import C_RHO, partition, partition_thresholds
-from .integrate import SUCCESS, EventConfig, SolverConfig, failures, solve
+from .integrate import SUCCESS, EventConfig, SolverConfig, failures, seed_chunk, solve
 from .target import Target, as_target
 from .theorem import theorem1_alpha
 
@@ -364,7 +365,7 @@ class EpochState(eqx.Module):
     status: Int[Array, " B"]
 
 
-def _run_batch(target: Target, keys, p, *, m, K, max_epochs, solver: SolverConfig, precise):
+def _run_batch(target: Target, keys, p, *, m, K, max_epochs, solver: SolverConfig, precise, chunk=None):
     """Algorithm 2 for a batch of keys ``(B,)``. ``p``: dict of traced scalar parameters."""
     d, r = target.d, target.r
     a = target.a
@@ -402,7 +403,7 @@ def _run_batch(target: Target, keys, p, *, m, K, max_epochs, solver: SolverConfi
             )(k_redraw, rho, ubar, member, active & ok)
             length = jnp.where(active & ok, length, 0.0)
             sol = solve(target, (rho, ubar), t1=length, solver=solver, lam=lam, events=events, member=member,
-                        from_above=False)
+                        from_above=False, chunk=chunk)
             end_rho, end_ubar = sol.rho[:, -1], per_seed(normalize)(sol.ubar[:, -1])
             tr = sol.tracked
             out = dict(tracked=tr, obs=sol.observations, ts=sol.event_ts, status=sol.status, steps=sol.num_steps,
@@ -473,12 +474,36 @@ def _run_batch(target: Target, keys, p, *, m, K, max_epochs, solver: SolverConfi
 
 
 @eqx.filter_jit
-def _run(target, keys, params, m, K, max_epochs, solver, precise):
-    """One compiled call: Algorithm 2 for a batch of keys ``(B,)``."""
-    return _run_batch(target, keys, params, m=m, K=K, max_epochs=max_epochs, solver=solver, precise=precise)
+def _run(target, keys, params, m, K, max_epochs, solver, precise, chunk):
+    """One compiled call: Algorithm 2 for a batch of keys ``(B,)``, ``chunk`` seeds per solve."""
+    return _run_batch(target, keys, params, m=m, K=K, max_epochs=max_epochs, solver=solver, precise=precise,
+                      chunk=chunk)
 
 
 # ---------------------------------------------------------------------------- public entry point
+
+
+def algorithm2_plan(B: int, d: int, m: int, r: int, grid_points: int, max_epochs: int, precise: bool | None,
+                    names: dict[str, str] | None = None) -> memory.MemoryEstimate:
+    """How :func:`modified_gradient_flow` runs ``B`` seeds: the memory estimate
+    (:func:`deflation.memory.algorithm2_memory`) with the most seeds per solve (at most
+    :func:`deflation.integrate.seed_chunk`) that fit in the memory available.
+
+    Raises:
+        ValueError: it does not fit even one seed per solve; the message gives the estimate, the
+            memory available and what to change, with the argument names in ``names`` (keys
+            ``seeds``, ``m``, ``event_points``, ``max_epochs``).
+    """
+    names = names or dict(seeds="seeds", m="m", event_points="grid_points", max_epochs="max_epochs",
+                          precise="the float loss (precise_loss=False)")
+    available = memory.available_memory()
+    estimate = memory.fit_chunk(
+        lambda c: memory.algorithm2_memory(seeds=B, d=d, m=m, r=r, grid_points=grid_points, max_epochs=max_epochs,
+                                           precise=precise, chunk=c), seed_chunk(B), available)
+    memory.require_fits(estimate, available, f"Algorithm 2 with {B} seed(s) of m = {m} columns in d = {d} dimensions, "
+                        f"{grid_points} grid points and {max_epochs} epochs", memory.suggest(estimate, names))
+    return estimate
+
 
 
 def _check_key(key) -> jax.Array:
@@ -542,7 +567,8 @@ def modified_gradient_flow(
         c_rho: Definition 2's ``c_rho`` in (0, 1).
         max_epochs: length of the epoch scan (>= 1).
         seeds: None for one run with ``key``; an int ``B`` (seeds ``0..B-1``) or a sequence of
-            non-negative seed indices for a batch run in one vmapped call.
+            seed indices in ``[0, 2^32 - 1]`` for a batch run in one vmapped call (a repeated index
+            runs the same seed again: the command line pads its last chunk so).
         solver: a diffrax solver (default ``Tsit5``); rtol, atol: its ``PIDController`` tolerances.
         max_steps: solver step budget per phase; a phase that exhausts it halts the run
             (``status``) and keeps the state it reached.
@@ -554,7 +580,8 @@ def modified_gradient_flow(
         an :class:`Algorithm2Result` (batch axis first when ``seeds`` is given).
 
     Raises:
-        ValueError / TypeError: on bad input, before anything is traced.
+        ValueError / TypeError: on bad input, before anything is traced; ``ValueError`` also when
+            the call cannot fit in memory (:func:`algorithm2_plan`).
     """
     target = as_target(target)
     key = _check_key(key)
@@ -586,7 +613,7 @@ def modified_gradient_flow(
     grid_points = check.integer("grid_points", grid_points, 3)
     rtol = check.positive("rtol", rtol)
     atol = check.positive("atol", atol)
-    max_steps = check.integer("max_steps", max_steps, 1)
+    max_steps = check.integer("max_steps", max_steps, 1, check.MAX_STEPS_LIMIT)
     if solver is None:
         solver = diffrax.Tsit5()
     elif not isinstance(solver, diffrax.AbstractSolver):
@@ -596,18 +623,23 @@ def modified_gradient_flow(
         if a_np.sum() <= 0:
             raise ValueError("target.a must have a positive weight (T* = 0 needs no algorithm)")
     if seeds is None:
+        B = 1
+    elif isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        B = check.integer("seeds", seeds, 1, check.SEED_LIMIT + 1)
+    else:
+        try:
+            seeds = [check.integer(f"seeds[{i}]", s, 0, check.SEED_LIMIT) for i, s in enumerate(seeds)]
+        except TypeError:
+            raise TypeError(f"seeds must be an int >= 1 or a sequence of integer seed indices >= 0, got {seeds!r}") from None
+        if not seeds:
+            raise ValueError("seeds must not be empty")
+        B = len(seeds)
+    plan = algorithm2_plan(B, d, m, r, grid_points, max_epochs, precise_loss)  # before any array of B seeds exists
+    if seeds is None:
         seed_list = None
         keys = key[None] if key.ndim == 0 else key[None, :]
     else:
-        if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
-            seed_list = list(range(check.integer("seeds", seeds, 1)))
-        else:
-            try:
-                seed_list = [check.integer("seeds[i]", s, 0) for s in seeds]
-            except TypeError:
-                raise TypeError(f"seeds must be an int >= 1 or a sequence of integer seed indices >= 0, got {seeds!r}") from None
-            if not seed_list:
-                raise ValueError("seeds must not be empty")
+        seed_list = list(range(B)) if isinstance(seeds, (int, np.integer)) else seeds
         keys = seed_keys(key, seed_list)
 
     config = Algorithm2Config(m=m, delta0=delta0, delta1=delta1, lam=lam, gamma=gamma, eps=eps, alpha=alpha, c1=c1,
@@ -617,7 +649,7 @@ def modified_gradient_flow(
     params = dict(lam=f64(lam), delta0=f64(delta0), delta1=f64(delta1), alpha=f64(alpha), gamma=f64(gamma),
                   eps=f64(eps), c1=f64(c1), c2=f64(c2), c3=f64(c3), c_rho=f64(c_rho))
     config_solver = SolverConfig.adaptive(rtol, atol, solver, max_steps=max_steps)
-    out = _run(target, keys, params, m, grid_points, max_epochs, config_solver, precise_loss)
+    out = _run(target, keys, params, m, grid_points, max_epochs, config_solver, precise_loss, plan.chunk)
     if seed_list is None:
         out = jax.tree_util.tree_map(lambda x: x[0], out)
     return Algorithm2Result(seeds=seed_list, config=config, **out)

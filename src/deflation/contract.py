@@ -189,8 +189,15 @@ def _matmul_jvp(primals, tangents):
 SEQUENTIAL_MIN_FLOPS = 2**21
 
 
-def _sequential(d: int, m: int) -> bool:
-    return 2 * m * m * d >= SEQUENTIAL_MIN_FLOPS and jax.default_backend() == "cpu"
+def sequential(d: int, m: int, backend: str | None = None) -> bool:
+    """Whether a batch of seeds of ``m`` columns in ``d`` dimensions has its vector field evaluated
+    one seed at a time (on CPU, when ``2 m^2 d >= SEQUENTIAL_MIN_FLOPS``; see
+    :func:`residual_vector`). ``backend``: default JAX's."""
+    backend = jax.default_backend() if backend is None else backend
+    return 2 * m * m * d >= SEQUENTIAL_MIN_FLOPS and backend == "cpu"
+
+
+_sequential = sequential  # the benchmarks' name
 
 
 def _residual_vector_plain(Xbar, omega, U, a, p: int):

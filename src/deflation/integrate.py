@@ -32,10 +32,12 @@ from .definition1 import Observation, Tracked, fill, observe, track
 from .dynamics import lognorm_vector_field
 from .target import Target
 
-#: Trajectory status codes (``status`` of every result) and their names.
-SUCCESS, MAX_STEPS, NONFINITE, SOLVER_FAILED = 0, 1, 2, 3
+#: Trajectory status codes (``status`` of every result) and their names. ``LOSS_INCREASED``: the
+#: loss of a gradient flow rose between save points by more than its accuracy floor (set by
+#: :func:`deflation.gradient_flow`, see :func:`deflation.flow.loss_increased`).
+SUCCESS, MAX_STEPS, NONFINITE, SOLVER_FAILED, LOSS_INCREASED = 0, 1, 2, 3, 4
 STATUS_NAMES = {SUCCESS: "success", MAX_STEPS: "max_steps reached", NONFINITE: "non-finite state",
-                SOLVER_FAILED: "solver failed"}
+                SOLVER_FAILED: "solver failed", LOSS_INCREASED: "loss increased"}
 
 #: diffrax solvers available by name (explicit and adaptive: they carry an error estimate).
 SOLVERS = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8, "bosh3": diffrax.Bosh3,
