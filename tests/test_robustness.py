@@ -249,20 +249,19 @@ def test_ordinary_calls_fit_and_a_tight_memory_splits_the_batch(monkeypatch):
         D.gradient_flow(target, W0, [20.0, 60.0], **kw)
 
 
-def test_loss_series_in_blocks_is_bit_identical(monkeypatch):
+@pytest.mark.parametrize("precise", [None, pytest.param(False, marks=pytest.mark.slow)])
+def test_loss_series_in_blocks_is_bit_identical(precise, monkeypatch):
     """The loss series is evaluated a block of saved states at a time (memory); the block size
-    changes no bit of any result."""
+    changes no bit of any result (double-double and float loss)."""
     target = D.Target.geometric(6, 3, 1.5)
     W0 = D.sample_sphere_batch(jax.random.PRNGKey(0), range(3), 6, 10, 1e-6)
     ts = jnp.linspace(0.0, 100.0, 7)
-    for precise in (None, False):
-        whole = D.gradient_flow(target, W0, ts, precise_loss=precise, event_points=16)
-        monkeypatch.setattr(D.memory, "SERIES_BLOCK_BYTES", 1)  # one saved state per block
-        assert D.flow.flow_plan(3, 6, 10, 3, 7, 16, precise, 8).block == 1
-        blocks = D.gradient_flow(target, W0, ts, precise_loss=precise, event_points=16)
-        monkeypatch.undo()
-        for field in ("W", "loss", "loss_floor", "residual"):
-            np.testing.assert_array_equal(getattr(blocks, field), getattr(whole, field))
+    whole = D.gradient_flow(target, W0, ts, precise_loss=precise, event_points=16)
+    monkeypatch.setattr(D.memory, "SERIES_BLOCK_BYTES", 1)  # one saved state per block
+    assert D.flow.flow_plan(3, 6, 10, 3, 7, 16, precise, 8).block == 1
+    blocks = D.gradient_flow(target, W0, ts, precise_loss=precise, event_points=16)
+    for field in ("W", "loss", "loss_floor", "residual"):
+        np.testing.assert_array_equal(getattr(blocks, field), getattr(whole, field))
 
 
 @pytest.mark.slow
@@ -284,3 +283,92 @@ def test_memory_estimate_bounds_xla_count(case):
     ma = compiled.compiled.memory_analysis()
     xla = ma.temp_size_in_bytes + ma.argument_size_in_bytes + ma.output_size_in_bytes
     assert xla <= plan.total <= 8 * xla, (xla, plan)
+
+
+# ---------------------------------------------------------------------------- the rest of their kind
+
+
+def test_a_target_built_inside_jit_is_checked_where_it_is_used():
+    """A Target built from traced values is not checked when built; one holding NaN reached the
+    solver and came back as 'max_steps reached' with a NaN loss."""
+    U = jnp.eye(4)[:, :2]
+    W0 = D.sample_sphere(jax.random.PRNGKey(0), 4, 3, 1e-3)
+    bad = jax.jit(lambda a: D.Target(a, U))(jnp.array([jnp.nan, 0.4]))
+    with pytest.raises(ValueError, match=r"target is not a valid Target: a must be finite"):
+        D.gradient_flow(bad, W0, [1.0])
+    with pytest.raises(ValueError, match="a must be >= 0"):
+        D.loss(W0, jax.jit(lambda a: D.Target(a, U))(jnp.array([-0.5, 0.4])))
+    with pytest.raises(ValueError, match="unit columns"):
+        D.velocity(W0, jax.jit(lambda u: D.Target(jnp.array([0.6, 0.4]), u))(2.0 * U))
+
+
+def test_sizes_that_once_allocated_d_by_d_or_r_weights_are_cheap():
+    t = D.Target.basis([0.6, 0.4], 10**6)  # np.eye(d) was 8 TB
+    assert t.U.shape == (10**6, 2) and float(t.U[1, 1]) == 1.0 and float(t.U[:, 0].sum()) == 1.0
+    with pytest.raises(ValueError, match="d must be >= r = 1000000000000"):
+        D.Target.geometric(10, 10**12)  # np.arange(r) was 8 TB
+
+
+def test_a_step_budget_beyond_int32_is_refused():
+    """max_steps = 2^31 wrapped around in the int32 step counter: every trajectory stopped at step 0
+    with 'max_steps reached'."""
+    target = D.Target.geometric(4, 2, 1.5)
+    W0 = D.sample_sphere(jax.random.PRNGKey(0), 4, 3, 1e-3)
+    with pytest.raises(ValueError, match=r"max_steps must be an integer in \[1, 2147483647\]"):
+        D.gradient_flow(target, W0, [1.0], max_steps=2**31)
+    with pytest.raises(ValueError, match="max_steps"):
+        D.SolverConfig.adaptive(max_steps=2**31)
+    with pytest.raises(ValueError, match="max_steps"):
+        D.modified_gradient_flow(target, jax.random.key(0), m=3, delta0=1e-6, delta1=1e-4, lam=0.05, gamma=0.5,
+                                 eps=0.1, max_steps=10**30)
+
+
+def test_seed_indices_that_would_wrap_or_truncate_are_refused():
+    """Seed indices are folded in as uint32: 2^32 gave seed 0's key, -1 seed 2^32 - 1's, 1.5 seed 1's."""
+    key = jax.random.PRNGKey(0)
+    for seeds, err in ((np.array([2**32]), ValueError), (np.array([-1]), ValueError), ([1.5], TypeError),
+                       ([2**70], ValueError), ([True], TypeError)):
+        with pytest.raises(err, match="seeds"):
+            D.seed_keys(key, seeds)
+    with pytest.raises(ValueError, match="seeds"):
+        D.sample_sphere_batch(key, np.array([0, 2**32]), 4, 3, 1.0)
+    target = D.Target.geometric(4, 2, 1.5)
+    kw = dict(m=3, delta0=1e-6, delta1=1e-4, lam=0.05, gamma=0.5, eps=0.1)
+    with pytest.raises(ValueError, match=r"seeds\[1\] must be an integer in \[0, 4294967295\]"):
+        D.modified_gradient_flow(target, jax.random.key(0), seeds=[0, 2**32], **kw)
+    with pytest.raises(ValueError, match="seeds"):
+        D.modified_gradient_flow(target, jax.random.key(0), seeds=2**32 + 1, **kw)
+
+
+def test_save_times_are_checked_in_the_dtype_of_the_flow():
+    """A float32 flow rounds ts to float32: distinct float64 times that round together, or times
+    beyond float32's range, crashed inside the solver."""
+    target32 = D.Target(np.array([0.6, 0.4], np.float32), np.eye(4, 2, dtype=np.float32))
+    W0 = np.asarray(D.sample_sphere(jax.random.PRNGKey(0), 4, 3, 1e-3), np.float32)
+    with pytest.raises(ValueError, match="strictly increasing in float32"):
+        D.gradient_flow(target32, W0, [1.0, 1.0 + 1e-9])
+    with pytest.raises(ValueError, match="finite in float32"):
+        D.gradient_flow(target32, W0, [1.0, 1e39])
+    res = D.gradient_flow(target32, W0, [1.0, 10.0], rtol=1e-5, atol=1e-5, event_points=16)
+    assert res.W.dtype == jnp.float32 and int(res.status) == SUCCESS
+
+
+def test_subnormal_thresholds_are_taken_exactly():
+    """log(delta) of a subnormal delta was -inf inside XLA (subnormal operands flush to zero):
+    Algorithm 2 from delta0 = 1e-310 stopped at once with infinite log-norms, and Definition 1
+    against delta1 = 1e-310 saw every column above it. While the norms are tiny the flow in
+    log-norms does not depend on the scale, so scaling the state and delta1 together changes no
+    event time: a subnormal delta1 against a normal one."""
+    target = D.Target.geometric(4, 2, 1.5)
+    ubar = np.asarray(D.sample_sphere(jax.random.PRNGKey(1), 4, 6, 1.0))
+    ts = jnp.array([400.0])
+    normal = D.gradient_flow(target, (np.full(6, np.log(1e-200)), ubar), ts, delta1=1e-190, event_points=64)
+    tiny = D.gradient_flow(target, (np.full(6, np.log(1e-320)), ubar), ts, delta1=1e-310, event_points=64)
+    disc = np.asarray(normal.discovery_time)
+    assert np.isfinite(disc).all()
+    np.testing.assert_allclose(tiny.discovery_time, disc, rtol=1e-5)  # the solver tolerance: steps differ
+    np.testing.assert_array_equal(tiny.member, normal.member)
+    res = D.modified_gradient_flow(target, jax.random.key(0), m=4, delta0=1e-310, delta1=1e-4, lam=0.05, gamma=0.5,
+                                   eps=0.1, max_epochs=2, grid_points=9)
+    assert int(res.status) == SUCCESS and int(res.epochs) == 2
+    assert np.isfinite(np.asarray(res.log_norm)).all()

@@ -41,7 +41,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from . import _validate as check
 from . import memory
-from .contract import residual_norm_sq
+from .contract import log_positive, residual_norm_sq
 from .definition1 import discovered
 from .dynamics import from_lognorm, normalize
 from .init import seed_keys, unit_columns
@@ -311,8 +311,8 @@ def phase_lengths(beta, d: int, lam, delta1, alpha, c1=1.0, c2=1.0, c3=0.0):
     ``t1' = c1 d / (beta log d)``, ``t1 = t1' + c3 log(d / alpha) / beta``,
     ``t2 = c2 (log(1/delta1) + log(1/lam)) / beta``."""
     t1_prime = c1 * d / (beta * math.log(d))
-    t1 = t1_prime + c3 * jnp.log(d / alpha) / beta
-    t2 = c2 * (-jnp.log(delta1) - jnp.log(lam)) / beta
+    t1 = t1_prime + c3 * (math.log(d) - log_positive(alpha)) / beta  # log d - log alpha: alpha may be tiny
+    t2 = c2 * (-log_positive(delta1) - log_positive(lam)) / beta
     return t1_prime, t1, t2
 
 
@@ -328,9 +328,9 @@ def reinitialize(key, rho, ubar, member, delta0, delta1, enabled=True):
         ``(rho, ubar, member, redrawn (m,) bool)``.
     """
     d, m = ubar.shape
-    redrawn = (rho < jnp.log(delta1)) & enabled
+    redrawn = (rho < log_positive(delta1)) & enabled
     fresh = unit_columns(key, d, m, dtype=ubar.dtype)
-    rho = jnp.where(redrawn, jnp.log(delta0).astype(rho.dtype), rho)
+    rho = jnp.where(redrawn, log_positive(delta0).astype(rho.dtype), rho)
     ubar = jnp.where(redrawn[None, :], fresh, ubar)
     member = jnp.where(redrawn, -1, member)
     return rho, ubar, member, redrawn
@@ -377,7 +377,7 @@ def _run_batch(target: Target, keys, p, *, m, K, max_epochs, solver: SolverConfi
     def draw(key):
         key, k0 = jax.random.split(key)
         ubar = unit_columns(k0, d, m)
-        return key, jnp.full((m,), jnp.log(delta0), dtype=ubar.dtype), ubar
+        return key, jnp.full((m,), log_positive(delta0), dtype=ubar.dtype), ubar
 
     keys, rho0, ubar0 = per_seed(draw)(keys)
     B = rho0.shape[0]

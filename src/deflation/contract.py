@@ -17,11 +17,13 @@ Two routes:
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.custom_batching import custom_vmap
+from jax.typing import ArrayLike
 from jaxtyping import Array, Float
 
 from . import _dd as dd
@@ -52,6 +54,22 @@ def times_power_of_two(x: Float[Array, "..."], k: int) -> Float[Array, "..."]:
     sign = jnp.where(bits < 0, -1.0, 1.0).astype(x.dtype)
     subnormal = sign * mantissa * jnp.asarray(2.0 ** (k + int(info.minexp) - nmant), x.dtype)
     return jnp.where(exponent == 0, subnormal, x * jnp.asarray(2.0**k, x.dtype))
+
+
+def log_positive(x: ArrayLike) -> Float[Array, "..."]:
+    """``log x`` for positive ``x``, exact for subnormal ``x`` too (XLA:CPU's ``log`` treats a
+    subnormal operand as zero and returns ``-inf``); the same bits as ``jnp.log`` for normal ``x``.
+    Used for the thresholds ``delta0``, ``delta1``, ``alpha`` and ``lam``, which may be that small."""
+    x = jnp.asarray(x)
+    k = NORM_SCALE_EXPONENT.get(np.dtype(x.dtype))
+    if k is None:
+        return jnp.log(x)
+    info = jnp.finfo(x.dtype)
+    ints = {64: jnp.int64, 32: jnp.int32}[info.bits]
+    exponent = (jax.lax.bitcast_convert_type(x, ints) >> int(info.nmant)) & ((1 << (info.bits - 1 - int(info.nmant))) - 1)
+    subnormal = (exponent == 0) & (jax.lax.bitcast_convert_type(x, ints) != 0)
+    scaled = jnp.log(times_power_of_two(jnp.where(subnormal, x, 1.0), k)) - k * math.log(2.0)
+    return jnp.where(subnormal, scaled, jnp.log(x))
 
 
 def column_norms(W: Float[Array, "*B d m"]) -> tuple[Float[Array, "*B m"], Float[Array, "*B m"], Float[Array, "*B m"],
@@ -96,7 +114,7 @@ def column_norms(W: Float[Array, "*B d m"]) -> tuple[Float[Array, "*B m"], Float
     vnorm = jnp.sqrt(v2)
     scale = jnp.exp2(shift).astype(W.dtype)
     scaled_norm = vnorm * scale
-    scaled_log = 0.5 * jnp.log(v2) + shift * np.log(2.0)
+    scaled_log = 0.5 * jnp.log(v2) + shift * math.log(2.0)
     scaled_bar = V / jnp.where(vnorm > 0, vnorm, 1.0)[..., None, :]
     return (
         jnp.where(plain, omega, scaled_norm * scaled_norm),

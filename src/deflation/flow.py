@@ -204,9 +204,23 @@ def _as_initial_state(W0, target: Target):
             _refuse_zero_columns("W0", np.asarray(W0))
         batched = W0.ndim == 3
         state = to_lognorm(W0)
+    dtype = state[1].dtype
+    state = (state[0].astype(dtype), state[1])
     if not batched:
         state = jax.tree_util.tree_map(lambda x: x[None], state)
     return state, batched
+
+
+def _check_times(ts: np.ndarray, t0, where: str) -> None:
+    """``ValueError`` unless ``ts`` is strictly increasing, starts at or after ``t0`` and ends after it."""
+    if ts.size > 1 and not (np.diff(ts) > 0).all():
+        i = int(np.argmax(np.diff(ts) <= 0))
+        raise ValueError(f"ts must be strictly increasing{where}, got ts[{i}] = {float(ts[i])!r} >= "
+                         f"ts[{i + 1}] = {float(ts[i + 1])!r}")
+    if ts[0] < t0:
+        raise ValueError(f"ts must not start before t0 = {float(t0)!r}{where}, got ts[0] = {float(ts[0])!r}")
+    if ts[-1] <= t0:
+        raise ValueError(f"ts[-1] must be after t0 = {float(t0)!r}{where} (the solve ends there), got {float(ts[-1])!r}")
 
 
 def _refuse_zero_columns(name: str, W: np.ndarray) -> None:
@@ -263,7 +277,8 @@ def gradient_flow(
             A ``ConstantStepSize`` needs ``dt0``.
         rtol, atol: tolerances of the default controller (> 0).
         dt0: initial step (None: chosen by the controller).
-        max_steps: step budget per trajectory; a trajectory that exhausts it gets status 1.
+        max_steps: step budget per trajectory (at most 2^31 - 1); a trajectory that exhausts it
+            gets status 1.
         progress: show a tqdm progress bar (diffrax's progress meter).
         delta1, alpha: Definition 1 thresholds for "discovered" (norm ``delta1``, ``wbar_i^2 >= 1 - alpha^2``).
         fit_fraction: for ``lam = 0`` a component is fitted when its residual is ``<= fit_fraction * a_i``.
@@ -280,22 +295,25 @@ def gradient_flow(
     y0, batched = _as_initial_state(W0, target)
     lam = check.nonnegative("lam", lam)
     t0 = check.finite("t0", t0)
+    dtype = y0[0].dtype
     ts_np = check.array("ts", ts, 1).astype(np.float64)
     if ts_np.size < 1:
         raise ValueError("ts must hold at least one save time, got an empty array")
     check.finite_array("ts", ts_np)
-    if ts_np.size > 1 and not (np.diff(ts_np) > 0).all():
-        i = int(np.argmax(np.diff(ts_np) <= 0))
-        raise ValueError(f"ts must be strictly increasing, got ts[{i}] = {ts_np[i]!r} >= ts[{i + 1}] = {ts_np[i + 1]!r}")
-    if ts_np[0] < t0:
-        raise ValueError(f"ts must not start before t0 = {t0!r}, got ts[0] = {ts_np[0]!r}")
-    if ts_np[-1] <= t0:
-        raise ValueError(f"ts[-1] must be after t0 = {t0!r} (the solve ends there), got {ts_np[-1]!r}")
+    _check_times(ts_np, t0, "")
+    if dtype != np.float64:  # the solve runs in the state's dtype: the times must survive the rounding
+        in_dtype = f" in {np.dtype(dtype).name}, the dtype of the flow"
+        with np.errstate(over="ignore"):
+            ts_c, t0_c = ts_np.astype(dtype), np.asarray(t0, dtype)
+        if not (np.isfinite(ts_c).all() and np.isfinite(t0_c)):
+            raise ValueError(f"ts and t0 must be finite{in_dtype}, got ts = [{float(ts_np[0])!r}, ..., "
+                             f"{float(ts_np[-1])!r}], t0 = {t0!r}")
+        _check_times(ts_c, t0_c, in_dtype)
     rtol = check.positive("rtol", rtol)
     atol = check.positive("atol", atol)
     if dt0 is not None:
         dt0 = check.positive("dt0", dt0)
-    max_steps = check.integer("max_steps", max_steps, 1)
+    max_steps = check.integer("max_steps", max_steps, 1, check.MAX_STEPS_LIMIT)
     events = EventConfig(delta1=delta1, alpha=alpha, fit_fraction=fit_fraction, points=event_points)
     if solver is None:
         solver = diffrax.Tsit5()
@@ -308,7 +326,6 @@ def gradient_flow(
     if isinstance(stepsize_controller, diffrax.ConstantStepSize) and dt0 is None:
         raise ValueError("dt0 must be given (> 0) with a ConstantStepSize controller")
     config = SolverConfig(solver=solver, controller=stepsize_controller, dt0=dt0, max_steps=max_steps)
-    dtype = y0[0].dtype
     B, m = y0[0].shape
     plan = flow_plan(B, target.d, m, target.r, ts_np.size, events.points, precise_loss, np.dtype(dtype).itemsize)
     out = _flow(target, y0, jnp.asarray(ts_np, dtype), jnp.asarray(t0, dtype), jnp.asarray(lam, dtype), config,
