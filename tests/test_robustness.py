@@ -2,6 +2,7 @@
 caller can pass. Each case once gave a crash or a wrong answer; numerics are checked against an
 independent route (exact arithmetic, the log-norm initial state, a float64 run)."""
 
+import re
 import time
 
 import jax
@@ -372,3 +373,149 @@ def test_subnormal_thresholds_are_taken_exactly():
                                    eps=0.1, max_epochs=2, grid_points=9)
     assert int(res.status) == SUCCESS and int(res.epochs) == 2
     assert np.isfinite(np.asarray(res.log_norm)).all()
+
+
+# ---------------------------------------------------------------------------- the command line
+
+FIGURE1_BAD = [
+    # (arguments, the flag the one-line message must name)
+    (["--seeds", "0"], "--seeds"), (["--seeds", "100000000"], "--seeds"), (["--key", str(2**64)], "--key"),
+    (["--d", "1"], "--d"), (["--d", "0"], "--d"), (["--r", "0"], "--r"), (["--r", "11"], "--r"),
+    (["--ratio", "0.5"], "--ratio"), (["--ratio", "nan"], "--ratio"), (["--ratio", "inf"], "--ratio"),
+    (["--m", "0"], "--m"), (["--m", "-3"], "--m"), (["--m", "10000000"], "--m"),
+    (["--order", "2"], "--order"), (["--order", str(10**18)], "--order"),
+    (["--init", "0"], "--init"), (["--init=-1e-15"], "--init"), (["--init", "nan"], "--init"),
+    (["--init", "inf"], "--init"), (["--init", "1e300"], "--init"),
+    (["--t-end", "0"], "--t-end"), (["--t-end", "-5"], "--t-end"), (["--t-end", "nan"], "--t-end"),
+    (["--t-end", "inf"], "--t-end"), (["--t-end", "1e-310"], "--t-end"),
+    (["--points", "1"], "--points"), (["--points", "0"], "--points"), (["--points", "1000000000"], "--points"),
+    (["--lam", "-1"], "--lam"), (["--lam", "nan"], "--lam"), (["--lam", "inf"], "--lam"),
+    (["--rtol", "0"], "--rtol"), (["--rtol=-1e-8"], "--rtol"), (["--rtol", "nan"], "--rtol"), (["--rtol", "10"], "--rtol"),
+    (["--atol", "0"], "--atol"), (["--atol", "inf"], "--atol"),
+    (["--delta1", "0"], "--delta1"), (["--delta1", "nan"], "--delta1"), (["--delta1", "-1"], "--delta1"),
+    (["--alpha", "0"], "--alpha"), (["--alpha", "1"], "--alpha"), (["--alpha", "nan"], "--alpha"),
+]
+
+ALGORITHM2_BAD = [
+    (["--d", "1"], "--d"), (["--d", "100000"], "--m"), (["--a", "nan", "0.5"], "--a"), (["--a", "-1", "0.5"], "--a"),
+    (["--a", "0", "0"], "--a"), (["--a"] + ["0.1"] * 9, "--a"), (["--geometric", "0.5"], "--geometric"),
+    (["--geometric", "inf"], "--geometric"), (["--r", "0"], "--r"), (["--r", "9"], "--r"),
+    (["--eps", "0"], "--eps"), (["--eps", "nan"], "--eps"), (["--eps", "inf"], "--eps"), (["--eps", "1e-300"], "--eps"),
+    (["--m", "0"], "--m"), (["--m", "1"], "--m"), (["--m", "100000"], "--m"),
+    (["--lam", "0"], "--lam"), (["--lam", "-1"], "--lam"), (["--lam", "nan"], "--lam"), (["--lam", "1e300"], "--lam"),
+    (["--alpha", "0"], "--alpha"), (["--alpha", "1"], "--alpha"), (["--delta1", "0"], "--delta1"),
+    (["--delta1", "1e300"], "--delta1"), (["--delta0", "1"], "--delta0"), (["--delta0", "nan"], "--delta0"),
+    (["--gamma", "0"], "--gamma"), (["--gamma", "1.5"], "--gamma"), (["--c1", "0"], "--c1"), (["--c1", "inf"], "--c1"),
+    (["--c2", "-1"], "--c2"), (["--c3", "-1"], "--c3"), (["--c3", "nan"], "--c3"), (["--c-rho", "1"], "--c-rho"),
+    (["--max-epochs", "0"], "--max-epochs"), (["--max-epochs", "1000000000"], "--max-epochs"),
+    (["--seeds", "0"], "--seeds"), (["--seeds", str(10**12)], "--seeds"), (["--seeds", "100000000"], "--seeds"),
+    (["--seed", str(2**64)], "--seed"), (["--chunk", "0"], "--chunk"), (["--rtol", "0"], "--rtol"),
+    (["--rtol", "5"], "--rtol"), (["--atol", "inf"], "--atol"), (["--grid-points", "2"], "--grid-points"),
+    (["--grid-points", "1000000000"], "--grid-points"),
+]
+
+
+def _one_line_error(capsys, argv, flag):
+    from deflation.cli import main
+
+    code = main(argv)
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 2, (argv, code, captured.err)
+    assert len(lines) == 1 and "Traceback" not in captured.err, (argv, captured.err)
+    assert re.search(rf"{re.escape(flag)}(?![\w-])", lines[0]), (argv, lines[0])
+    # no library name without its flag: ``ts``, ``W0``, ``scale``, ``seeds[`` ...
+    assert not re.search(r"(?<![\w.-])(ts|t1|W0|scale|c_rho|max_epochs|grid_points)(?![\w-])", lines[0]), lines[0]
+    return lines[0]
+
+
+def test_figure1_every_bad_flag_value_is_one_line_naming_the_flag(capsys, tmp_path):
+    start = time.perf_counter()
+    for args, flag in FIGURE1_BAD:
+        _one_line_error(capsys, ["figure1", "--out", str(tmp_path / "f1")] + args, flag)
+    # a wrong type is argparse's: its usage, then one line naming the flag, exit code 2
+    from deflation.cli import main
+
+    for flag, kind in (("--seeds", "int"), ("--d", "int"), ("--init", "float"), ("--t-end", "float")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["figure1", flag, "x"])
+        assert exit_.value.code == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last.endswith(f"argument {flag}: invalid {kind} value: 'x'"), last
+    assert time.perf_counter() - start < 20  # refused before anything is compiled
+    assert not (tmp_path / "f1" / "figure1.npz").exists()
+
+
+def test_algorithm2_every_bad_flag_value_is_one_line_naming_the_flag(capsys, tmp_path):
+    start = time.perf_counter()
+    for args, flag in ALGORITHM2_BAD:
+        _one_line_error(capsys, ["algorithm2", "--out", str(tmp_path / "a2")] + args, flag)
+    assert time.perf_counter() - start < 20
+    assert not (tmp_path / "a2" / "algorithm2.npz").exists()
+
+
+@pytest.mark.parametrize("command", ["figure1", "algorithm2"])
+def test_an_unusable_out_is_one_line_naming_out(command, capsys, tmp_path, monkeypatch):
+    """--out that is a file, under a file, or not writable: one line naming --out, before any
+    computation (a traceback from mkdir or savefig before)."""
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    for out in (afile, afile / "sub"):
+        line = _one_line_error(capsys, [command, "--out", str(out)], "--out")
+        assert str(out) in line
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    line = _one_line_error(capsys, [command, "--out", str(tmp_path / "ro")], "--out")
+    assert "cannot write" in line and "Permission denied" in line
+
+
+def test_outputs_are_written_atomically(capsys, tmp_path, monkeypatch):
+    """A writer that fails half-way leaves the previous complete file in place, and the command
+    says so in one line (before: a torn file and a raw OSError)."""
+    from deflation.cli import main
+
+    out = tmp_path / "f1"
+    argv = ["figure1", "--seeds", "1", "--d", "4", "--r", "2", "--m", "3", "--t-end", "5", "--points", "3",
+            "--rtol", "1e-6", "--atol", "1e-6", "--out", str(out)]
+    assert main(argv) == 0
+    before = (out / "figure1.npz").read_bytes()
+    capsys.readouterr()
+
+    def torn(path, **arrays):
+        with open(path, "wb") as fh:
+            fh.write(b"PK\x03\x04 half an archive")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez_compressed", torn)
+    line = _one_line_error(capsys, argv, "--out")
+    assert "figure1.npz" in line and "No space left" in line
+    assert (out / "figure1.npz").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["figure1.json", "figure1.npz", "figure1.png"]  # no leftovers
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["figure1", "algorithm2"])
+def test_concurrent_runs_on_one_out_leave_complete_files(command, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "shared" / "deep"
+    args = {"figure1": ["--seeds", "1", "--d", "4", "--r", "2", "--m", "3", "--t-end", "5", "--points", "3"],
+            "algorithm2": ["--d", "3", "--geometric", "2", "--eps", "5e-2", "--max-epochs", "2", "--grid-points", "5"]}
+    procs = [subprocess.Popen([sys.executable, "-m", "deflation.cli", command, *args[command], "--key" if command ==
+                               "figure1" else "--seed", str(k), "--out", str(out)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for k in range(4)]
+    results = [p.communicate(timeout=600) + (p.returncode,) for p in procs]
+    for stdout, stderr, code in results:
+        assert code == 0 and "Traceback" not in stderr, stderr
+    data = np.load(out / f"{command}.npz")
+    assert len(data.files) > 5 and all(data[name].size >= 0 for name in data.files)
+    params = json.loads((out / f"{command}.json").read_text())
+    assert isinstance(params, dict)
+    assert (out / f"{command}.png").read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{command}.{ext}" for ext in ("json", "npz", "png"))

@@ -404,13 +404,17 @@ def _run_batch(target: Target, keys, p, *, m, K, max_epochs, solver: SolverConfi
             length = jnp.where(active & ok, length, 0.0)
             sol = solve(target, (rho, ubar), t1=length, solver=solver, lam=lam, events=events, member=member,
                         from_above=False, chunk=chunk)
-            end_rho, end_ubar = sol.rho[:, -1], per_seed(normalize)(sol.ubar[:, -1])
+            # a failed phase keeps its starting state: the state it reached is not saved (its end
+            # is never reached, and the save buffer there holds inf)
+            done = sol.status == SUCCESS
+            end_rho = jnp.where(done[:, None], sol.rho[:, -1], rho)
+            end_ubar = jnp.where(done[:, None, None], per_seed(normalize)(sol.ubar[:, -1]), ubar)
             tr = sol.tracked
             out = dict(tracked=tr, obs=sol.observations, ts=sol.event_ts, status=sol.status, steps=sol.num_steps,
                        redrawn=redrawn.sum(axis=1),
                        norm=per_seed(lambda rh, ub: residual_norm(rh, ub, target, precise))(end_rho, end_ubar),
                        monitors=per_seed(lambda ob, t: proposition1(ob, t, a))(sol.observations, tr))
-            return (end_rho, end_ubar, tr.member, ok & (sol.status == SUCCESS)), out
+            return (end_rho, end_ubar, jnp.where(done[:, None], tr.member, member), ok & done), out
 
         (rho_e, ubar_e, member_e, ok), ph = jax.lax.scan(
             phase, (c.rho, c.ubar, c.member, jnp.ones((B,), bool)), (jnp.array([False, True]), jnp.stack([t1, t2])))
@@ -570,8 +574,8 @@ def modified_gradient_flow(
             seed indices in ``[0, 2^32 - 1]`` for a batch run in one vmapped call (a repeated index
             runs the same seed again: the command line pads its last chunk so).
         solver: a diffrax solver (default ``Tsit5``); rtol, atol: its ``PIDController`` tolerances.
-        max_steps: solver step budget per phase; a phase that exhausts it halts the run
-            (``status``) and keeps the state it reached.
+        max_steps: solver step budget per phase (at most 2^31 - 1); a phase that exhausts it halts
+            the run (``status``), which keeps its state from the start of that phase.
         grid_points: save points per phase for Definition 1 tracking and the traces (>= 3).
         precise_loss: double-double ``|T - T*|_F`` (default: automatic by size, see
             :func:`deflation.contract.precise_by_default`).

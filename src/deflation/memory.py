@@ -119,6 +119,7 @@ def flow_memory(*, seeds: int, d: int, m: int, r: int, save_points: int, event_p
         "loss": block * _loss_per_state(d, m, r, precise, s),
         "events": s * EVENT_COLUMNS * m * P * c,
         "states": s * SAVE_COPIES * K * (state + r + 2) * B,
+        "target": s * 2 * d * r,
         "overhead": OVERHEAD,
     }
     return MemoryEstimate(total=int(sum(parts.values())), parts=parts, chunk=c, block=block, precise=bool(precise))
@@ -145,6 +146,7 @@ def algorithm2_memory(*, seeds: int, d: int, m: int, r: int, grid_points: int, m
         "events": s * EVENT_COLUMNS * m * P * B * 2,
         "states": s * SAVE_COPIES * state * B * 2,
         "record": s * 3 * E * B * (2 * P * (r + 2) + 30 * r),
+        "target": s * 2 * d * r,
         "overhead": OVERHEAD,
     }
     return MemoryEstimate(total=int(sum(parts.values())), parts=parts, chunk=c, block=1, precise=bool(precise))
@@ -233,8 +235,9 @@ def require_fits(estimate: MemoryEstimate, available: int | None, what: str, adv
 
 def suggest(estimate: MemoryEstimate, names: dict[str, str]) -> str:
     """What to change, for the parts of ``estimate`` that take at least a tenth of it, largest
-    first, in the caller's names: keys ``seeds``, ``m``, and where the caller has them
-    ``save_points``, ``event_points``, ``max_epochs``, ``precise`` (how to ask for the float loss)."""
+    first, in the caller's names: keys ``seeds``, ``m``, and where the caller has them ``d``,
+    ``save_points``, ``event_points``, ``max_epochs``, ``precise`` (how to ask for the float loss),
+    ``fewer_seeds`` (how to ask for fewer seeds per call)."""
     m = names["m"]
     more = lambda key: f" or fewer {names[key]}" if key in names else ""  # noqa: E731
     actions = {
@@ -242,8 +245,9 @@ def suggest(estimate: MemoryEstimate, names: dict[str, str]) -> str:
         "loss": (f"{names['precise']} or a smaller {m}" if estimate.precise and "precise" in names
                  else f"a smaller {m} (the loss of each saved state holds an m x m Gram matrix)"),
         "events": f"fewer {names.get('event_points', 'event points')} or a smaller {m}",
-        "states": f"fewer {names['seeds']} per call" + more("save_points"),
-        "record": f"fewer {names['seeds']} per call" + more("max_epochs"),
+        "states": names.get("fewer_seeds", f"fewer {names['seeds']} per call") + more("save_points"),
+        "record": names.get("fewer_seeds", f"fewer {names['seeds']} per call") + more("max_epochs"),
+        "target": f"a smaller {names.get('d', 'd')} or fewer components",
     }
     out: list[str] = []
     for name, size in sorted(estimate.parts.items(), key=lambda kv: -kv[1]):

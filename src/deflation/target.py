@@ -15,6 +15,10 @@ from . import _validate as check
 from .dense import DENSE_MAX_BYTES, dense_power_sum
 
 
+#: The largest tensor order (an order is a static exponent; 10^18 overflowed inside ``jit``).
+MAX_ORDER = 2**31 - 1
+
+
 class Target(eqx.Module):
     """Ground truth ``T* = sum_i a_i u_i^{(x)p}``.
 
@@ -22,7 +26,7 @@ class Target(eqx.Module):
         a: weights ``(r,)``, finite and ``>= 0`` (the paper sorts them and makes them sum to 1;
             this class does not require it).
         U: components ``(d, r)`` with unit columns.
-        order: the tensor order ``p >= 3`` (the paper's case is 4).
+        order: the tensor order ``p``, ``3 <= p <= 2^31 - 1`` (the paper's case is 4).
         orthogonal: whether the columns of ``U`` were asked to be orthonormal (checked).
 
     Construct with ``Target(a, U, order=4)`` for arbitrary unit columns (non-orthogonal targets,
@@ -40,7 +44,7 @@ class Target(eqx.Module):
     orthogonal: bool = eqx.field(static=True, default=False)
 
     def __init__(self, a: Any, U: Any, order: int = 4, *, orthogonal: bool = False):
-        order = check.integer("order", order, 3)
+        order = check.integer("order", order, 3, MAX_ORDER)
         if check.is_concrete((a, U)):
             check_values(a, U, orthogonal)
         self.a = _floating(a)
