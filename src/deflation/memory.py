@@ -1,7 +1,8 @@
 """Peak memory of a compiled solve, estimated before compiling, and the memory there is.
 
 A call that cannot fit used to compile for tens of seconds and then die inside XLA
-(``RESOURCE_EXHAUSTED``: ``gradient_flow`` with m = 100,000 at d = 10 asked for 162 GB). The
+(``RESOURCE_EXHAUSTED``: ``gradient_flow`` with m = 100,000 at d = 10 asked for 162 GB, and for
+48 TB with 601 save points, whose losses were all evaluated at once). The
 functions here count, from the sizes alone, the arrays a compiled call keeps alive at its peak, so
 that the callers can refuse such a call at once, or split it, before anything is traced:
 
@@ -19,15 +20,17 @@ What takes memory, per seed being solved (``m`` columns in ``d`` dimensions, ``r
   time: :func:`deflation.contract.sequential`);
 - the double-double loss (:func:`deflation.contract.residual_norm_sq_precise`), about ten ``m x m``
   arrays per saved state (one for the float route), which ``gradient_flow`` evaluates a block of
-  saved states at a time (:func:`flow_plan`);
+  saved states at a time (:func:`series_block`, at most :data:`SERIES_BLOCK_BYTES`);
 - the event grid: about twenty length-``m`` arrays per event point (:mod:`deflation.definition1`);
 - the save buffers and results: ``B x K x d x m`` states, held more than once (the solver's
   buffer, the returned ``W`` and the concatenation of the chunks).
 
 The constants were fitted to XLA's own count of the compiled calls (``memory_analysis()``) on CPU
-at small sizes and are checked against it in ``tests/test_robustness.py``: the estimate is an
-upper bound within a factor of about two. Accelerators compile differently; the estimate is a
-guide there, not a guarantee.
+at sizes up to m = 2000 and are checked against it in ``tests/test_robustness.py``: the estimate
+is an upper bound, by a factor 1.3 to 3 where memory matters (more at tiny sizes, where the fixed
+:data:`OVERHEAD` dominates). Accelerators compile differently; the estimate is a guide there, not
+a guarantee. :func:`deflation.flow.flow_plan` and :func:`deflation.algorithm.algorithm2_plan`
+apply it.
 """
 
 from __future__ import annotations
