@@ -68,7 +68,7 @@ def in_open_interval(name: str, value: Any, lo: float, hi: float) -> float:
 
 def integer(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
     """An integer >= ``minimum`` (and <= ``maximum`` if given; bools refused)."""
-    allowed = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+    allowed = f">= {minimum}" if maximum is None else f">= {minimum} and <= {maximum}"
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer {allowed}, got {_show(value)}")
     if value < minimum or (maximum is not None and value > maximum):

@@ -634,7 +634,8 @@ def modified_gradient_flow(
         try:
             seeds = [check.integer(f"seeds[{i}]", s, 0, check.SEED_LIMIT) for i, s in enumerate(seeds)]
         except TypeError:
-            raise TypeError(f"seeds must be an int >= 1 or a sequence of integer seed indices >= 0, got {seeds!r}") from None
+            raise TypeError(f"seeds must be an int >= 1 or a sequence of integer seed indices >= 0, "
+                            f"got {seeds!r}") from None
         if not seeds:
             raise ValueError("seeds must not be empty")
         B = len(seeds)

@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, OSError) as err:  # bad input or an unusable path: one clear line, no traceback
         print(f"deflation {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"deflation {args.command}: interrupted", file=sys.stderr)
+        return 130
     except RuntimeError as err:
         # the device ran out of memory although the estimate let the call through (memory.py)
         if "RESOURCE_EXHAUSTED" not in str(err):

@@ -66,8 +66,9 @@ def log_positive(x: ArrayLike) -> Float[Array, "..."]:
         return jnp.log(x)
     info = jnp.finfo(x.dtype)
     ints = {64: jnp.int64, 32: jnp.int32}[info.bits]
-    exponent = (jax.lax.bitcast_convert_type(x, ints) >> int(info.nmant)) & ((1 << (info.bits - 1 - int(info.nmant))) - 1)
-    subnormal = (exponent == 0) & (jax.lax.bitcast_convert_type(x, ints) != 0)
+    bits = jax.lax.bitcast_convert_type(x, ints)
+    nmant = int(info.nmant)
+    subnormal = ((bits >> nmant) & ((1 << (info.bits - 1 - nmant)) - 1) == 0) & (bits != 0)
     scaled = jnp.log(times_power_of_two(jnp.where(subnormal, x, 1.0), k)) - k * math.log(2.0)
     return jnp.where(subnormal, scaled, jnp.log(x))
 

@@ -220,7 +220,8 @@ def _check_times(ts: np.ndarray, t0, where: str) -> None:
     if ts[0] < t0:
         raise ValueError(f"ts must not start before t0 = {float(t0)!r}{where}, got ts[0] = {float(ts[0])!r}")
     if ts[-1] <= t0:
-        raise ValueError(f"ts[-1] must be after t0 = {float(t0)!r}{where} (the solve ends there), got {float(ts[-1])!r}")
+        raise ValueError(f"ts[-1] must be after t0 = {float(t0)!r}{where} (the solve ends there), "
+                         f"got {float(ts[-1])!r}")
 
 
 def _refuse_zero_columns(name: str, W: np.ndarray) -> None:

@@ -102,7 +102,8 @@ def _loss_per_state(d: int, m: int, r: int, precise: bool, itemsize: int) -> int
 
 
 def flow_memory(*, seeds: int, d: int, m: int, r: int, save_points: int, event_points: int,
-                precise: bool | None = None, itemsize: int = 8, chunk: int, backend: str | None = None) -> MemoryEstimate:
+                precise: bool | None = None, itemsize: int = 8, chunk: int,
+                backend: str | None = None) -> MemoryEstimate:
     """Estimated peak memory of :func:`deflation.gradient_flow` with ``seeds`` initializations of
     ``m`` columns in ``d`` dimensions against ``r`` components, ``save_points`` save times and
     ``event_points`` event-grid points, ``chunk`` seeds solved at once (see the module docstring).

@@ -16,13 +16,19 @@ from pathlib import Path
 def prepare_dir(flag: str, path: str) -> Path:
     """Create the directory ``path`` (and its parents) if needed and check that a file can be
     written in it; ``ValueError`` naming ``flag`` otherwise."""
+    if not str(path).strip():
+        raise ValueError(f"{flag} must name a directory, got {path!r}")
     out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{flag} {path!r} exists and is not a directory")
     try:
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"{flag} {path!r} exists and is not a directory")
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ValueError(f"{flag} {path!r}: cannot create the directory ({err.strerror or err})") from None
+    except ValueError as err:  # e.g. an embedded NUL byte
+        if str(err).startswith(flag):
+            raise
+        raise ValueError(f"{flag} {path!r}: {err}") from None
     try:
         fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test-")
     except OSError as err:
