@@ -259,10 +259,12 @@ def gradient_flow(
     :mod:`deflation.dynamics`), so initial scales from 1e-15 to 1e-100 and below integrate with
     full relative accuracy; the log-norms of ``W0`` are taken without underflow, so any non-zero
     column works, down to entries of 5e-324. ``W0`` is (d, m) or a batch (B, d, m) (or a pair
-    ``(rho, ubar)`` of log-norms and directions for norms that no float can hold); a batch runs in one compiled call
-    (:func:`deflation.stepping.solve_batch`: explicit Runge-Kutta methods; ``vmap(diffeqsolve)``
-    for implicit ones), each trajectory with its own adaptive steps, so its result does not depend
-    on the batch.
+    ``(rho, ubar)`` of log-norms and directions for norms that no float can hold); a batch runs in
+    one compiled call (:func:`deflation.stepping.solve_batch`: explicit Runge-Kutta methods;
+    ``vmap(diffeqsolve)`` for implicit ones), each trajectory with its own adaptive steps, so its
+    result does not depend on the batch. Its peak memory is estimated before anything is compiled
+    (:func:`flow_plan`): a batch too large for the memory available is solved in smaller chunks of
+    seeds, and a call that cannot fit even one seed at a time is refused.
 
     Args:
         target: the ground truth ``T*``.
@@ -290,7 +292,13 @@ def gradient_flow(
         frozen: integrate the tensor-power dynamics (paper Eq. 1, ``R`` frozen at ``T*``) instead.
 
     Returns:
-        a :class:`FlowResult`.
+        a :class:`FlowResult`; a trajectory whose solve failed, whose saved state overflowed or
+        whose loss rose (:func:`loss_increased`) has a status of its own, listed by ``failed()``.
+
+    Raises:
+        ValueError / TypeError: on bad input, before anything is traced; ``ValueError`` also when
+            the call cannot fit in memory (the message gives the estimate, the memory available
+            and what to change).
     """
     target = as_target(target)
     y0, batched = _as_initial_state(W0, target)
