@@ -66,13 +66,20 @@ def in_open_interval(name: str, value: Any, lo: float, hi: float) -> float:
     return out
 
 
-def integer(name: str, value: Any, minimum: int) -> int:
-    """An integer >= ``minimum`` (bools refused)."""
+def integer(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    """An integer >= ``minimum`` (and <= ``maximum`` if given; bools refused)."""
+    allowed = f">= {minimum}" if maximum is None else f">= {minimum} and <= {maximum}"
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {_show(value)}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+        raise TypeError(f"{name} must be an integer {allowed}, got {_show(value)}")
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be an integer {allowed}, got {value}")
     return int(value)
+
+
+#: The largest step budget: the solvers count steps in int32.
+MAX_STEPS_LIMIT = 2**31 - 1
+#: Seed indices are folded into keys as uint32.
+SEED_LIMIT = 2**32 - 1
 
 
 def array(name: str, value: Any, ndim: int | tuple[int, ...]) -> np.ndarray:

@@ -40,13 +40,14 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from . import _validate as check
-from .contract import residual_norm_sq
+from . import memory
+from .contract import log_positive, residual_norm_sq
 from .definition1 import discovered
 from .dynamics import from_lognorm, normalize
 from .init import seed_keys, unit_columns
 from .monitors import proposition1
 from .partition import C_RHO, partition, partition_thresholds
-from .integrate import SUCCESS, EventConfig, SolverConfig, failures, solve
+from .integrate import SUCCESS, EventConfig, SolverConfig, failures, seed_chunk, solve
 from .target import Target, as_target
 from .theorem import theorem1_alpha
 
@@ -310,8 +311,8 @@ def phase_lengths(beta, d: int, lam, delta1, alpha, c1=1.0, c2=1.0, c3=0.0):
     ``t1' = c1 d / (beta log d)``, ``t1 = t1' + c3 log(d / alpha) / beta``,
     ``t2 = c2 (log(1/delta1) + log(1/lam)) / beta``."""
     t1_prime = c1 * d / (beta * math.log(d))
-    t1 = t1_prime + c3 * jnp.log(d / alpha) / beta
-    t2 = c2 * (-jnp.log(delta1) - jnp.log(lam)) / beta
+    t1 = t1_prime + c3 * (math.log(d) - log_positive(alpha)) / beta  # log d - log alpha: alpha may be tiny
+    t2 = c2 * (-log_positive(delta1) - log_positive(lam)) / beta
     return t1_prime, t1, t2
 
 
@@ -327,9 +328,9 @@ def reinitialize(key, rho, ubar, member, delta0, delta1, enabled=True):
         ``(rho, ubar, member, redrawn (m,) bool)``.
     """
     d, m = ubar.shape
-    redrawn = (rho < jnp.log(delta1)) & enabled
+    redrawn = (rho < log_positive(delta1)) & enabled
     fresh = unit_columns(key, d, m, dtype=ubar.dtype)
-    rho = jnp.where(redrawn, jnp.log(delta0).astype(rho.dtype), rho)
+    rho = jnp.where(redrawn, log_positive(delta0).astype(rho.dtype), rho)
     ubar = jnp.where(redrawn[None, :], fresh, ubar)
     member = jnp.where(redrawn, -1, member)
     return rho, ubar, member, redrawn
@@ -382,14 +383,15 @@ class Algorithm2Params(eqx.Module):
 
 
 def run_algorithm2(target: Target, keys, p: Algorithm2Params, *, m: int, grid_points: int, max_epochs: int,
-                   solver: SolverConfig, precise: bool | None = None) -> dict:
+                   solver: SolverConfig, precise: bool | None = None, chunk: int | None = None) -> dict:
     """Algorithm 2 for a batch of keys ``(B,)``: the pure, traceable core of
     :func:`modified_gradient_flow` (no input checks; a Monte Carlo study calls it inside its own
     ``jit``). ``target`` is one target for the batch or one per seed (a batched :class:`Target`).
 
     Seed ``b`` draws its initial directions from ``split(keys[b])[1]`` and re-draws from the
     keys it splits off once per epoch. Returns the fields of :class:`Algorithm2Result` (batch
-    axis first; ``record`` an :class:`EpochRecord` of shape ``(B, E, ...)``).
+    axis first; ``record`` an :class:`EpochRecord` of shape ``(B, E, ...)``). ``chunk``: seeds per
+    batched solve (default :func:`deflation.integrate.seed_chunk`).
     """
     d, r = target.d, target.r
     K = grid_points
@@ -405,7 +407,7 @@ def run_algorithm2(target: Target, keys, p: Algorithm2Params, *, m: int, grid_po
     def draw(key):
         key, k0 = jax.random.split(key)
         ubar = unit_columns(k0, d, m)
-        return key, jnp.full((m,), jnp.log(delta0), dtype=ubar.dtype), ubar
+        return key, jnp.full((m,), log_positive(delta0), dtype=ubar.dtype), ubar
 
     keys, rho0, ubar0 = jax.vmap(draw)(keys)
     B = rho0.shape[0]
@@ -432,14 +434,18 @@ def run_algorithm2(target: Target, keys, p: Algorithm2Params, *, m: int, grid_po
             )(k_redraw, rho, ubar, member, active & ok)
             length = jnp.where(active & ok, length, 0.0)
             sol = solve(target, (rho, ubar), t1=length, solver=solver, lam=lam, events=events, member=member,
-                        from_above=False)
-            end_rho, end_ubar = sol.rho[:, -1], jax.vmap(normalize)(sol.ubar[:, -1])
+                        from_above=False, chunk=chunk)
+            # a failed phase keeps its starting state: the state it reached is not saved (its end
+            # is never reached, and the save buffer there holds inf)
+            done = sol.status == SUCCESS
+            end_rho = jnp.where(done[:, None], sol.rho[:, -1], rho)
+            end_ubar = jnp.where(done[:, None, None], jax.vmap(normalize)(sol.ubar[:, -1]), ubar)
             tr = sol.tracked
             out = dict(tracked=tr, obs=sol.observations, ts=sol.event_ts, status=sol.status, steps=sol.num_steps,
                        redrawn=redrawn.sum(axis=1),
                        norm=per_seed(lambda tg, rh, ub: residual_norm(rh, ub, tg, precise))(end_rho, end_ubar),
                        monitors=per_seed(lambda tg, ob, t: proposition1(ob, t, tg.a))(sol.observations, tr))
-            return (end_rho, end_ubar, tr.member, ok & (sol.status == SUCCESS)), out
+            return (end_rho, end_ubar, jnp.where(done[:, None], tr.member, member), ok & done), out
 
         (rho_e, ubar_e, member_e, ok), ph = jax.lax.scan(
             phase, (c.rho, c.ubar, c.member, jnp.ones((B,), bool)), (jnp.array([False, True]), jnp.stack([t1, t2])))
@@ -504,13 +510,36 @@ def run_algorithm2(target: Target, keys, p: Algorithm2Params, *, m: int, grid_po
 
 
 @eqx.filter_jit
-def _run(target, keys, params, m, K, max_epochs, solver, precise):
-    """One compiled call: Algorithm 2 for a batch of keys ``(B,)``."""
+def _run(target, keys, params, m, K, max_epochs, solver, precise, chunk):
+    """One compiled call: Algorithm 2 for a batch of keys ``(B,)``, ``chunk`` seeds per solve."""
     return run_algorithm2(target, keys, params, m=m, grid_points=K, max_epochs=max_epochs, solver=solver,
-                          precise=precise)
+                          precise=precise, chunk=chunk)
 
 
 # ---------------------------------------------------------------------------- public entry point
+
+
+def algorithm2_plan(B: int, d: int, m: int, r: int, grid_points: int, max_epochs: int, precise: bool | None,
+                    names: dict[str, str] | None = None) -> memory.MemoryEstimate:
+    """How :func:`modified_gradient_flow` runs ``B`` seeds: the memory estimate
+    (:func:`deflation.memory.algorithm2_memory`) with the most seeds per solve (at most
+    :func:`deflation.integrate.seed_chunk`) that fit in the memory available.
+
+    Raises:
+        ValueError: it does not fit even one seed per solve; the message gives the estimate, the
+            memory available and what to change, with the argument names in ``names`` (keys
+            ``seeds``, ``m``, ``event_points``, ``max_epochs``).
+    """
+    names = names or dict(seeds="seeds", m="m", event_points="grid_points", max_epochs="max_epochs",
+                          precise="the float loss (precise_loss=False)")
+    available = memory.available_memory()
+    estimate = memory.fit_chunk(
+        lambda c: memory.algorithm2_memory(seeds=B, d=d, m=m, r=r, grid_points=grid_points, max_epochs=max_epochs,
+                                           precise=precise, chunk=c), seed_chunk(B), available)
+    memory.require_fits(estimate, available, f"Algorithm 2 with {B} seed(s) of m = {m} columns in d = {d} dimensions, "
+                        f"{grid_points} grid points and {max_epochs} epochs", memory.suggest(estimate, names))
+    return estimate
+
 
 
 def _check_key(key) -> jax.Array:
@@ -574,10 +603,11 @@ def modified_gradient_flow(
         c_rho: Definition 2's ``c_rho`` in (0, 1).
         max_epochs: length of the epoch scan (>= 1).
         seeds: None for one run with ``key``; an int ``B`` (seeds ``0..B-1``) or a sequence of
-            non-negative seed indices for a batch run in one vmapped call.
+            seed indices in ``[0, 2^32 - 1]`` for a batch run in one vmapped call (a repeated index
+            runs the same seed again: the command line pads its last chunk so).
         solver: a diffrax solver (default ``Tsit5``); rtol, atol: its ``PIDController`` tolerances.
-        max_steps: solver step budget per phase; a phase that exhausts it halts the run
-            (``status``) and keeps the state it reached.
+        max_steps: solver step budget per phase (at most 2^31 - 1); a phase that exhausts it halts
+            the run (``status``), which keeps its state from the start of that phase.
         grid_points: save points per phase for Definition 1 tracking and the traces (>= 3).
         precise_loss: double-double ``|T - T*|_F`` (default: automatic by size, see
             :func:`deflation.contract.precise_by_default`).
@@ -586,7 +616,8 @@ def modified_gradient_flow(
         an :class:`Algorithm2Result` (batch axis first when ``seeds`` is given).
 
     Raises:
-        ValueError / TypeError: on bad input, before anything is traced.
+        ValueError / TypeError: on bad input, before anything is traced; ``ValueError`` also when
+            the call cannot fit in memory (:func:`algorithm2_plan`).
     """
     target = as_target(target)
     key = _check_key(key)
@@ -618,7 +649,7 @@ def modified_gradient_flow(
     grid_points = check.integer("grid_points", grid_points, 3)
     rtol = check.positive("rtol", rtol)
     atol = check.positive("atol", atol)
-    max_steps = check.integer("max_steps", max_steps, 1)
+    max_steps = check.integer("max_steps", max_steps, 1, check.MAX_STEPS_LIMIT)
     if solver is None:
         solver = diffrax.Tsit5()
     elif not isinstance(solver, diffrax.AbstractSolver):
@@ -628,18 +659,24 @@ def modified_gradient_flow(
         if a_np.sum() <= 0:
             raise ValueError("target.a must have a positive weight (T* = 0 needs no algorithm)")
     if seeds is None:
+        B = 1
+    elif isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        B = check.integer("seeds", seeds, 1, check.SEED_LIMIT + 1)
+    else:
+        try:
+            seeds = [check.integer(f"seeds[{i}]", s, 0, check.SEED_LIMIT) for i, s in enumerate(seeds)]
+        except TypeError:
+            raise TypeError(f"seeds must be an int >= 1 or a sequence of integer seed indices >= 0, "
+                            f"got {seeds!r}") from None
+        if not seeds:
+            raise ValueError("seeds must not be empty")
+        B = len(seeds)
+    plan = algorithm2_plan(B, d, m, r, grid_points, max_epochs, precise_loss)  # before any array of B seeds exists
+    if seeds is None:
         seed_list = None
         keys = key[None] if key.ndim == 0 else key[None, :]
     else:
-        if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
-            seed_list = list(range(check.integer("seeds", seeds, 1)))
-        else:
-            try:
-                seed_list = [check.integer("seeds[i]", s, 0) for s in seeds]
-            except TypeError:
-                raise TypeError(f"seeds must be an int >= 1 or a sequence of integer seed indices >= 0, got {seeds!r}") from None
-            if not seed_list:
-                raise ValueError("seeds must not be empty")
+        seed_list = list(range(B)) if isinstance(seeds, (int, np.integer)) else seeds
         keys = seed_keys(key, seed_list)
 
     config = Algorithm2Config(m=m, delta0=delta0, delta1=delta1, lam=lam, gamma=gamma, eps=eps, alpha=alpha, c1=c1,
@@ -649,7 +686,7 @@ def modified_gradient_flow(
     params = Algorithm2Params(lam=f64(lam), delta0=f64(delta0), delta1=f64(delta1), alpha=f64(alpha),
                               gamma=f64(gamma), eps=f64(eps), c1=f64(c1), c2=f64(c2), c3=f64(c3), c_rho=f64(c_rho))
     config_solver = SolverConfig.adaptive(rtol, atol, solver, max_steps=max_steps)
-    out = _run(target, keys, params, m, grid_points, max_epochs, config_solver, precise_loss)
+    out = _run(target, keys, params, m, grid_points, max_epochs, config_solver, precise_loss, plan.chunk)
     if seed_list is None:
         out = jax.tree_util.tree_map(lambda x: x[0], out)
     return Algorithm2Result(seeds=seed_list, config=config, **out)

@@ -47,9 +47,24 @@ def main(argv: list[str] | None = None) -> int:
     compilation_cache.enable(compilation_cache.choose(args.cache_dir))  # a second run reads compiled programs
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError) as err:  # bad input: one clear line, no traceback
-        print(f"deflation {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, TypeError, OSError) as err:  # bad input or an unusable path: one clear line, no traceback
+        print(f"deflation {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"deflation {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except RuntimeError as err:
+        # the device ran out of memory although the estimate let the call through (memory.py)
+        if "RESOURCE_EXHAUSTED" not in str(err):
+            raise
+        print(f"deflation {args.command}: error: out of device memory ({_one_line(err)[:200]}); use fewer seeds "
+              "per call or a smaller --m", file=sys.stderr)
+        return 2
+
+
+def _one_line(err: BaseException) -> str:
+    """The message of ``err`` on one line."""
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 if __name__ == "__main__":

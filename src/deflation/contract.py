@@ -18,11 +18,13 @@ Two routes:
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.custom_batching import custom_vmap
+from jax.typing import ArrayLike
 from jaxtyping import Array, Float
 
 from . import _dd as dd
@@ -31,12 +33,104 @@ from .target import Target
 # ---------------------------------------------------------------------------- helpers
 
 
+#: Power of two ``2^K`` by which a column is scaled where ``sum(W * W)`` under- or overflows
+#: (:func:`column_norms`), per floating dtype: every float times ``2^K`` (small columns) or ``2^-K``
+#: (large ones) has a square in the normal range.
+NORM_SCALE_EXPONENT = {np.dtype(np.float64): 600, np.dtype(np.float32): 90}
+
+
+def times_power_of_two(x: Float[Array, "..."], k: int) -> Float[Array, "..."]:
+    """``x * 2^k`` exactly for ``k > 0``, subnormal ``x`` included (float32 or float64).
+
+    XLA on CPU treats subnormal operands of arithmetic as zero (and ``x > 0`` as false), so a
+    subnormal entry is scaled through its bits: its value is ``mantissa * 2^(emin - nmant)``, and the
+    integer mantissa converts to a float exactly.
+    """
+    info = jnp.finfo(x.dtype)
+    ints = {64: jnp.int64, 32: jnp.int32}[info.bits]
+    bits = jax.lax.bitcast_convert_type(x, ints)
+    nmant = int(info.nmant)
+    exponent = (bits >> nmant) & ((1 << (info.bits - 1 - nmant)) - 1)
+    mantissa = (bits & ((1 << nmant) - 1)).astype(x.dtype)
+    sign = jnp.where(bits < 0, -1.0, 1.0).astype(x.dtype)
+    subnormal = sign * mantissa * jnp.asarray(2.0 ** (k + int(info.minexp) - nmant), x.dtype)
+    return jnp.where(exponent == 0, subnormal, x * jnp.asarray(2.0**k, x.dtype))
+
+
+def log_positive(x: ArrayLike) -> Float[Array, "..."]:
+    """``log x`` for positive ``x``, exact for subnormal ``x`` too (XLA:CPU's ``log`` treats a
+    subnormal operand as zero and returns ``-inf``); the same bits as ``jnp.log`` for normal ``x``.
+    Used for the thresholds ``delta0``, ``delta1``, ``alpha`` and ``lam``, which may be that small."""
+    x = jnp.asarray(x)
+    k = NORM_SCALE_EXPONENT.get(np.dtype(x.dtype))
+    if k is None:
+        return jnp.log(x)
+    info = jnp.finfo(x.dtype)
+    ints = {64: jnp.int64, 32: jnp.int32}[info.bits]
+    bits = jax.lax.bitcast_convert_type(x, ints)
+    nmant = int(info.nmant)
+    subnormal = ((bits >> nmant) & ((1 << (info.bits - 1 - nmant)) - 1) == 0) & (bits != 0)
+    scaled = jnp.log(times_power_of_two(jnp.where(subnormal, x, 1.0), k)) - k * math.log(2.0)
+    return jnp.where(subnormal, scaled, jnp.log(x))
+
+
+def column_norms(W: Float[Array, "*B d m"]) -> tuple[Float[Array, "*B m"], Float[Array, "*B m"], Float[Array, "*B m"],
+                                                      Float[Array, "*B d m"]]:
+    """``(omega, norm, log_norm, Wbar)`` of every column ``w_j`` of ``W``: ``omega_j = |w_j|^2``,
+    ``norm_j = |w_j|``, ``log_norm_j = log |w_j|`` and ``Wbar[:, j] = w_j / |w_j|``, without underflow
+    or overflow for any finite ``W``.
+
+    ``sum(W * W)`` loses the norm once the squares leave the normal range (``|w| < ~1e-154``
+    underflows to 0, ``|w| > ~1e154`` overflows). There the column is first scaled exactly by
+    ``2^K`` (small columns, subnormal entries included: :func:`times_power_of_two`) or ``2^-K``
+    (large ones), ``K`` = :data:`NORM_SCALE_EXPONENT`, so that ``log |w_j|`` and ``Wbar`` are
+    accurate for every non-zero column, down to entries of the smallest subnormal (5e-324 in
+    float64). Where ``sum(W * W)`` is safe (at least ``tiny / eps``, about 1e-292 in float64, and
+    finite) the plain formulas are used, so results at ordinary scales are those of
+    ``sum(W * W)`` bit for bit. ``omega`` itself underflows to 0 (or overflows to inf) where
+    ``|w|^2`` is not representable, ``norm`` where ``|w|`` is not. A column that is exactly zero
+    gets ``omega = norm = 0``, ``log_norm = -inf`` and ``Wbar = 0``. Other dtypes (float16) use the
+    plain formulas only.
+    """
+    k = NORM_SCALE_EXPONENT.get(np.dtype(W.dtype))
+    if k is None:
+        omega = jnp.sum(W * W, axis=-2)
+        norm = jnp.sqrt(omega)
+        Wbar = jnp.where(norm[..., None, :] > 0, W / jnp.where(norm > 0, norm, 1.0)[..., None, :], 0.0)
+        return omega, norm, 0.5 * jnp.log(omega), Wbar
+    info = jnp.finfo(W.dtype)
+    square = jnp.sum(W * W, axis=-2)
+    plain = jnp.isfinite(square) & (square >= info.tiny / info.eps)
+    large = ~jnp.isfinite(square)
+    # Each route sees only its own columns (the others get harmless stand-ins), so that neither
+    # makes an inf or a NaN, not even in a derivative that the final select discards.
+    Wp = jnp.where(plain[..., None, :], W, 1.0)
+    omega = jnp.sum(Wp * Wp, axis=-2)
+    norm = jnp.sqrt(omega)
+    Wbar = Wp / norm[..., None, :]
+    # the scaled route: V = 2^k W (small columns) or 2^-k W (large ones), exactly
+    Ws = jnp.where(plain[..., None, :], jnp.asarray(2.0**-k, W.dtype), W)
+    V = jnp.where(large[..., None, :], Ws * jnp.asarray(2.0**-k, W.dtype), times_power_of_two(Ws, k))
+    shift = jnp.where(large, k, -k).astype(W.dtype)  # log2 |w| = log2 |V| + shift
+    v2 = jnp.sum(V * V, axis=-2)
+    vnorm = jnp.sqrt(v2)
+    scale = jnp.exp2(shift).astype(W.dtype)
+    scaled_norm = vnorm * scale
+    scaled_log = 0.5 * jnp.log(v2) + shift * math.log(2.0)
+    scaled_bar = V / jnp.where(vnorm > 0, vnorm, 1.0)[..., None, :]
+    return (
+        jnp.where(plain, omega, scaled_norm * scaled_norm),
+        jnp.where(plain, norm, scaled_norm),
+        jnp.where(plain, 0.5 * jnp.log(omega), scaled_log),
+        jnp.where(plain[..., None, :], Wbar, scaled_bar),
+    )
+
+
 def split_norms(W: Float[Array, "*B d m"]) -> tuple[Float[Array, "*B m"], Float[Array, "*B d m"]]:
-    """``(omega, Wbar)`` with ``omega_j = |w_j|^2`` and ``Wbar[:, j] = w_j / |w_j|`` (0 for w_j = 0)."""
-    omega = jnp.sum(W * W, axis=-2)
-    norm = jnp.sqrt(omega)[..., None, :]
-    safe = jnp.where(norm > 0, norm, 1.0)
-    return omega, jnp.where(norm > 0, W / safe, 0.0)
+    """``(omega, Wbar)`` with ``omega_j = |w_j|^2`` and ``Wbar[:, j] = w_j / |w_j|`` (0 for w_j = 0);
+    ``Wbar`` is exact at every scale, see :func:`column_norms`."""
+    omega, _, _, Wbar = column_norms(W)
+    return omega, Wbar
 
 
 #: On CPU, products whose contraction is at most this long are summed as outer products.
@@ -115,8 +209,15 @@ def _matmul_jvp(primals, tangents):
 SEQUENTIAL_MIN_FLOPS = 2**21
 
 
-def _sequential(d: int, m: int) -> bool:
-    return 2 * m * m * d >= SEQUENTIAL_MIN_FLOPS and jax.default_backend() == "cpu"
+def sequential(d: int, m: int, backend: str | None = None) -> bool:
+    """Whether a batch of seeds of ``m`` columns in ``d`` dimensions has its vector field evaluated
+    one seed at a time (on CPU, when ``2 m^2 d >= SEQUENTIAL_MIN_FLOPS``; see
+    :func:`residual_vector`). ``backend``: default JAX's."""
+    backend = jax.default_backend() if backend is None else backend
+    return 2 * m * m * d >= SEQUENTIAL_MIN_FLOPS and backend == "cpu"
+
+
+_sequential = sequential  # the benchmarks' name
 
 
 def _residual_vector_plain(Xbar, omega, U, a, p: int):

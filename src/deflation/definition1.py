@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
-from .contract import matmul, residual_norm_sq, residual_on, sum_rows
+from .contract import log_positive, matmul, residual_norm_sq, residual_on, sum_rows
 from .dynamics import normalize
 from .target import Target
 
@@ -245,7 +245,7 @@ def track(t: Float[Array, " K"], obs: Observation, member: Int[Array, " m"], a: 
     m = rho.shape[1]
     cols = jnp.arange(m)
     free = member < 0
-    log_delta1 = jnp.log(delta1)
+    log_delta1 = log_positive(delta1)
     tk = t[:-1, None]
 
     # crossings of |w| = delta1 and the misalignment there

@@ -23,18 +23,53 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 from jaxtyping import Array, Float
 
 from . import _validate as check
-from .contract import frozen_residual_vectors, residual_norm_sq, residual_on, residual_vectors, split_norms, sum_rows
+from .contract import (
+    column_norms,
+    frozen_residual_vectors,
+    residual_norm_sq,
+    residual_on,
+    residual_vectors,
+    split_norms,
+    sum_rows,
+)
 from .target import Target, as_target
 
 LogNormState = tuple[Float[Array, "*B m"], Float[Array, "*B d m"]]
 
 
+def working_dtype(name: str, dtype: Any, target: Target) -> np.dtype:
+    """The one floating dtype in which an array ``name`` of dtype ``dtype`` and ``target`` are
+    computed together: NumPy/JAX promotion of the floating dtypes among ``dtype``, ``target.a``
+    and ``target.U`` (an integer ``dtype`` counts as the default float, float64). So a float32
+    ``W0`` with a float64 target (every built-in constructor) runs in float64, and a float32 one
+    with a float32 target in float32.
+
+    Raises:
+        TypeError: ``dtype`` is not a real dtype, or the promotion is narrower than float32
+            (float16, bfloat16: the double-double loss and the solver tolerances need at least
+            float32), naming both dtypes.
+    """
+    dtype = np.dtype(dtype)
+    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+        raise TypeError(f"{name} must be a real (floating or integer) array, got dtype {dtype}")
+    kinds = [dt for dt in (dtype, target.a.dtype, target.U.dtype) if jnp.issubdtype(dt, jnp.floating)]
+    out = np.dtype(jnp.result_type(*kinds)) if kinds else np.dtype(jnp.result_type(float))
+    if jnp.finfo(out).bits < 32:
+        raise TypeError(
+            f"{name} has dtype {dtype} and the target a: {target.a.dtype}, U: {target.U.dtype}, which compute "
+            f"in {out}; the package computes in float32 or float64: pass {name} or the target in float32 or float64"
+        )
+    return out
+
+
 def check_W(name: str, W: Any, target: Target, batch: bool = False) -> jax.Array:
-    """Check shape (and, when concrete, finiteness) of a (d, m) [or (B, d, m)] state against ``target``."""
+    """Check shape (and, when concrete, finiteness) of a (d, m) [or (B, d, m)] state against
+    ``target``; return it as a JAX array of :func:`working_dtype` (integers become floats)."""
     as_target(target)
     ndims = (2, 3) if batch else (2,)
     shape = jnp.shape(W)
@@ -48,9 +83,11 @@ def check_W(name: str, W: Any, target: Target, batch: bool = False) -> jax.Array
         )
     if shape[-1] < 1:
         raise ValueError(f"{name} must have m >= 1 columns, got shape {shape}")
+    W = jnp.asarray(W)
+    W = W.astype(working_dtype(name, W.dtype, target))
     if check.is_concrete(W):
-        check.finite_array(name, jax.device_get(jnp.asarray(W)))
-    return jnp.asarray(W)
+        check.finite_array(name, jax.device_get(W))
+    return W
 
 
 def _check_lam(lam: Any) -> Any:
@@ -89,6 +126,9 @@ def residual(W: ArrayLike, target: Target, V: ArrayLike, *, precise: bool = True
     V = jnp.asarray(V)
     if V.ndim != 2 or V.shape[0] != target.d:
         raise ValueError(f"V must have shape (d, k) with d = {target.d}, got shape {V.shape}")
+    V = V.astype(working_dtype("V", V.dtype, target))
+    if check.is_concrete(V):
+        check.finite_array("V", jax.device_get(V))
     omega, Wbar = split_norms(W)
     return residual_on(Wbar, omega, target, V, precise=precise)
 
@@ -102,9 +142,9 @@ def velocity(W: ArrayLike, target: Target, lam: Any = 0.0) -> Float[Array, "d m"
     W = check_W("W", W, target)
     lam = _check_lam(lam)
     p = target.order
-    omega, Wbar = split_norms(W)
+    omega, norm, _, Wbar = column_norms(W)
     Rp, Rvec = residual_vectors(Wbar, omega, target)
-    return jnp.sqrt(omega) * (p * Rvec - (p - 2) * Rp * Wbar) - lam * W
+    return norm * (p * Rvec - (p - 2) * Rp * Wbar) - lam * W
 
 
 def tensor_power_velocity(W: ArrayLike, target: Target, lam: Any = 0.0) -> Float[Array, "d m"]:
@@ -115,18 +155,23 @@ def tensor_power_velocity(W: ArrayLike, target: Target, lam: Any = 0.0) -> Float
     W = check_W("W", W, target)
     lam = _check_lam(lam)
     p = target.order
-    omega, Wbar = split_norms(W)
+    _, norm, _, Wbar = column_norms(W)
     Rp, Rvec = frozen_residual_vectors(Wbar, target)
-    return jnp.sqrt(omega) * (p * Rvec - (p - 2) * Rp * Wbar) - lam * W
+    return norm * (p * Rvec - (p - 2) * Rp * Wbar) - lam * W
 
 
 # ---------------------------------------------------------------------------- log-norm coordinates
 
 
 def to_lognorm(W: Float[Array, "*B d m"]) -> LogNormState:
-    """``(rho, ubar)`` with ``w_j = exp(rho_j) ubar_j``; a zero column gets ``rho = -inf``."""
-    omega, Wbar = split_norms(W)
-    return 0.5 * jnp.log(omega), Wbar
+    """``(rho, ubar)`` with ``w_j = exp(rho_j) ubar_j``; a zero column gets ``rho = -inf``.
+
+    Accurate for every finite ``W``, whatever its scale (each column is scaled by its largest entry
+    where ``|w|^2`` would underflow or overflow, see :func:`deflation.contract.column_norms`):
+    ``rho`` is finite for every non-zero column, down to entries of 5e-324.
+    """
+    _, _, log_norm, Wbar = column_norms(W)
+    return log_norm, Wbar
 
 
 def normalize(ubar: Float[Array, "*B d m"]) -> Float[Array, "*B d m"]:

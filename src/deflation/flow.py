@@ -10,12 +10,23 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Bool, Float, Int
 
 from . import _validate as check
-from .contract import precise_by_default, precise_for_tolerance, residual_norm_sq, residual_on
-from .dynamics import check_W, from_lognorm, normalize, to_lognorm
-from .integrate import EventConfig, SolverConfig, failures, map_chunks, seed_chunk, solve
+from . import memory
+from .contract import precise_by_default, precise_for_tolerance, residual_norm_sq, residual_on, split_norms
+from .dynamics import check_W, from_lognorm, normalize, to_lognorm, working_dtype
+from .integrate import (
+    LOSS_INCREASED,
+    NONFINITE,
+    SUCCESS,
+    EventConfig,
+    SolverConfig,
+    failures,
+    map_chunks,
+    seed_chunk,
+    solve,
+)
 from .target import Target, as_target
 
 class FlowResult(eqx.Module):
@@ -29,9 +40,10 @@ class FlowResult(eqx.Module):
         loss: ``L(W)`` at the save times, (B, K), accurate far below ``1e-16 |T*|^2`` (see ``loss_floor``).
         loss_floor: accuracy floor of ``loss`` (B, K): a value below it is not resolved. The larger
             of the rounding bound of the loss formula and the integration floor
-            ``1/2 (10 (p + 2) tol sum_j |w_j|^2)^2``, ``tol = max(rtol, atol)`` of the step-size
-            controller: the loss of a state whose directions and log-norms carry errors of size
-            ``tol`` (checked against a high-accuracy solve in the tests).
+            ``1/2 (10 (p + 2) tol sum_j |w_j|^2)^2``, ``tol = max(rtol, atol, eps)`` (the step-size
+            controller's tolerances; the dtype's ``eps`` for constant steps): the loss of a state
+            whose directions and log-norms carry errors of size ``tol`` (checked against a
+            high-accuracy solve in the tests).
         residual: ``(T* - T)(u_i^p)`` for each ground truth ``i``, (B, K, r).
         discovery_time: first time a column reaches norm ``delta1`` with ``wbar_i^2 >= 1 - alpha^2``
             (Definition 1), (B, r); ``inf`` if not within the horizon.
@@ -40,8 +52,10 @@ class FlowResult(eqx.Module):
         member: for each column, the ground truth ``i`` whose ``S_i`` it joined (Definition 1), or -1, (B, m).
         join_time: for each column, when it joined that ``S_i`` (inf: it did not), (B, m).
         num_steps, num_accepted_steps, num_rejected_steps: solver statistics, (B,).
-        status: 0 success, 1 max_steps reached, 2 non-finite state, 3 other solver failure
-            (:data:`deflation.integrate.STATUS_NAMES`), (B,).
+        status: 0 success, 1 max_steps reached, 2 non-finite state (also: ``W`` or the loss at a
+            save point overflowed), 3 other solver failure, 4 the loss increased (see
+            :func:`loss_increased`; never with ``frozen=True``, whose dynamics is not a gradient
+            flow of ``L``) (:data:`deflation.integrate.STATUS_NAMES`), (B,).
     """
 
     ts: Float[Array, " K"]
@@ -68,61 +82,154 @@ class FlowResult(eqx.Module):
         return failures(self.status)
 
 
+def loss_increased(loss: Float[Array, "*B K"], floor: Float[Array, "*B K"]) -> Bool[Array, "*B"]:
+    """Whether the loss of a trajectory rises between consecutive save points by more than its
+    accuracy floor: ``loss[k+1] - loss[k] > min(floor[k], floor[k+1])`` for some ``k``.
+
+    The loss of a gradient flow never increases, so such a rise means the solve is not accurate
+    (a tolerance too loose for the problem: at ``rtol = atol = 1e-1`` a d = 4 flow went
+    0.2521 -> 0.1287 -> 0.2521). Why the smaller of the two floors (``FlowResult.loss_floor``):
+
+    - near convergence the loss sinks into its floor and is noise there; both floors are then
+      about equal (they scale with ``sum_j |w_j|^2``, which barely changes) and the noise stays
+      below them (the floor has a factor 10 of safety on the state error);
+    - elsewhere the loss is resolved far better than the floor between neighbouring save points
+      (the floor bounds the accumulated error of each state, which changes slowly from one save
+      point to the next), while a loose solve makes a jump of order the loss itself;
+    - the larger floor would hide exactly the failures to catch: a state that blows up has a
+      floor as large as its loss.
+
+    Measured (the tests and ``tests/test_robustness.py``): correct runs at tolerances 1e-4 to
+    1e-10 (Figure 1 with 301 save points, lam = 0 and 0.01; d = 4 from initial norms 1e-3 to 3)
+    rise by at most 0.15 of the smaller floor, while at ``rtol = atol = 1e-1`` the rises exceed it
+    many times over. Figure 1 at ``rtol = atol = 1e-3`` is flagged too: its loss does rise, by
+    3e-4. A NaN loss is not a rise (a non-finite loss is flagged on its own).
+    """
+    rise = loss[..., 1:] - loss[..., :-1]
+    return (rise > jnp.minimum(floor[..., 1:], floor[..., :-1])).any(axis=-1)
+
+
 @eqx.filter_jit
-def _flow(target, y0, ts, t0, lam, solver: SolverConfig, events: EventConfig, frozen, precise, progress):
-    """One compiled call: :func:`deflation.integrate.solve` and the loss and residual time series, a
-    chunk of seeds at a time (:func:`deflation.integrate.seed_chunk`)."""
+def _flow(target, y0, ts, t0, lam, solver: SolverConfig, events: EventConfig, frozen, precise, progress, chunk: int,
+          block: int):
+    """One compiled call: :func:`deflation.integrate.solve` and the loss and residual time series,
+    ``chunk`` seeds at a time, the series ``block`` saved states at a time (both chosen by
+    :func:`deflation.memory.flow_plan`; neither changes a seed's result)."""
     tol = solver.tolerance()
+    eps = jnp.finfo(y0[0].dtype).eps
     p = target.order
 
     def series(rho, ubar):
-        """Per seed: loss, its accuracy floor and the residual on every u_i at the save times."""
+        """Per saved state: loss, its accuracy floor and the residual on every u_i."""
         u = normalize(ubar)
         omega = jnp.exp(2.0 * rho)
-        sq, floor = jax.vmap(lambda uu, om: residual_norm_sq(uu, om, target, precise))(u, omega)
+        sq, floor = residual_norm_sq(u, omega, target, precise)
         loss = 0.5 * sq + 0.5 * lam * omega.sum(-1)
-        floor = jnp.maximum(floor, (10 * (p + 2) * tol * omega.sum(-1)) ** 2)
-        residual = jax.vmap(lambda uu, om: residual_on(uu, om, target, precise=bool(precise)))(u, omega)
+        floor = jnp.maximum(floor, (10 * (p + 2) * jnp.maximum(tol, eps) * omega.sum(-1)) ** 2)
+        residual = residual_on(u, omega, target, precise=bool(precise))
         return dict(W=from_lognorm(rho, ubar), log_norm=rho, loss=loss, loss_floor=0.5 * floor, residual=residual)
 
     def run(y):
         sol = solve(target, y, t1=ts[-1], save_ts=ts, t0=t0, lam=lam, solver=solver, events=events, frozen=frozen,
                     progress=progress, chunk=2**62)
-        out = jax.vmap(series)(sol.rho, sol.ubar)
+        c, K = sol.rho.shape[:2]
+        states = (sol.rho.reshape((c * K,) + sol.rho.shape[2:]), sol.ubar.reshape((c * K,) + sol.ubar.shape[2:]))
+        out = map_chunks(lambda st: jax.vmap(series)(*st), states, block)
+        out = {k: v.reshape((c, K) + v.shape[1:]) for k, v in out.items()}
+        # a successful solve whose saved states or losses overflowed (a loose tolerance's dense
+        # output between far-apart steps), or whose loss rose, is not a success
+        ok = sol.status == SUCCESS
+        finite = jnp.isfinite(out["W"]).all(axis=(1, 2, 3)) & jnp.isfinite(out["loss"]).all(axis=1)
+        status = jnp.where(ok & ~finite, NONFINITE, sol.status)
+        if not frozen:  # the tensor-power dynamics is not a gradient flow of L
+            rose = loss_increased(out["loss"], out["loss_floor"])
+            status = jnp.where((status == SUCCESS) & rose, LOSS_INCREASED, status)
         out.update(discovery_time=sol.tracked.discovery_time, fit_time=sol.tracked.fit_time,
-                   member=sol.tracked.member, join_time=sol.tracked.join_time, status=sol.status, num_steps=sol.num_steps,
+                   member=sol.tracked.member, join_time=sol.tracked.join_time, status=status.astype(jnp.int32),
+                   num_steps=sol.num_steps,
                    num_accepted_steps=sol.num_accepted_steps, num_rejected_steps=sol.num_rejected_steps)
         return out
 
-    return map_chunks(run, y0, seed_chunk(y0[0].shape[0]))
+    return map_chunks(run, y0, chunk)
+
+
+def flow_plan(B: int, d: int, m: int, r: int, K: int, P: int, precise: bool | None, itemsize: int,
+              names: dict[str, str] | None = None) -> memory.MemoryEstimate:
+    """How :func:`gradient_flow` runs ``B`` seeds of ``m`` columns in ``d`` dimensions with ``K``
+    save points and ``P`` event points: the memory estimate (:func:`deflation.memory.flow_memory`)
+    with the most seeds per chunk (at most :func:`deflation.integrate.seed_chunk`) that fit in the
+    memory available.
+
+    Raises:
+        ValueError: even one seed at a time does not fit; the message gives the estimate, the
+            memory available and what to change, with the argument names in ``names`` (keys
+            ``seeds``, ``m``, ``save_points``, ``event_points``; default the library's).
+    """
+    names = names or dict(seeds="seeds (the batch of W0)", m="m", save_points="save points (ts)",
+                          event_points="event_points", precise="the float loss (precise_loss=False)")
+    available = memory.available_memory()
+    estimate = memory.fit_chunk(
+        lambda c: memory.flow_memory(seeds=B, d=d, m=m, r=r, save_points=K, event_points=P, precise=precise,
+                                     itemsize=itemsize, chunk=c), seed_chunk(B), available)
+    memory.require_fits(estimate, available, f"a gradient flow of {B} seed(s) with m = {m} columns in d = {d} "
+                        f"dimensions and {K} save points", memory.suggest(estimate, names))
+    return estimate
 
 
 def _as_initial_state(W0, target: Target):
-    """``(rho, ubar)`` batch (B, m), (B, d, m) from ``W0`` given as an array or as ``(rho, ubar)``."""
+    """``(rho, ubar)`` batch (B, m), (B, d, m) from ``W0`` given as an array or as ``(rho, ubar)``, in
+    :func:`deflation.dynamics.working_dtype`.
+
+    Norms are taken without underflow (:func:`deflation.contract.column_norms`): every non-zero
+    column works, however small its entries; only a column that is exactly zero is refused.
+    """
     if isinstance(W0, tuple):
         if len(W0) != 2:
             raise ValueError("W0 given as a tuple must be (rho, ubar): log-norms (.., m) and directions (.., d, m)")
-        rho, ubar = jnp.asarray(W0[0]), check_W("W0[1] (ubar)", W0[1], target, batch=True)
+        ubar = check_W("W0[1] (ubar)", W0[1], target, batch=True)
+        rho = jnp.asarray(W0[0])
+        dtype = working_dtype("W0[0] (rho)", jnp.result_type(rho.dtype, ubar.dtype), target)
+        rho, ubar = rho.astype(dtype), ubar.astype(dtype)
         if rho.shape != ubar.shape[:-2] + ubar.shape[-1:]:
             raise ValueError(f"W0[0] (rho) must have shape {ubar.shape[:-2] + ubar.shape[-1:]}, got {rho.shape}")
         if check.is_concrete(rho):
             check.finite_array("W0[0] (rho)", np.asarray(rho))
-        if check.is_concrete(ubar) and (np.linalg.norm(np.asarray(ubar), axis=-2) == 0).any():
-            raise ValueError("W0[1] (ubar) must have non-zero columns")
+        if check.is_concrete(ubar):
+            _refuse_zero_columns("W0[1] (ubar)", np.asarray(ubar))
         batched = ubar.ndim == 3
-        state = (rho, normalize(ubar))
+        state = (rho, split_norms(ubar)[1])  # unit directions, whatever the scale of ubar
     else:
         W0 = check_W("W0", W0, target, batch=True)
         if check.is_concrete(W0):
-            norms = np.linalg.norm(np.asarray(W0), axis=-2)
-            if (norms == 0).any():
-                idx = tuple(int(i) for i in np.argwhere(norms == 0)[0])
-                raise ValueError(f"W0 must have non-zero columns (the flow keeps w = 0 at 0), got a zero column at {idx}")
+            _refuse_zero_columns("W0", np.asarray(W0))
         batched = W0.ndim == 3
         state = to_lognorm(W0)
+    dtype = state[1].dtype
+    state = (state[0].astype(dtype), state[1])
     if not batched:
         state = jax.tree_util.tree_map(lambda x: x[None], state)
     return state, batched
+
+
+def _check_times(ts: np.ndarray, t0, where: str) -> None:
+    """``ValueError`` unless ``ts`` is strictly increasing, starts at or after ``t0`` and ends after it."""
+    if ts.size > 1 and not (np.diff(ts) > 0).all():
+        i = int(np.argmax(np.diff(ts) <= 0))
+        raise ValueError(f"ts must be strictly increasing{where}, got ts[{i}] = {float(ts[i])!r} >= "
+                         f"ts[{i + 1}] = {float(ts[i + 1])!r}")
+    if ts[0] < t0:
+        raise ValueError(f"ts must not start before t0 = {float(t0)!r}{where}, got ts[0] = {float(ts[0])!r}")
+    if ts[-1] <= t0:
+        raise ValueError(f"ts[-1] must be after t0 = {float(t0)!r}{where} (the solve ends there), "
+                         f"got {float(ts[-1])!r}")
+
+
+def _refuse_zero_columns(name: str, W: np.ndarray) -> None:
+    """``ValueError`` naming the first column of ``W`` (.., d, m) whose entries are all exactly 0."""
+    zero = (W == 0).all(axis=-2)
+    if zero.any():
+        idx = tuple(int(i) for i in np.argwhere(zero)[0])
+        raise ValueError(f"{name} must have non-zero columns (the flow keeps w = 0 at 0), got a zero column at {idx}")
 
 
 def gradient_flow(
@@ -150,15 +257,21 @@ def gradient_flow(
 
     The ODE is solved in log-norm coordinates (``w = exp(rho) ubar``, see
     :mod:`deflation.dynamics`), so initial scales from 1e-15 to 1e-100 and below integrate with
-    full relative accuracy. ``W0`` is (d, m) or a batch (B, d, m) (or a pair ``(rho, ubar)`` of
-    log-norms and directions for scales that underflow); a batch runs in one compiled call
-    (:func:`deflation.stepping.solve_batch`: explicit Runge-Kutta methods; ``vmap(diffeqsolve)``
-    for implicit ones), each trajectory with its own adaptive steps, so its result does not depend
-    on the batch.
+    full relative accuracy; the log-norms of ``W0`` are taken without underflow, so any non-zero
+    column works, down to entries of 5e-324. ``W0`` is (d, m) or a batch (B, d, m) (or a pair
+    ``(rho, ubar)`` of log-norms and directions for norms that no float can hold); a batch runs in
+    one compiled call (:func:`deflation.stepping.solve_batch`: explicit Runge-Kutta methods;
+    ``vmap(diffeqsolve)`` for implicit ones), each trajectory with its own adaptive steps, so its
+    result does not depend on the batch. Its peak memory is estimated before anything is compiled
+    (:func:`flow_plan`): a batch too large for the memory available is solved in smaller chunks of
+    seeds, and a call that cannot fit even one seed at a time is refused.
 
     Args:
         target: the ground truth ``T*``.
-        W0: initial components.
+        W0: initial components, of any real dtype. The flow runs in one dtype, that of ``W0`` and
+            the target promoted together (:func:`deflation.dynamics.working_dtype`): a float32 or
+            float16 ``W0`` with a float64 target (every built-in constructor) runs in float64,
+            float32 ``W0`` and target in float32; a float16 computation is refused (``TypeError``).
         ts: save times, strictly increasing, ``>= t0``; the solve ends at ``ts[-1]``.
         lam: regularization ``lam/2 |W|_F^2`` (paper Section 4), ``>= 0``.
         t0: initial time.
@@ -167,7 +280,8 @@ def gradient_flow(
             A ``ConstantStepSize`` needs ``dt0``.
         rtol, atol: tolerances of the default controller (> 0).
         dt0: initial step (None: chosen by the controller).
-        max_steps: step budget per trajectory; a trajectory that exhausts it gets status 1.
+        max_steps: step budget per trajectory (at most 2^31 - 1); a trajectory that exhausts it
+            gets status 1.
         progress: show a tqdm progress bar (diffrax's progress meter).
         delta1, alpha: Definition 1 thresholds for "discovered" (norm ``delta1``, ``wbar_i^2 >= 1 - alpha^2``).
         fit_fraction: for ``lam = 0`` a component is fitted when its residual is ``<= fit_fraction * a_i``.
@@ -182,28 +296,37 @@ def gradient_flow(
         frozen: integrate the tensor-power dynamics (paper Eq. 1, ``R`` frozen at ``T*``) instead.
 
     Returns:
-        a :class:`FlowResult`.
+        a :class:`FlowResult`; a trajectory whose solve failed, whose saved state overflowed or
+        whose loss rose (:func:`loss_increased`) has a status of its own, listed by ``failed()``.
+
+    Raises:
+        ValueError / TypeError: on bad input, before anything is traced; ``ValueError`` also when
+            the call cannot fit in memory (the message gives the estimate, the memory available
+            and what to change).
     """
     target = as_target(target)
     y0, batched = _as_initial_state(W0, target)
     lam = check.nonnegative("lam", lam)
     t0 = check.finite("t0", t0)
+    dtype = y0[0].dtype
     ts_np = check.array("ts", ts, 1).astype(np.float64)
     if ts_np.size < 1:
         raise ValueError("ts must hold at least one save time, got an empty array")
     check.finite_array("ts", ts_np)
-    if ts_np.size > 1 and not (np.diff(ts_np) > 0).all():
-        i = int(np.argmax(np.diff(ts_np) <= 0))
-        raise ValueError(f"ts must be strictly increasing, got ts[{i}] = {ts_np[i]!r} >= ts[{i + 1}] = {ts_np[i + 1]!r}")
-    if ts_np[0] < t0:
-        raise ValueError(f"ts must not start before t0 = {t0!r}, got ts[0] = {ts_np[0]!r}")
-    if ts_np[-1] <= t0:
-        raise ValueError(f"ts[-1] must be after t0 = {t0!r} (the solve ends there), got {ts_np[-1]!r}")
+    _check_times(ts_np, t0, "")
+    if dtype != np.float64:  # the solve runs in the state's dtype: the times must survive the rounding
+        in_dtype = f" in {np.dtype(dtype).name}, the dtype of the flow"
+        with np.errstate(over="ignore"):
+            ts_c, t0_c = ts_np.astype(dtype), np.asarray(t0, dtype)
+        if not (np.isfinite(ts_c).all() and np.isfinite(t0_c)):
+            raise ValueError(f"ts and t0 must be finite{in_dtype}, got ts = [{float(ts_np[0])!r}, ..., "
+                             f"{float(ts_np[-1])!r}], t0 = {t0!r}")
+        _check_times(ts_c, t0_c, in_dtype)
     rtol = check.positive("rtol", rtol)
     atol = check.positive("atol", atol)
     if dt0 is not None:
         dt0 = check.positive("dt0", dt0)
-    max_steps = check.integer("max_steps", max_steps, 1)
+    max_steps = check.integer("max_steps", max_steps, 1, check.MAX_STEPS_LIMIT)
     events = EventConfig(delta1=delta1, alpha=alpha, fit_fraction=fit_fraction, points=event_points)
     if solver is None:
         solver = diffrax.Tsit5()
@@ -216,14 +339,14 @@ def gradient_flow(
     if isinstance(stepsize_controller, diffrax.ConstantStepSize) and dt0 is None:
         raise ValueError("dt0 must be given (> 0) with a ConstantStepSize controller")
     config = SolverConfig(solver=solver, controller=stepsize_controller, dt0=dt0, max_steps=max_steps)
-    dtype = y0[0].dtype
+    B, m = y0[0].shape
     if precise_loss is None:
         tol = float(config.tolerance())
-        d, m = target.d, y0[0].shape[-1]
-        precise_loss = (precise_for_tolerance(target.a, target.U, target.order, tol, d, m) if tol > 0
-                        else precise_by_default(d, m, target.r))
+        precise_loss = (precise_for_tolerance(target.a, target.U, target.order, tol, target.d, m) if tol > 0
+                        else precise_by_default(target.d, m, target.r))
+    plan = flow_plan(B, target.d, m, target.r, ts_np.size, events.points, precise_loss, np.dtype(dtype).itemsize)
     out = _flow(target, y0, jnp.asarray(ts_np, dtype), jnp.asarray(t0, dtype), jnp.asarray(lam, dtype), config,
-                events, frozen, precise_loss, progress)
+                events, frozen, precise_loss, progress, plan.chunk, plan.block)
     if not batched:
         out = {k: v[0] for k, v in out.items()}
     return FlowResult(ts=jnp.asarray(ts_np, dtype), **out)

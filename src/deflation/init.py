@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from . import _validate as check
@@ -48,7 +49,23 @@ def sample_sphere(key: jax.Array, d: int, m: int, scale: float, dtype=jnp.float6
 
 
 def seed_keys(key: jax.Array, seeds) -> jax.Array:
-    """Keys ``fold_in(key, k)`` for every seed index ``k`` in ``seeds``."""
+    """Keys ``fold_in(key, k)`` for every seed index ``k`` in ``seeds`` (integers in
+    ``[0, 2^32 - 1]``, checked when concrete: a larger or negative index would wrap around to
+    another seed's key, a fractional one be truncated)."""
+    if check.is_concrete(seeds):
+        arr = np.asarray(seeds)
+        big_ints = arr.dtype == object and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+                                               for x in arr.ravel())
+        if arr.ndim != 1 or not (np.issubdtype(arr.dtype, np.integer) or big_ints or arr.size == 0):
+            raise TypeError(f"seeds must be a sequence of integer seed indices, got {arr.dtype} array of shape "
+                            f"{arr.shape}")
+        bad = np.array([not 0 <= int(x) <= check.SEED_LIMIT for x in arr]) if big_ints else \
+            (arr < 0) | (arr > check.SEED_LIMIT)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"seeds[{i}] must be an integer in [0, {check.SEED_LIMIT}] (a 32-bit seed index), "
+                             f"got {int(arr[i])}")
+        seeds = arr.astype(np.uint32)
     return jax.vmap(lambda k: jax.random.fold_in(key, k))(jnp.asarray(seeds, dtype=jnp.uint32))
 
 

@@ -29,14 +29,16 @@ from jaxtyping import Array, Float, Int
 from . import _validate as check
 from . import stepping
 from .definition1 import Observation, Tracked, fill, observe, track
+from .contract import log_positive
 from .dynamics import lognorm_vector_field
 from .target import Target
 
-#: Trajectory status codes (``status`` of every result) and their names.
-SUCCESS, MAX_STEPS, NONFINITE, SOLVER_FAILED = 0, 1, 2, 3
-#: The name of each status code.
+#: Trajectory status codes (``status`` of every result) and their names. ``LOSS_INCREASED``: the
+#: loss of a gradient flow rose between save points by more than its accuracy floor (set by
+#: :func:`deflation.gradient_flow`, see :func:`deflation.flow.loss_increased`).
+SUCCESS, MAX_STEPS, NONFINITE, SOLVER_FAILED, LOSS_INCREASED = 0, 1, 2, 3, 4
 STATUS_NAMES = {SUCCESS: "success", MAX_STEPS: "max_steps reached", NONFINITE: "non-finite state",
-                SOLVER_FAILED: "solver failed"}
+                SOLVER_FAILED: "solver failed", LOSS_INCREASED: "loss increased"}
 
 #: diffrax solvers available by name (explicit and adaptive: they carry an error estimate).
 SOLVERS = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8, "bosh3": diffrax.Bosh3,
@@ -69,13 +71,20 @@ class SolverConfig(eqx.Module):
             others through ``vmap(diffeqsolve)``).
         controller: a diffrax step-size controller (a ``ConstantStepSize`` needs ``dt0``).
         dt0: first step (None: chosen by the controller).
-        max_steps: step budget per trajectory; a trajectory that exhausts it gets ``MAX_STEPS``.
+        max_steps: step budget per trajectory, in ``[1, 2^31 - 1]`` (steps are counted in int32:
+            a larger budget wrapped around and stopped every trajectory at once); a trajectory
+            that exhausts it gets ``MAX_STEPS``.
     """
 
     solver: diffrax.AbstractSolver
     controller: diffrax.AbstractStepSizeController
     dt0: float | None = eqx.field(static=True, default=None)
     max_steps: int = eqx.field(static=True, default=100_000)
+
+    def __check_init__(self):
+        check.integer("max_steps", self.max_steps, 1, check.MAX_STEPS_LIMIT)  # steps are counted in int32
+        if self.dt0 is not None:
+            check.positive("dt0", self.dt0)
 
     @classmethod
     def adaptive(cls, rtol: Any = 1e-8, atol: Any = 1e-8, solver: diffrax.AbstractSolver | None = None, *,
@@ -311,7 +320,7 @@ def _solve_chunk(target, batch, t0, lam, config: SolverConfig, events, from_abov
         status = _status(res, y, last, f0)
         if events is None:
             return status, None
-        above = (y[0] >= jnp.log(events.delta1)) if from_above else None
+        above = (y[0] >= log_positive(events.delta1)) if from_above else None
         tr = track(ets, ob, mem, tg.a, lam, events.delta1, events.alpha, events.fit_fraction, above)
         return status, tr
 

@@ -16,6 +16,10 @@ from .dense import DENSE_MAX_BYTES, dense_power_sum
 from .init import equiangular_columns, orthonormal_columns
 
 
+#: The largest tensor order (an order is a static exponent; 10^18 overflowed inside ``jit``).
+MAX_ORDER = 2**31 - 1
+
+
 class Target(eqx.Module):
     """Ground truth ``T* = sum_i a_i u_i^{(x)p}``.
 
@@ -23,13 +27,16 @@ class Target(eqx.Module):
         a: weights ``(r,)``, finite and ``>= 0`` (the paper sorts them and makes them sum to 1;
             this class does not require it).
         U: components ``(d, r)`` with unit columns.
-        order: the tensor order ``p >= 3`` (the paper's case is 4).
+        order: the tensor order ``p``, ``3 <= p <= 2^31 - 1`` (the paper's case is 4).
         orthogonal: whether the columns of ``U`` were asked to be orthonormal (checked).
 
     Construct with ``Target(a, U, order=4)`` for arbitrary unit columns (non-orthogonal targets,
     paper Appendix E), or with :meth:`basis` (``U = I[:, :r]``, the paper's case),
     :meth:`random_orthonormal` or :meth:`geometric` (Figure 1's weights). Input is checked in
-    Python when it is concrete; a ``Target`` built from tracers inside ``jit`` is not checked.
+    Python when it is concrete; a ``Target`` built from tracers inside ``jit`` is not checked there,
+    but every public function checks the target it is given (:func:`as_target`). Integer ``a`` or
+    ``U`` are converted to float64; float32 ones are kept (the flow then runs in the promoted dtype
+    of the target and the state, see :func:`deflation.dynamics.working_dtype`).
     """
 
     a: Float[Array, "*B r"]
@@ -38,48 +45,11 @@ class Target(eqx.Module):
     orthogonal: bool = eqx.field(static=True, default=False)
 
     def __init__(self, a: Any, U: Any, order: int = 4, *, orthogonal: bool = False):
-        order = check.integer("order", order, 3)
+        order = check.integer("order", order, 3, MAX_ORDER)
         if check.is_concrete((a, U)):
-            a_np = check.array("a", a, (1, 2))
-            U_np = check.array("U", U, (2, 3))
-            if a_np.ndim + 1 != U_np.ndim or a_np.shape[:-1] != U_np.shape[:-2]:
-                raise ValueError(f"a and U must have 1 and 2 dimensions ((r,) and (d, r)), or 2 and 3 for a batch of "
-                                 f"targets ((B, r) and (B, d, r)); got shapes {a_np.shape} and {U_np.shape}")
-            check.finite_array("a", a_np)
-            check.finite_array("U", U_np)
-            if (a_np < 0).any():
-                idx = tuple(int(k) for k in np.argwhere(a_np < 0)[0])
-                label = idx[0] if a_np.ndim == 1 else idx
-                raise ValueError(f"a must be >= 0 (weights of T*), got a[{label}] = {float(a_np[idx])!r}")
-            if a_np.shape[-1] != U_np.shape[-1]:
-                raise ValueError(
-                    f"a has {a_np.shape[-1]} weights but U has {U_np.shape[-1]} columns "
-                    f"(U must be (d, r) with r = len(a))"
-                )
-            if a_np.shape[-1] < 1:
-                raise ValueError("a must hold at least one weight, got an empty array")
-            for b, Ub in enumerate(U_np.reshape((-1,) + U_np.shape[-2:])):
-                where = "" if U_np.ndim == 2 else f" (target {b} of the batch)"
-                norms = np.linalg.norm(Ub, axis=0)
-                tol = 1e-6 if Ub.dtype == np.float32 else 1e-10
-                bad = np.abs(norms - 1.0) > tol
-                if bad.any():
-                    i = int(np.argmax(bad))
-                    raise ValueError(
-                        f"U must have unit columns (|U[:, i]| = 1 within {tol:g}), "
-                        f"got |U[:, {i}]| = {norms[i]!r}{where}"
-                    )
-                if orthogonal:
-                    gram = Ub.T @ Ub - np.eye(Ub.shape[1])
-                    worst = float(np.abs(gram).max())
-                    if worst > 10 * tol:
-                        i, k = np.unravel_index(np.argmax(np.abs(gram)), gram.shape)
-                        raise ValueError(
-                            "U must have orthonormal columns when orthogonal=True, got "
-                            f"<U[:, {i}], U[:, {k}]> - delta = {gram[i, k]!r}{where}"
-                        )
-        self.a = jnp.asarray(a)
-        self.U = jnp.asarray(U)
+            check_values(a, U, orthogonal)
+        self.a = _floating(a)
+        self.U = _floating(U)
         self.order = order
         self.orthogonal = bool(orthogonal)
 
@@ -91,7 +61,9 @@ class Target(eqx.Module):
         d = check.integer("d", d, 1)
         if a_np.shape[0] > d:
             raise ValueError(f"d must be >= r = len(a) = {a_np.shape[0]} for U = I[:, :r], got d = {d}")
-        U = np.eye(d)[:, : a_np.shape[0]]
+        r = a_np.shape[0]
+        U = np.zeros((d, r))  # I[:, :r] without the d x d identity (d may be large)
+        U[np.arange(r), np.arange(r)] = 1.0
         return cls(a_np.astype(np.float64), U, order, orthogonal=True)
 
     @classmethod
@@ -129,6 +101,9 @@ class Target(eqx.Module):
     def geometric(cls, d: int, r: int, ratio: float = 1.2, order: int = 4) -> "Target":
         """Figure 1's target: ``U = I[:, :r]``, ``a_i / a_{i+1} = ratio``, ``sum_i a_i = 1``."""
         r = check.integer("r", r, 1)
+        d = check.integer("d", d, 1)
+        if r > d:
+            raise ValueError(f"d must be >= r = {r} for U = I[:, :r], got d = {d}")
         ratio = check.real_scalar("ratio", ratio)
         if not (math.isfinite(ratio) and ratio >= 1):
             raise ValueError(f"ratio must be a finite number >= 1 (a_i / a_(i+1)), got {ratio!r}")
@@ -165,9 +140,71 @@ class Target(eqx.Module):
         return dense_power_sum(self.U, self.a, self.order, max_bytes=max_bytes)
 
 
+def check_values(a: Any, U: Any, orthogonal: bool = False) -> None:
+    """Raise ``ValueError``/``TypeError`` unless concrete ``a`` (r,) and ``U`` (d, r) (or a batch
+    (B, r) and (B, d, r), one target per seed) make a target: real and finite, ``a >= 0``, at least
+    one weight, unit columns (orthonormal when ``orthogonal``)."""
+    a_np = check.array("a", a, (1, 2))
+    U_np = check.array("U", U, (2, 3))
+    if a_np.ndim + 1 != U_np.ndim or a_np.shape[:-1] != U_np.shape[:-2]:
+        raise ValueError(f"a and U must have 1 and 2 dimensions ((r,) and (d, r)), or 2 and 3 for a batch of "
+                         f"targets ((B, r) and (B, d, r)); got shapes {a_np.shape} and {U_np.shape}")
+    check.finite_array("a", a_np)
+    check.finite_array("U", U_np)
+    if (a_np < 0).any():
+        idx = tuple(int(k) for k in np.argwhere(a_np < 0)[0])
+        label = idx[0] if a_np.ndim == 1 else idx
+        raise ValueError(f"a must be >= 0 (weights of T*), got a[{label}] = {float(a_np[idx])!r}")
+    if a_np.shape[-1] != U_np.shape[-1]:
+        raise ValueError(
+            f"a has {a_np.shape[-1]} weights but U has {U_np.shape[-1]} columns "
+            f"(U must be (d, r) with r = len(a))"
+        )
+    if a_np.shape[-1] < 1:
+        raise ValueError("a must hold at least one weight, got an empty array")
+    for b, Ub in enumerate(U_np.reshape((-1,) + U_np.shape[-2:])):
+        where = "" if U_np.ndim == 2 else f" (target {b} of the batch)"
+        norms = np.linalg.norm(Ub.astype(np.float64), axis=0)
+        tol = 1e-6 if Ub.dtype == np.float32 else 1e-10
+        bad = np.abs(norms - 1.0) > tol
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(
+                f"U must have unit columns (|U[:, i]| = 1 within {tol:g}), "
+                f"got |U[:, {i}]| = {norms[i]!r}{where}"
+            )
+        if orthogonal:
+            gram = Ub.T @ Ub - np.eye(Ub.shape[1])
+            worst = float(np.abs(gram).max())
+            if worst > 10 * tol:
+                i, k = np.unravel_index(np.argmax(np.abs(gram)), gram.shape)
+                raise ValueError(
+                    "U must have orthonormal columns when orthogonal=True, got "
+                    f"<U[:, {i}], U[:, {k}]> - delta = {gram[i, k]!r}{where}"
+                )
+
+
+def _floating(x: Any) -> jax.Array:
+    """``x`` as a JAX array, integers converted to the default float (float64)."""
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.result_type(float))
+    return x
+
+
 def as_target(value: Any, name: str = "target") -> Target:
-    """``value`` if it is a :class:`Target`, else ``TypeError`` naming ``name`` (the one type check
-    every public entry point uses)."""
+    """``value`` if it is a valid :class:`Target`, else ``TypeError``/``ValueError`` naming ``name``
+    (the one check every public entry point uses).
+
+    A concrete target's values are checked again here (:func:`check_values`): a ``Target`` built
+    inside ``jit`` from traced values is not checked when it is built, and it may come out of the
+    ``jit`` holding NaN or negative weights.
+    """
     if not isinstance(value, Target):
         raise TypeError(f"{name} must be a deflation.Target, got {type(value).__name__}")
+    if check.is_concrete((value.a, value.U)):
+        try:
+            check_values(value.a, value.U, value.orthogonal)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"{name} is not a valid Target: {err}") from None
     return value

@@ -66,7 +66,8 @@ def theorem1_lam(d: int, eps: float, c_lam_d: float = 1.0, c_lam_eps: float = 1.
 def theorem1_alpha(d: int, eps: float, lam: float, c_alpha_lam: float = 1.0, c_alpha_sq: float = 1.0,
                    c_alpha_eps: float = 1.0) -> float:
     """``alpha = min(c_alpha_lam lam / d^1.5, c_alpha_sq lam^2, c_alpha_eps eps^2 / d^4)`` (Theorem 1)."""
-    return min(c_alpha_lam * lam / d**1.5, c_alpha_sq * lam**2, c_alpha_eps * eps**2 / d**4)
+    # products, not powers: a float power that overflows raises OverflowError, a product gives inf
+    return min(c_alpha_lam * lam / d**1.5, c_alpha_sq * lam * lam, c_alpha_eps * eps * eps / (float(d) ** 4))
 
 
 def theorem1_parameters(
@@ -122,7 +123,11 @@ def theorem1_parameters(
                   c_alpha_eps=c_alpha_eps, c_delta1=c_delta1, c_delta0=c_delta0, c_m=c_m, m_power=m_power)
     consts = {k: check.positive(k, v) for k, v in consts.items()}
     if m is None:
-        m = max(1, math.ceil(consts["c_m"] * d ** consts["m_power"]))
+        log_m = math.log(consts["c_m"]) + consts["m_power"] * math.log(d)
+        if log_m > 62 * math.log(2):  # m must be a count (and would not fit in memory anyway)
+            raise ValueError(f"m = c_m d^m_power = exp({log_m:.1f}) is too large for d = {d}: give m, or a smaller "
+                             "c_m or m_power")
+        m = max(1, math.ceil(consts["c_m"] * float(d) ** consts["m_power"]))
     m = check.integer("m", m, 1)
     if lam is None:
         lam = theorem1_lam(d, eps, consts["c_lam_d"], consts["c_lam_eps"])

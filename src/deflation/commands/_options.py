@@ -1,21 +1,118 @@
 """Option tables for the command line: each command lists its options as data, one row per
-option, and :func:`add_options` turns a table into ``argparse`` arguments."""
+option; :func:`add_options` turns a table into ``argparse`` arguments and :func:`check_options`
+checks the values parsed, so that every bad value is refused with a message naming the flag.
+
+:func:`flag_names` is the safety net behind those checks: a library error raised for a command's
+arguments names the library's parameter (``ts``, ``delta1``); it is re-raised naming the flag the
+user typed (``--t-end``, ``--delta1``).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import math
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
-#: One option: ``(flag, type, default, help)``; ``type`` is ``int``, ``float``, ``str`` or ``bool``
-#: (a switch), and the help gets ``(default ...)`` appended when there is a default.
-Option = tuple[str, Any, Any, str]
+from .. import _validate as check
+
+#: One option: ``(flag, type, default, help)`` or ``(flag, type, default, help, check)``; ``type`` is
+#: ``int``, ``float``, ``str`` or ``bool`` (a switch); ``check(flag, value)`` returns the value or
+#: raises ``ValueError``/``TypeError`` naming the flag (see the checks below). The help gets
+#: ``(default ...)`` appended when there is a default.
+Option = tuple
+
+#: A check of one option's value: ``check(flag, value) -> value``.
+Check = Callable[[str, Any], Any]
 
 
 def add_options(group, options: list[Option]) -> None:
     """Add every option of the table to ``group`` (a parser or an argument group)."""
-    for flag, kind, default, text in options:
+    for flag, kind, default, text, *_ in options:
         if kind is bool:
             group.add_argument(flag, action="store_true", help=text)
             continue
         shown = f"{text} (default {default})" if default is not None else text
         extra = {} if kind is str else {"type": kind}
         group.add_argument(flag, default=default, help=shown, **extra)
+
+
+def dest(flag: str) -> str:
+    """The attribute of ``argparse``'s namespace for ``flag`` (``--t-end`` -> ``t_end``)."""
+    return flag.lstrip("-").replace("-", "_")
+
+
+def check_options(args, options: list[Option]) -> None:
+    """Run every option's check on its parsed value (None, an unset optional value, is skipped)."""
+    for flag, _, _, _, *rest in options:
+        value = getattr(args, dest(flag))
+        if rest and rest[0] is not None and value is not None:
+            setattr(args, dest(flag), rest[0](flag, value))
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+def at_least(minimum: int, maximum: int | None = None) -> Check:
+    """An integer ``>= minimum`` (and ``<= maximum``)."""
+    return lambda flag, value: check.integer(flag, value, minimum, maximum)
+
+
+def positive(flag: str, value: Any) -> float:
+    """A finite number > 0."""
+    return check.positive(flag, value)
+
+
+def nonnegative(flag: str, value: Any) -> float:
+    """A finite number >= 0."""
+    return check.nonnegative(flag, value)
+
+
+def fraction(flag: str, value: Any) -> float:
+    """A number in the open interval (0, 1)."""
+    return check.in_open_interval(flag, value, 0.0, 1.0)
+
+
+def ratio(flag: str, value: Any) -> float:
+    """A finite number >= 1."""
+    out = check.real_scalar(flag, value)
+    if not (math.isfinite(out) and out >= 1):
+        raise ValueError(f"{flag} must be a finite number >= 1, got {value!r}")
+    return out
+
+
+def prng_seed(flag: str, value: Any) -> int:
+    """A seed of ``jax.random.key``: a 64-bit signed integer."""
+    return check.integer(flag, value, -(2**63), 2**63 - 1)
+
+
+def seed_count(flag: str, value: Any) -> int:
+    """A number of seeds: seed indices are 32-bit (``fold_in(key, k)``)."""
+    return check.integer(flag, value, 1, check.SEED_LIMIT + 1)
+
+
+# ---------------------------------------------------------------------------- library errors
+
+
+@contextlib.contextmanager
+def flag_names(names: dict[str, str]) -> Iterator[None]:
+    """Re-raise a ``ValueError``/``TypeError`` of the library with its parameter names replaced by
+    the command's flags (``names``: parameter -> flag, e.g. ``{"ts": "--t-end"}``).
+
+    A parameter name is replaced where it stands as a word of its own: not after ``.`` (``target.a``)
+    nor before ``(`` or ``[`` (``len(a)``, ``ts[0]``); a one-letter name only before `` must``,
+    `` =`` or `` has`` (so that the article "a" stays).
+    """
+    try:
+        yield
+    except (ValueError, TypeError) as err:
+        raise type(err)(rename(str(err), names)) from None
+
+
+def rename(text: str, names: dict[str, str]) -> str:
+    """``text`` with the parameter names of ``names`` replaced by their flags (see :func:`flag_names`)."""
+    for name in sorted(names, key=len, reverse=True):
+        tail = r"(?= must| =| has)" if len(name) == 1 else r"(?![\w(\[])"
+        text = re.sub(rf"(?<![\w.\-\[]){re.escape(name)}{tail}", names[name], text)
+    return text

@@ -16,38 +16,60 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
+from pathlib import Path
 
 import numpy as np
 
-from ._options import add_options
-
+from ._options import (
+    add_options,
+    at_least,
+    check_options,
+    flag_names,
+    fraction,
+    nonnegative,
+    positive,
+    prng_seed,
+    ratio,
+    seed_count,
+)
+from ._output import prepare_dir, write_atomic
 
 ALGORITHM_OPTIONS = [
-    ("--eps", float, 1e-2, "target accuracy |T - T*|_F <= eps"),
-    ("--m", int, None, "components (default 2 d^2)"),
-    ("--lam", float, None, "regularization (default min(log d / d, eps / sqrt d))"),
-    ("--alpha", float, None, "Definition 1 closeness (default min(lam/d^1.5, lam^2, eps^2/d^4))"),
-    ("--delta1", float, None, "re-initialization threshold (default alpha^1.5 / sqrt m)"),
-    ("--delta0", float, None, "initialization scale (default delta1 alpha / sqrt(log d))"),
-    ("--gamma", float, 0.5, "beta <- beta (1 - gamma) per epoch"),
-    ("--c1", float, 1.0, "t1 = c1 d / (beta log d)"),
-    ("--c2", float, 1.0, "t2 = c2 (log 1/delta1 + log 1/lam) / beta"),
-    ("--c3", float, 0.0, "adds Lemma 4's c3 log(d/alpha) / beta to t1"),
-    ("--c-rho", float, 0.1, "Definition 2's c_rho"),
-    ("--max-epochs", int, 30, "at most this many epochs"),
+    ("--eps", float, 1e-2, "target accuracy |T - T*|_F <= eps", positive),
+    ("--m", int, None, "components (default 2 d^2)", at_least(1)),
+    ("--lam", float, None, "regularization (default min(log d / d, eps / sqrt d))", positive),
+    ("--alpha", float, None, "Definition 1 closeness (default min(lam/d^1.5, lam^2, eps^2/d^4))", fraction),
+    ("--delta1", float, None, "re-initialization threshold (default alpha^1.5 / sqrt m)", positive),
+    ("--delta0", float, None, "initialization scale (default delta1 alpha / sqrt(log d))", positive),
+    ("--gamma", float, 0.5, "beta <- beta (1 - gamma) per epoch", fraction),
+    ("--c1", float, 1.0, "t1 = c1 d / (beta log d)", positive),
+    ("--c2", float, 1.0, "t2 = c2 (log 1/delta1 + log 1/lam) / beta", positive),
+    ("--c3", float, 0.0, "adds Lemma 4's c3 log(d/alpha) / beta to t1", nonnegative),
+    ("--c-rho", float, 0.1, "Definition 2's c_rho", fraction),
+    ("--max-epochs", int, 30, "at most this many epochs", at_least(1)),
 ]
 RUN_OPTIONS = [
-    ("--seeds", int, 1, "independent runs; seed k uses fold_in(key, k)"),
-    ("--seed", int, 0, "base PRNG seed"),
-    ("--chunk", int, 8, "seeds per compiled call"),
-    ("--rtol", float, 1e-8, "solver relative tolerance"),
-    ("--atol", float, 1e-8, "solver absolute tolerance"),
-    ("--grid-points", int, 65, "event grid points per phase"),
+    ("--seeds", int, 1, "independent runs; seed k uses fold_in(key, k)", seed_count),
+    ("--seed", int, 0, "base PRNG seed", prng_seed),
+    ("--chunk", int, 8, "seeds per compiled call", at_least(1)),
+    ("--rtol", float, 1e-8, "solver relative tolerance", fraction),
+    ("--atol", float, 1e-8, "solver absolute tolerance", fraction),
+    ("--grid-points", int, 65, "event grid points per phase", at_least(3)),
     ("--out", str, "algorithm2-out", "output directory"),
     ("--no-plot", bool, None, "do not write the PNG"),
 ]
+TARGET_OPTIONS = [
+    ("--d", int, 8, "dimension", at_least(2)),
+    ("--geometric", float, None, "weights a_i / a_(i+1) = RATIO summing to 1 (default 1.2, as in Figure 1)", ratio),
+    ("--r", int, None, "number of components with --geometric (default d)", at_least(1)),
+]
+
+#: Library parameters -> the flags they come from (for errors raised by the library).
+NAMES = {"eps": "--eps", "m": "--m", "lam": "--lam", "alpha": "--alpha", "delta1": "--delta1", "delta0": "--delta0",
+         "gamma": "--gamma", "c1": "--c1", "c2": "--c2", "c3": "--c3", "c_rho": "--c-rho", "max_epochs": "--max-epochs",
+         "seeds": "--seeds", "rtol": "--rtol", "atol": "--atol", "grid_points": "--grid-points", "d": "--d",
+         "target.d": "--d", "r": "--r", "a": "--a", "ratio": "--geometric", "target.a": "--a"}
 
 
 def register(sub):
@@ -55,7 +77,9 @@ def register(sub):
         "algorithm2",
         help="run Algorithm 2 (modified gradient flow) and record the paper's diagnostics",
         description="Run the paper's Algorithm 2 on an orthogonal target T* = sum_i a_i e_i^(x)4 and print "
-        "a per-epoch table. Parameters not given follow Theorem 1's scalings (deflation.theorem1_parameters).",
+        "a per-epoch table. Parameters not given follow Theorem 1's scalings (deflation.theorem1_parameters). "
+        "A bad value of a flag is refused with one line naming it (exit code 2); a run that a solver failure "
+        "halted is reported with its index (exit code 1).",
     )
     g = p.add_argument_group("target")
     g.add_argument("--d", type=int, default=8, help="dimension (default 8)")
@@ -68,11 +92,42 @@ def register(sub):
     p.set_defaults(func=run)
 
 
+def check_args(args) -> None:
+    """Every flag on its own, then together; ``ValueError`` naming the flags."""
+    check_options(args, TARGET_OPTIONS + ALGORITHM_OPTIONS + RUN_OPTIONS)
+    if args.a is not None:
+        if args.geometric is not None or args.r is not None:
+            raise ValueError("give either --a or --geometric/--r, not both")
+        a = np.asarray(args.a, dtype=np.float64)
+        bad = ~np.isfinite(a) | (a < 0)
+        if bad.any():
+            raise ValueError(f"--a must be finite numbers >= 0, got {args.a[int(np.argmax(bad))]!r}")
+        if not a.sum() > 0:
+            raise ValueError("--a must hold a positive weight (T* = 0 needs no algorithm)")
+        if a.size > args.d:
+            raise ValueError(f"--a holds {a.size} weights, more than --d = {args.d}")
+    elif args.r is not None and args.r > args.d:
+        raise ValueError(f"--r must be <= --d = {args.d}, got --r {args.r}")
+
+
+def _check_results_fit(args, r: int, params) -> None:
+    """The results of all ``--seeds`` (their records and states, kept until they are saved) must
+    fit in memory; ``ValueError`` naming the flags otherwise."""
+    from .. import memory
+
+    est = memory.algorithm2_memory(seeds=args.seeds, d=args.d, m=params.m, r=r, grid_points=args.grid_points,
+                                   max_epochs=args.max_epochs, chunk=1)
+    need = est.parts["record"] + est.parts["states"]
+    available = memory.available_memory()
+    if available is not None and need > available:
+        raise ValueError(f"the results of --seeds {args.seeds} runs take an estimated {memory.gib(need)}, more than "
+                         f"the {memory.gib(available)} available: use fewer --seeds (or fewer --max-epochs, "
+                         f"--grid-points, a smaller --m)")
+
+
 def _target(args):
     from ..target import Target
 
-    if args.a is not None and (args.geometric is not None or args.r is not None):
-        raise ValueError("give either --a or --geometric/--r, not both")
     if args.a is not None:
         return Target.basis(np.asarray(args.a, dtype=np.float64), args.d)
     r = args.d if args.r is None else args.r
@@ -98,29 +153,38 @@ def _run_seeds(target, key, kwargs, seeds: int, chunk: int):
     return Algorithm2Result.concatenate(parts, seeds=list(range(seeds)))
 
 
-def _save(result, target, out: str, extra: dict) -> None:
-    import jax
-
+def _save(result, target, out, extra: dict) -> None:
+    """``algorithm2.npz`` and ``algorithm2.json`` in ``out``, each written atomically."""
     arrays = {f"record_{k}": v for k, v in result.record.arrays().items()}
     arrays.update(result.run_arrays())
     arrays["a"], arrays["U"] = np.asarray(target.a), np.asarray(target.U)
-    np.savez_compressed(os.path.join(out, "algorithm2.npz"), **arrays)
-    with open(os.path.join(out, "algorithm2.json"), "w") as fh:
-        json.dump(extra, fh, indent=2)
+    write_atomic("--out", out / "algorithm2.npz", lambda tmp: np.savez_compressed(tmp, **arrays))
+    text = json.dumps(extra, indent=2)
+    write_atomic("--out", out / "algorithm2.json", lambda tmp: Path(tmp).write_text(text))
 
 
 def run(args) -> int:
+    check_args(args)
+    out = prepare_dir("--out", args.out)  # before any computation: a bad --out fails at once
+
     import jax
 
+    from ..algorithm import algorithm2_plan
     from ..theorem import theorem1_parameters
 
-    target = _target(args)
-    params = theorem1_parameters(args.d, args.eps, m=args.m, gamma=args.gamma, lam=args.lam, alpha=args.alpha,
-                                 delta1=args.delta1, delta0=args.delta0)
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-    if args.chunk < 1:
-        raise ValueError(f"--chunk must be >= 1, got {args.chunk}")
+    with flag_names(NAMES):
+        params = theorem1_parameters(args.d, args.eps, m=args.m, gamma=args.gamma, lam=args.lam, alpha=args.alpha,
+                                     delta1=args.delta1, delta0=args.delta0)
+        r = len(args.a) if args.a is not None else (args.d if args.r is None else args.r)
+        if params.m < r:
+            raise ValueError(f"--m must be >= the number of components r = {r}, got --m {params.m}")
+        chunk = min(args.chunk, args.seeds)
+        # refused at once if a chunk cannot fit, before the target (d x r) or anything else is built
+        algorithm2_plan(chunk, args.d, params.m, r, args.grid_points, args.max_epochs, None,
+                        names=dict(seeds="seeds", fewer_seeds="a smaller --chunk", m="--m",
+                                   event_points="--grid-points", max_epochs="--max-epochs"))
+        _check_results_fit(args, r, params)
+        target = _target(args)
     kwargs = dict(params.as_kwargs(), c1=args.c1, c2=args.c2, c3=args.c3, c_rho=args.c_rho, max_epochs=args.max_epochs,
                   rtol=args.rtol, atol=args.atol, grid_points=args.grid_points)
     print(f"Algorithm 2 on d = {target.d}, r = {target.r}, a = {np.array2string(np.asarray(target.a), precision=4)}")
@@ -129,7 +193,8 @@ def run(args) -> int:
           f"c2 = {args.c2:g}, c3 = {args.c3:g}, max_epochs = {args.max_epochs}, seeds = {args.seeds}")
     key = jax.random.key(args.seed)
     start = time.perf_counter()
-    result = _run_seeds(target, key, kwargs, args.seeds, args.chunk)
+    with flag_names(NAMES):
+        result = _run_seeds(target, key, kwargs, args.seeds, args.chunk)
     jax.block_until_ready(result.residual_norm)
     elapsed = time.perf_counter() - start
     print(f"(compiled and ran in {elapsed:.1f} s)\n")
@@ -148,27 +213,28 @@ def run(args) -> int:
         word = "converged" if conv[k] else "NOT converged"
         print(f"seed {k}: {word} after {epochs[k]} epochs, |T - T*|_F = {resid[k]:.4g} (eps = {params.eps:g}); "
               f"discovery epochs {disc[k].tolist()}")
-    for idx, why in result.failed():
-        print(f"seed {idx}: solver failure ({why}); the run halted there and kept its state")
+    failed = result.failed()
+    for idx, why in failed:
+        print(f"seed {idx}: solver failure ({why}); the run halted there, with its state from the start of that "
+              f"phase (try tighter --rtol/--atol, or smaller --c1/--c2 if a phase outlasts the step budget)")
     if not conv.all():
         print(f"{int((~conv).sum())} of {len(conv)} runs did not reach |T - T*|_F <= eps within "
               f"--max-epochs {args.max_epochs}")
 
-    os.makedirs(args.out, exist_ok=True)
     extra = dict(
         d=target.d, r=target.r, a=np.asarray(target.a).tolist(), eps=params.eps, m=params.m, lam=params.lam,
         alpha=params.alpha, delta1=params.delta1, delta0=params.delta0, gamma=params.gamma, c1=args.c1, c2=args.c2,
         c3=args.c3, c_rho=args.c_rho, max_epochs=args.max_epochs, seed=args.seed, seeds=args.seeds,
         converged=conv.tolist(), epochs=epochs.tolist(), residual=resid.tolist(), discovery_epoch=disc.tolist(),
-        seconds=elapsed,
+        status=np.atleast_1d(np.asarray(result.status)).tolist(), seconds=elapsed,
     )
-    _save(result, target, args.out, extra)
-    print(f"\nwrote {os.path.join(args.out, 'algorithm2.npz')} and algorithm2.json", end="")
+    _save(result, target, out, extra)
+    print(f"\nwrote {out / 'algorithm2.npz'} and algorithm2.json", end="")
     if not args.no_plot:
         from ..plots import plot_algorithm2
 
-        path = os.path.join(args.out, "algorithm2.png")
-        plot_algorithm2(result, target, path, seed=0)
-        print(f", {path}", end="")
+        png = out / "algorithm2.png"
+        write_atomic("--out", png, lambda tmp: plot_algorithm2(result, target, tmp, seed=0))
+        print(f", {png}", end="")
     print()
-    return 0
+    return 1 if failed else 0

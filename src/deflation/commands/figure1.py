@@ -1,36 +1,64 @@
 """``deflation figure1``: the paper's Figure 1 (d = 10, five components with a_i/a_(i+1) = 1.2
-summing to 1, m = 50, initial norm 1e-15, five seeds): PNG, data (.npz) and a table of times."""
+summing to 1, m = 50, initial norm 1e-15, five seeds): PNG, data (.npz) and a table of times.
+
+Every bad value of a flag is refused before anything is computed, with one line naming the flag
+(exit code 2); a seed that does not complete is reported with its index and what to change
+(exit code 1)."""
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ._options import add_options
-
+from ._options import (
+    add_options,
+    at_least,
+    check_options,
+    flag_names,
+    fraction,
+    nonnegative,
+    positive,
+    prng_seed,
+    ratio,
+    seed_count,
+)
+from ._output import prepare_dir, write_atomic
 
 OPTIONS = [
-    ("--seeds", int, 5, "number of random initializations"),
+    ("--seeds", int, 5, "number of random initializations", seed_count),
     ("--out", str, "figure1-out", "output directory"),
-    ("--key", int, 0, "base PRNG key; seed k uses fold_in(key, k)"),
-    ("--d", int, 10, "dimension"),
-    ("--r", int, 5, "number of ground-truth components"),
-    ("--ratio", float, 1.2, "a_i / a_(i+1)"),
-    ("--m", int, 50, "number of model components"),
-    ("--order", int, 4, "tensor order p"),
-    ("--init", float, 1e-15, "initial norm delta0"),
-    ("--t-end", float, 300.0, "time horizon"),
-    ("--points", int, 601, "save points"),
-    ("--lam", float, 0.0, "regularization lambda"),
-    ("--rtol", float, 1e-10, "relative tolerance"),
-    ("--atol", float, 1e-10, "absolute tolerance"),
-    ("--delta1", float, 1e-3, "discovery norm threshold"),
-    ("--alpha", float, 0.1, "discovery correlation: wbar_i^2 >= 1 - alpha^2"),
+    ("--key", int, 0, "base PRNG key; seed k uses fold_in(key, k)", prng_seed),
+    ("--d", int, 10, "dimension", at_least(1)),
+    ("--r", int, 5, "number of ground-truth components", at_least(1)),
+    ("--ratio", float, 1.2, "a_i / a_(i+1)", ratio),
+    ("--m", int, 50, "number of model components", at_least(1)),
+    ("--order", int, 4, "tensor order p", at_least(3, 2**31 - 1)),
+    ("--init", float, 1e-15, "initial norm delta0", positive),
+    ("--t-end", float, 300.0, "time horizon", positive),
+    ("--points", int, 601, "save points", at_least(2)),
+    ("--lam", float, 0.0, "regularization lambda", nonnegative),
+    ("--rtol", float, 1e-10, "relative tolerance", fraction),
+    ("--atol", float, 1e-10, "absolute tolerance", fraction),
+    ("--delta1", float, 1e-3, "discovery norm threshold", positive),
+    ("--alpha", float, 0.1, "discovery correlation: wbar_i^2 >= 1 - alpha^2", fraction),
     ("--progress", bool, None, "show the solver's progress bar"),
 ]
+
+#: Library parameters -> the flags they come from (for errors raised by the library).
+NAMES = {"ts": "--t-end", "t1": "--t-end", "W0": "--init", "scale": "--init", "seeds": "--seeds", "d": "--d",
+         "r": "--r", "ratio": "--ratio", "m": "--m", "order": "--order", "lam": "--lam", "rtol": "--rtol",
+         "atol": "--atol", "delta1": "--delta1", "alpha": "--alpha", "event_points": "event points",
+         "save points (ts)": "--points"}
+
+#: What to change when a seed does not complete, by status name.
+ADVICE = {"max_steps reached": "a shorter --t-end, a smaller --lam or looser --rtol/--atol",
+          "non-finite state": "a smaller --init or tighter --rtol/--atol",
+          "loss increased": "tighter --rtol/--atol",
+          "solver failed": "tighter --rtol/--atol"}
 
 
 def register(sub) -> None:
@@ -43,28 +71,50 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def check_args(args) -> None:
+    """Every flag on its own (:data:`OPTIONS`), then together; ``ValueError`` naming the flags."""
+    check_options(args, OPTIONS)
+    if args.r > args.d:
+        raise ValueError(f"--r must be <= --d = {args.d} (U = I[:, :r]), got --r {args.r}")
+    # the initial loss is about (m init^2)^2 / 2: it must stay a float64
+    limit = math.sqrt(1e150 / args.m)
+    if args.init > limit:
+        raise ValueError(f"--init must be at most {limit:.3g} for --m {args.m} (the loss, about "
+                         f"(m init^2)^2 / 2, overflows float64 beyond), got {args.init!r}")
+    step = args.t_end / (args.points - 1)  # save times distinct, and no subnormal time step
+    if not (step >= np.finfo(np.float64).tiny and step > 2 * np.spacing(args.t_end)):
+        raise ValueError(f"--t-end {args.t_end!r} is too small for --points {args.points} distinct save times")
+
+
 def run(args) -> int:
+    check_args(args)
+    out = prepare_dir("--out", args.out)  # before any computation: a bad --out fails at once
+
     import jax
     import jax.numpy as jnp
 
-    from .. import Target, gradient_flow, sample_sphere_batch
-    from .._validate import integer
+    from .. import Target, gradient_flow
+    from ..flow import flow_plan
+    from ..init import seed_keys, unit_columns
     from ..plots import plot_figure1
 
-    seeds = integer("--seeds", args.seeds, 1)
-    points = integer("--points", args.points, 2)
-    target = Target.geometric(args.d, args.r, args.ratio, args.order)
-    W0 = sample_sphere_batch(jax.random.PRNGKey(args.key), range(seeds), args.d, args.m, args.init)
-    ts = jnp.linspace(0.0, args.t_end, points)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    seeds, points = args.seeds, args.points
+    with flag_names(NAMES):
+        flow_plan(seeds, args.d, args.m, args.r, points, 512, None, 8,
+                  names=dict(seeds="--seeds", m="--m", d="--d", save_points="--points"))  # refused at once if too large
+        target = Target.geometric(args.d, args.r, args.ratio, args.order)
+        # each column at norm --init exactly, in log-norm coordinates (any positive --init works)
+        keys = seed_keys(jax.random.PRNGKey(args.key), range(seeds))
+        ubar = jax.vmap(lambda k: unit_columns(k, args.d, args.m))(keys)
+        rho = jnp.full((seeds, args.m), math.log(args.init))
+        ts = jnp.linspace(0.0, args.t_end, points)
 
-    start = time.perf_counter()
-    res = gradient_flow(
-        target, W0, ts, lam=args.lam, rtol=args.rtol, atol=args.atol, delta1=args.delta1,
-        alpha=args.alpha, progress=args.progress,
-    )
-    jax.block_until_ready(res.loss)
+        start = time.perf_counter()
+        res = gradient_flow(
+            target, (rho, ubar), ts, lam=args.lam, rtol=args.rtol, atol=args.atol, delta1=args.delta1,
+            alpha=args.alpha, progress=args.progress,
+        )
+        jax.block_until_ready(res.loss)
     elapsed = time.perf_counter() - start
 
     disc, fit = np.asarray(res.discovery_time), np.asarray(res.fit_time)
@@ -83,25 +133,23 @@ def run(args) -> int:
           f"final loss: {', '.join(f'{x:.2e}' for x in np.asarray(res.loss[:, -1]))}")
     failed = res.failed()
     for b, why in failed:
-        print(f"WARNING: seed {b} did not complete: {why}")
+        print(f"WARNING: seed {b} did not complete: {why} (try {ADVICE.get(why, 'other settings')})")
 
-    png = out / "figure1.png"
     fit_rule = r"$a_i - \hat a_i \leq 2\lambda$" if args.lam > 0 else r"residual on $u_i$ $\leq 0.1\,a_i$"
-    plot_figure1(
-        res, target, png,
-        title=(f"Gradient flow on $T^* = \\sum_i a_i e_i^{{\\otimes {args.order}}}$ (d={args.d}, r={args.r}, "
-               f"$a_i/a_{{i+1}}$={args.ratio:g}), m={args.m} columns of initial norm {args.init:g}, {seeds} seeds;\n"
-               f"fitted one by one in the order $u_1, \\dots, u_{{{args.r}}}$ (largest first) in {sum(order_ok)} "
-               f"of {seeds} seeds"),
+    title = (f"Gradient flow on $T^* = \\sum_i a_i e_i^{{\\otimes {args.order}}}$ (d={args.d}, r={args.r}, "
+             f"$a_i/a_{{i+1}}$={args.ratio:g}), m={args.m} columns of initial norm {args.init:g}, {seeds} seeds;\n"
+             f"fitted one by one in the order $u_1, \\dots, u_{{{args.r}}}$ (largest first) in {sum(order_ok)} "
+             f"of {seeds} seeds")
+    png = write_atomic("--out", out / "figure1.png", lambda tmp: plot_figure1(
+        res, target, tmp, title=title,
         discovery_label=(f"discovery (Definition 1): a column reaches norm $\\delta_1$={args.delta1:g}\n"
                          f"with $\\bar w_i^2 \\geq 1 - {args.alpha:g}^2$"),
-        fit_label=f"fit: {fit_rule}",
-    )
-    np.savez_compressed(
-        out / "figure1.npz", ts=np.asarray(res.ts), loss=np.asarray(res.loss), loss_floor=np.asarray(res.loss_floor),
-        residual=np.asarray(res.residual), log_norm=np.asarray(res.log_norm), discovery_time=disc, fit_time=fit,
-        member=np.asarray(res.member), status=np.asarray(res.status), a=a, U=np.asarray(target.U),
-    )
-    (out / "figure1.json").write_text(json.dumps({k: v for k, v in vars(args).items() if k != "func"}, indent=2))
-    print(f"wrote {png}, {out / 'figure1.npz'} (data), {out / 'figure1.json'} (parameters)")
+        fit_label=f"fit: {fit_rule}"))
+    data = dict(ts=np.asarray(res.ts), loss=np.asarray(res.loss), loss_floor=np.asarray(res.loss_floor),
+                residual=np.asarray(res.residual), log_norm=np.asarray(res.log_norm), discovery_time=disc, fit_time=fit,
+                member=np.asarray(res.member), status=np.asarray(res.status), a=a, U=np.asarray(target.U))
+    npz = write_atomic("--out", out / "figure1.npz", lambda tmp: np.savez_compressed(tmp, **data))
+    params = json.dumps({k: v for k, v in vars(args).items() if k != "func"}, indent=2)
+    js = write_atomic("--out", out / "figure1.json", lambda tmp: Path(tmp).write_text(params))
+    print(f"wrote {png}, {npz} (data), {js} (parameters)")
     return 1 if failed else 0
