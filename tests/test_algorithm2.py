@@ -96,6 +96,7 @@ def test_theorem1_parameters_bad_input(kw, match):
     (dict(delta0=float("nan")), "delta0"),
     (dict(seeds=0), "seeds"),
     (dict(lam=1e6), "lam \\* delta1"),
+    (dict(d=10), "d must be the target's dimension target.d = 8"),
 ])
 def test_bad_input_raises_before_tracing(monkeypatch, change, match):
     def must_not_run(*args, **kwargs):
@@ -115,6 +116,13 @@ def test_bad_types(monkeypatch):
         deflation.modified_gradient_flow(np.eye(8), jax.random.key(0), **EXPLICIT)
     with pytest.raises(TypeError, match="max_epochs"):
         deflation.modified_gradient_flow(spread_target(8), jax.random.key(0), **EXPLICIT, max_epochs=2.5)
+
+
+def test_theorem1_parameters_for_another_dimension_are_refused(monkeypatch):
+    monkeypatch.setattr(alg, "_run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("traced")))
+    p = deflation.theorem1_parameters(d=8, eps=1e-2)
+    with pytest.raises(ValueError, match=r"target.d = 10 .*got d = 8"):
+        deflation.modified_gradient_flow(deflation.Target.geometric(d=10, r=8), jax.random.key(0), **p.as_kwargs())
 
 
 # ---------------------------------------------------------------------------- re-initialization

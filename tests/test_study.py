@@ -355,12 +355,12 @@ def test_plan_reports_size_memory_and_time_and_refuses_what_does_not_fit(monkeyp
     assert plan.chunk_bytes > 0 and plan.seconds > 0
     text = plan.describe()
     assert "80 runs" in text and "per chunk" in text and "estimated time" in text
-    monkeypatch.setattr(plan_module, "available_bytes", lambda device: 1000)
+    monkeypatch.setattr(plan_module, "available_memory", lambda device: 1000)
     with pytest.raises(ValueError, match="too large for memory: a chunk of 20 seeds needs about .* but 1000 B"):
         plan_study(study)
     from deflation.montecarlo import run as run_module
 
-    monkeypatch.setattr(run_module, "available_bytes", lambda device: 1000)
+    monkeypatch.setattr(run_module, "available_memory", lambda device: 1000)
     with pytest.raises(ValueError, match="needs about .* of memory but 1000 B is available"):
         run_study(study, tmp_path / "big.zarr", progress=False)
 

@@ -574,6 +574,7 @@ def modified_gradient_flow(
     max_steps: int = 100_000,
     grid_points: int = 65,
     precise_loss: bool | None = None,
+    d: int | None = None,
 ) -> Algorithm2Result:
     """Run the paper's Algorithm 2 (modified gradient flow) and record its diagnostics.
 
@@ -611,6 +612,9 @@ def modified_gradient_flow(
         grid_points: save points per phase for Definition 1 tracking and the traces (>= 3).
         precise_loss: double-double ``|T - T*|_F`` (default: automatic by size, see
             :func:`deflation.contract.precise_by_default`).
+        d: the dimension the other parameters were chosen for, if any (``ValueError`` unless it is
+            ``target.d``). :meth:`deflation.Theorem1Parameters.as_kwargs` passes it, so Theorem 1
+            parameters computed for another dimension are refused rather than run.
 
     Returns:
         an :class:`Algorithm2Result` (batch axis first when ``seeds`` is given).
@@ -621,9 +625,12 @@ def modified_gradient_flow(
     """
     target = as_target(target)
     key = _check_key(key)
-    d, r = target.d, target.r
+    d_given, (d, r) = d, (target.d, target.r)
     if d < 2:
         raise ValueError(f"target.d must be >= 2 (Phase 1's length has log d in the denominator), got d = {d}")
+    if d_given is not None and check.integer("d", d_given, 1) != d:
+        raise ValueError(f"d must be the target's dimension target.d = {d} (the parameters were chosen for "
+                         f"another dimension: compute them for d = {d}), got d = {d_given!r}")
     m = check.integer("m", m, 1)
     if m < r:
         raise ValueError(f"m must be >= r = {r} (the number of ground-truth components), got m = {m}")

@@ -37,6 +37,7 @@ from .target import Target
 #: loss of a gradient flow rose between save points by more than its accuracy floor (set by
 #: :func:`deflation.gradient_flow`, see :func:`deflation.flow.loss_increased`).
 SUCCESS, MAX_STEPS, NONFINITE, SOLVER_FAILED, LOSS_INCREASED = 0, 1, 2, 3, 4
+#: The name of each status code.
 STATUS_NAMES = {SUCCESS: "success", MAX_STEPS: "max_steps reached", NONFINITE: "non-finite state",
                 SOLVER_FAILED: "solver failed", LOSS_INCREASED: "loss increased"}
 

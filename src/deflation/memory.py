@@ -85,8 +85,12 @@ class MemoryEstimate(eqx.Module):
 
 
 def gib(n: float) -> str:
-    """Bytes as a short human-readable size."""
-    return f"{n / 2**30:.3g} GiB" if n >= 2**30 else f"{n / 2**20:.3g} MiB"
+    """Bytes as a short human-readable size: ``1000 B``, ``3.5 MiB``, ``1.2 GiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} TiB"
 
 
 def series_block(d: int, m: int, r: int, precise: bool, itemsize: int, states: int) -> int:

@@ -53,8 +53,9 @@ class Theorem1Parameters(eqx.Module):
     gamma: float
 
     def as_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`deflation.modified_gradient_flow` these fix."""
-        return dict(m=self.m, delta0=self.delta0, delta1=self.delta1, lam=self.lam, gamma=self.gamma,
+        """The keyword arguments of :func:`deflation.modified_gradient_flow` these fix, with ``d``,
+        which that function checks against the target's dimension."""
+        return dict(d=self.d, m=self.m, delta0=self.delta0, delta1=self.delta1, lam=self.lam, gamma=self.gamma,
                     eps=self.eps, alpha=self.alpha)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
 from ..algorithm import Algorithm2Params, run_algorithm2
-from ..contract import residual_norm_sq, residual_on
+from ..contract import log_positive, residual_norm_sq, residual_on
 from ..dynamics import normalize
 from ..init import equiangular_columns, orthonormal_columns, seed_keys, unit_columns
 from ..integrate import EventConfig, SolverConfig, solve, solver_by_name
@@ -174,7 +174,7 @@ def initial_state(s: Static, seed_idx, delta0):
     dtype = jnp.dtype(s.dtype)
     keys = seed_keys(jax.random.PRNGKey(s.key), seed_idx)
     ubar = jax.vmap(lambda k: unit_columns(k, s.d, s.m, dtype))(keys)
-    rho = jnp.full(ubar.shape[:1] + ubar.shape[2:], 1.0, dtype) * jnp.log(delta0)
+    rho = jnp.full(ubar.shape[:1] + ubar.shape[2:], 1.0, dtype) * log_positive(delta0)
     return rho, ubar
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .resources import DEFAULT_CHUNK, available_bytes, compiled_bytes, format_bytes, select_devices
+from ..memory import available_memory, gib
+from .resources import DEFAULT_CHUNK, compiled_bytes, select_devices
 from .study import Study
 
 #: Seeds per device in a calibration run.
@@ -72,8 +73,8 @@ class Plan:
             f"{len(self.programs)} compiled program(s)",
         ]
         if self.chunk_bytes is not None:
-            have = "unknown" if self.available is None else format_bytes(self.available)
-            lines.append(f"memory: about {format_bytes(self.chunk_bytes)} per chunk; {have} available"
+            have = "unknown" if self.available is None else gib(self.available)
+            lines.append(f"memory: about {gib(self.chunk_bytes)} per chunk; {have} available"
                          + ("" if self.fits else "  -> does NOT fit"))
         if np.isfinite(self.seconds):
             per = ", ".join(f"{p.seconds_per_seed * 1e3:.3g} ms/seed (compile {p.compile_s:.1f} s)" for p in self.programs)
@@ -114,7 +115,7 @@ def plan_study(study: Study, *, chunk: int | None = None, devices: int | None = 
     points = study.points()
     n_chunks = -(-study.seeds // chunk)
     plan = Plan(study=study, points=len(points), runs=len(points) * study.seeds, chunk=chunk,
-                chunks=len(points) * n_chunks, devices=ndev, available=available_bytes(mesh_devices[0]))
+                chunks=len(points) * n_chunks, devices=ndev, available=available_memory(mesh_devices[0]))
     groups: dict = {}
     for point in points:
         groups.setdefault(static_key(study, point), []).append(point)
@@ -146,7 +147,7 @@ def plan_study(study: Study, *, chunk: int | None = None, devices: int | None = 
     if not plan.fits:
         raise ValueError(
             f"the study is too large for memory: a chunk of {padded} seeds needs about "
-            f"{format_bytes(plan.chunk_bytes)} but {format_bytes(plan.available)} is available; use a smaller chunk "
+            f"{gib(plan.chunk_bytes)} but {gib(plan.available)} is available; use a smaller chunk "
             "(chunk = ... in the study file or --chunk), a smaller m, or fewer series points"
         )
     return plan

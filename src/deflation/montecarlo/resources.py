@@ -1,5 +1,5 @@
 """What a study runs on: the devices of its mesh, the default chunk size, and the memory a compiled
-chunk needs against the memory the device has free."""
+chunk needs (the memory the device has free is :func:`deflation.memory.available_memory`)."""
 
 from __future__ import annotations
 
@@ -23,40 +23,6 @@ def select_devices(devices: int | None):
     for d in jax.devices():
         by_proc.setdefault(d.process_index, []).append(d)
     return [d for p in sorted(by_proc) for d in by_proc[p][:devices]]
-
-
-def format_bytes(n: float) -> str:
-    """A byte count for people: ``1.50 GiB``."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    return f"{n:.2f} TiB"
-
-
-def available_bytes(device) -> int | None:
-    """Memory free for a computation on ``device``: on an accelerator its allocator's limit minus
-    what is in use; on the CPU the kernel's ``MemAvailable`` (Linux), else the physical memory.
-    None when it cannot be told."""
-    if getattr(device, "platform", "cpu") != "cpu":
-        try:
-            stats = device.memory_stats() or {}
-            return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
-        except (AttributeError, KeyError, TypeError, RuntimeError):
-            return None
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        import os
-
-        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def compiled_bytes(compiled) -> int | None:

@@ -12,7 +12,8 @@ import numpy as np
 from .. import _validate as check
 from . import store
 from .kernel import compile_chunk, static_key, traced_params
-from .resources import DEFAULT_CHUNK, available_bytes, compiled_bytes, format_bytes, select_devices
+from ..memory import available_memory, gib
+from .resources import DEFAULT_CHUNK, compiled_bytes, select_devices
 from .study import Study
 
 def _check_args(study, out, chunk, devices):
@@ -195,11 +196,11 @@ def run_study(study: Study, out, *, chunk: int | None = None, devices: int | Non
 def _check_memory(compiled, static, padded: int, device) -> None:
     """Refuse a compiled chunk program whose memory need exceeds what the device has free."""
     need = compiled_bytes(compiled)
-    have = available_bytes(device)
+    have = available_memory(device)
     if need is not None and have is not None and need > have:
         raise ValueError(
-            f"a chunk of {padded} seeds at d = {static.d}, m = {static.m} needs about {format_bytes(need)} of memory "
-            f"but {format_bytes(have)} is available; use fewer seeds per chunk (--chunk / chunk = ...), a smaller m, "
+            f"a chunk of {padded} seeds at d = {static.d}, m = {static.m} needs about {gib(need)} of memory "
+            f"but {gib(have)} is available; use fewer seeds per chunk (--chunk / chunk = ...), a smaller m, "
             "or fewer series points"
         )
 
