@@ -3,7 +3,6 @@ function and dataclass of ``deflation`` is checked against its annotations (``_t
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -17,6 +16,38 @@ with install_import_hook("deflation", "_typecheck.typecheck"):
     import deflation.baselines  # noqa: F401, E402
     import deflation.dense  # noqa: F401, E402
 
-# Commands run by the tests (in this process or in subprocesses) share one compilation cache for
-# the session, in a temporary folder: never the user's ~/.cache.
-os.environ.setdefault("DEFLATION_CACHE_DIR", tempfile.mkdtemp(prefix="deflation-test-cache-"))
+# The tests share one persistent JAX compilation cache, in this process and in the commands they
+# start in subprocesses: ``.pytest_cache/jax`` (git ignores it), or DEFLATION_TEST_CACHE (a folder,
+# or "off"). Most of the suite's time is compilation of small programs; a second run of the suite
+# reads them from the cache instead. Never the user's ~/.cache.
+from deflation import compilation_cache  # noqa: E402
+
+_cache = os.environ.get("DEFLATION_TEST_CACHE", str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "jax"))
+if _cache.strip().lower() in compilation_cache.OFF:
+    os.environ["DEFLATION_CACHE_DIR"] = "off"
+else:
+    # subprocesses (commands, notebook kernels, the docs build, benchmark scripts) read JAX's own
+    # variables at import; this process is configured directly
+    # (programs that compile in under 0.2 s are not worth a file; no size cap: no eviction)
+    os.environ.update(DEFLATION_CACHE_DIR=_cache, JAX_COMPILATION_CACHE_DIR=_cache,
+                      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.2")
+    import jax  # noqa: E402
+
+    Path(_cache).mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", _cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _compiled_programs_released():
+    """Free the compiled programs of a test module when it ends (they are in the persistent cache):
+    the in-memory caches would otherwise keep every program of the session alive."""
+    yield
+    import gc
+
+    import jax
+
+    jax.clear_caches()
+    gc.collect()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -128,10 +129,13 @@ def test_notebook_has_parameter_cell(name):
 
 @pytest.fixture(scope="session")
 def jax_cache(tmp_path_factory):
-    """A persistent compilation cache shared by the notebook kernels of this session."""
-    return str(tmp_path_factory.mktemp("jax_cache"))
+    """The persistent compilation cache the notebook kernels share: the suite's (conftest.py),
+    else one for this session."""
+    suite = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    return suite if suite else str(tmp_path_factory.mktemp("jax_cache"))
 
 
+@pytest.mark.slow  # each notebook runs a whole experiment (8 to 50 s): the README's test command runs them
 @pytest.mark.parametrize("name", notebook_names())
 def test_notebook_runs_at_small_size(name, tmp_path, monkeypatch, jax_cache):
     check, needs = CHECKS[name]

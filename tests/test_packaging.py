@@ -43,3 +43,17 @@ def test_cli_help_lists_commands():
     assert "figure1" in out.stdout
     bad = subprocess.run([sys.executable, "-m", "deflation.cli", "figure1", "--seeds", "0"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--seeds must be an integer >= 1" in bad.stderr
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    """``.ci/run`` ends with the README's set-up command number 2 (install, then the tests)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    block = readme.split("## Set-up: two commands", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line for line in block.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert len(commands) == 2, commands
+    ci = [line for line in (root / ".ci" / "run").read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert ci[-1].strip() == commands[1].strip()
+    assert "slow or not slow" in commands[1]  # CI runs every test, the slow ones too

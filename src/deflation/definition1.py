@@ -151,31 +151,68 @@ def fill(x, h, s0: Observation, s1: Observation) -> Observation:
 # ---------------------------------------------------------------------------- crossings
 
 
-def interval_roots(t: Float[Array, " K"], g: Float[Array, "K ..."], dg: Float[Array, "K ..."],
-                   iterations: int = ROOT_ITERATIONS):
-    """Root of the cubic Hermite interpolant of ``g`` on every grid interval where it changes sign.
-
-    Args:
-        t: grid (K,), non-decreasing; g, dg: values and time derivatives on it, (K, ...).
-    Returns:
-        ``(cross (K-1, ...) bool, x (K-1, ...) in [0, 1], h (K-1, 1, ...))``: the root of interval
-        ``k`` is at ``t[k] + x h``. ``cross`` marks a sign change (``< 0`` on one side, ``>= 0``
-        on the other).
-    """
-    h = (t[1:] - t[:-1]).reshape((-1,) + (1,) * (g.ndim - 1))
-    g0, g1 = g[:-1], g[1:]
-    m0, m1 = dg[:-1] * h, dg[1:] * h
+def _bisect(g0, g1, m0, m1, iterations: int):
+    """Root in ``[0, 1]`` of the cubic Hermite with values ``g0, g1`` and slopes ``m0, m1`` (per
+    unit of ``x``), by bisection on the sign of ``g0``."""
     neg0 = g0 < 0
-    cross = neg0 != (g1 < 0)
 
-    def bisect(_, lohi):
+    def body(_, lohi):
         lo, hi = lohi
         mid = 0.5 * (lo + hi)
         same = (hermite(mid, g0, g1, m0, m1) < 0) == neg0
         return jnp.where(same, mid, lo), jnp.where(same, hi, mid)
 
-    lo, hi = jax.lax.fori_loop(0, iterations, bisect, (jnp.zeros_like(g0), jnp.ones_like(g0)))
-    return cross, 0.5 * (lo + hi), h
+    lo, hi = jax.lax.fori_loop(0, iterations, body, (jnp.zeros_like(g0), jnp.ones_like(g0)))
+    return 0.5 * (lo + hi)
+
+
+def sign_changes(g: Float[Array, "K ..."]) -> Bool[Array, "K-1 ..."]:
+    """Grid intervals on which ``g`` changes sign (``< 0`` on one side, ``>= 0`` on the other)."""
+    return (g[:-1] < 0) != (g[1:] < 0)
+
+
+def root_in(t: Float[Array, " K"], g: Float[Array, "K ..."], dg: Float[Array, "K ..."], k,
+            iterations: int = ROOT_ITERATIONS):
+    """Root of the cubic Hermite interpolant of ``g`` on grid interval ``k`` (one interval per
+    trailing index of ``g``; ``k`` is clipped into range): ``(x, h)``, the root at ``t[k] + x h``.
+
+    Only the intervals asked for are bisected: a grid of ``K`` points costs ``O(K)`` comparisons to
+    find them and ``O(iterations)`` per root, not ``O(K iterations)``."""
+    k = jnp.clip(k, 0, t.shape[0] - 2)
+    take = lambda a: jnp.take_along_axis(a, k[None], axis=0)[0]  # noqa: E731
+    h = (t[1:] - t[:-1])[k]
+    g0, g1 = take(g[:-1]), take(g[1:])
+    return _bisect(g0, g1, take(dg[:-1]) * h, take(dg[1:]) * h, iterations), h
+
+
+def first_root(t, g, dg, candidate, qualifies, iterations: int = ROOT_ITERATIONS):
+    """The first grid interval, per trailing index, that is a ``candidate`` (K-1, ...) and whose root
+    of the cubic Hermite interpolant of ``g`` satisfies ``qualifies(k, x, h)``.
+
+    Candidates are taken in time order and only their roots are computed (a loop that ends when
+    every index has found its interval or run out of candidates: almost always after one or two
+    rounds). Returns ``(found, k, x, h)``; ``k = K - 1`` where none qualifies."""
+    K1 = candidate.shape[0]
+    idx = jnp.arange(K1).reshape((K1,) + (1,) * (candidate.ndim - 1))
+
+    def next_candidate(start):
+        c = candidate & (idx >= start[None])
+        return jnp.where(c.any(axis=0), jnp.argmax(c, axis=0), K1)
+
+    def body(state):
+        k, found, x, h = state
+        xk, hk = root_in(t, g, dg, k, iterations)
+        searching = (k < K1) & ~found
+        ok = searching & qualifies(jnp.minimum(k, K1 - 1), xk, hk)
+        x, h = jnp.where(searching, xk, x), jnp.where(searching, hk, h)
+        k = jnp.where(searching & ~ok, next_candidate(k + 1), k)
+        return k, found | ok, x, h
+
+    zeros = jnp.zeros(candidate.shape[1:], g.dtype)
+    init = (next_candidate(jnp.zeros(candidate.shape[1:], jnp.int32)), jnp.zeros(candidate.shape[1:], bool), zeros,
+            zeros)
+    k, found, x, h = jax.lax.while_loop(lambda s: ((s[0] < K1) & ~s[1]).any(), body, init)
+    return found, k, x, h
 
 
 def first_crossing(t, g, dg, *, downward: bool = False):
@@ -184,14 +221,11 @@ def first_crossing(t, g, dg, *, downward: bool = False):
     where there is none on the grid."""
     if downward:
         g, dg = -g, -dg
-    cross, x, h = interval_roots(t, g, dg)
-    cross = cross & (g[:-1] < 0)
+    cross = sign_changes(g) & (g[:-1] < 0)
     found = cross.any(axis=0)
     k = jnp.argmax(cross, axis=0)
-    take = lambda a: jnp.take_along_axis(a, k[None], axis=0)[0]  # noqa: E731
-    tk = t.reshape((-1,) + (1,) * (g.ndim - 1))
-    when = tk[:-1] + x * h
-    return jnp.where(found, take(when), jnp.inf)
+    x, h = root_in(t, g, dg, k)
+    return jnp.where(found, t[k] + x * h, jnp.inf)
 
 
 # ---------------------------------------------------------------------------- tracking
@@ -224,8 +258,19 @@ class Tracked(eqx.Module):
 
 def by_group(op, values: Float[Array, "K m"], ids: Int[Array, "K m"], r: int) -> Float[Array, "K r"]:
     """``op`` (``jax.ops.segment_sum``/``min``/``max``) of ``values`` grouped by ``ids`` in ``[-1, r)``
-    along the column axis, at every grid time; group -1 (outside every ``S_i``) is dropped."""
-    return jax.vmap(lambda v, i: op(v, i + 1, num_segments=r + 1))(values, ids)[:, 1:]
+    along the column axis, at every grid time; group -1 (outside every ``S_i``) is dropped (an empty
+    group gives 0, ``inf`` or ``-inf``).
+
+    Computed as a masked reduction over the columns for each group rather than with
+    ``jax.ops.segment_*``: on CPU a scatter per grid point and column cost more than the whole
+    solve on a fine event grid."""
+    reduce, empty = _GROUP_REDUCTIONS[op]
+    in_group = ids[..., None] == jnp.arange(r)  # (K, m, r), fused into the reduction
+    return reduce(jnp.where(in_group, values[..., None], jnp.asarray(empty, values.dtype)), axis=-2)
+
+
+_GROUP_REDUCTIONS = {jax.ops.segment_sum: (jnp.sum, 0), jax.ops.segment_max: (jnp.max, -jnp.inf),
+                     jax.ops.segment_min: (jnp.min, jnp.inf)}
 
 
 def track(t: Float[Array, " K"], obs: Observation, member: Int[Array, " m"], a: Float[Array, " r"], lam,
@@ -248,36 +293,57 @@ def track(t: Float[Array, " K"], obs: Observation, member: Int[Array, " m"], a: 
     log_delta1 = log_positive(delta1)
     tk = t[:-1, None]
 
-    # crossings of |w| = delta1 and the misalignment there
-    cross, x, h = interval_roots(t, rho - log_delta1, drho)
-    same_ref = ref[:-1] == ref[1:]
-    m_herm = hermite(x, mis[:-1], mis[1:], dmis[:-1] * h, dmis[1:] * h)
-    m_at = jnp.where(same_ref, m_herm, (1 - x) * mis[:-1] + x * mis[1:])
-    aligned_at = m_at <= alpha**2
-    event = jnp.where(cross & aligned_at & free[None, :], tk + x * h, jnp.inf)  # (K-1, m)
-    event_x = x
+    # crossings of |w| = delta1 (only the roots that decide something are located)
+    g = rho - log_delta1
+    cross = sign_changes(g)
+    alpha_sq = alpha**2
+
+    def misalignment_at(k, x, h):
+        """The misalignment at ``x`` of interval ``k``: cubic Hermite when the reference direction
+        is the same at both ends, else linear."""
+        m0, m1 = mis[k, cols], mis[k + 1, cols]
+        herm = hermite(x, m0, m1, dmis[k, cols] * h, dmis[k + 1, cols] * h)
+        return jnp.where(ref[k, cols] == ref[k + 1, cols], herm, (1 - x) * m0 + x * m1)
+
+    # a free column joins at its first crossing at which it is aligned
+    n_found, n_k, n_x, n_h = first_root(t, g, drho, cross & free[None, :],
+                                        lambda k, x, h: misalignment_at(k, x, h) <= alpha_sq)
+    n_time = jnp.where(n_found, t[n_k] + n_x * n_h, jnp.inf)
+    join_time, join_k, join_x = n_time, n_k, n_x
     start = jnp.zeros(m, bool)
     if from_above is not None:
         # the norm condition holds from the start: join where the misalignment first drops to
         # alpha^2 while the norm is still >= delta1, or at the start if already aligned there
         above = from_above & free
-        a_cross, a_x, _ = interval_roots(t, alpha**2 - mis, -dmis)
-        a_rho = hermite(a_x, rho[:-1], rho[1:], drho[:-1] * h, drho[1:] * h)
-        aligns = a_cross & (mis[:-1] > alpha**2) & (a_rho >= log_delta1) & above[None, :]
-        a_event = jnp.where(aligns, tk + a_x * h, jnp.inf)
-        event_x = jnp.where(a_event < event, a_x, x)
-        event = jnp.minimum(event, a_event)
-        start = above & (mis[0] <= alpha**2)
+        a_g = alpha_sq - mis
+        a_candidate = sign_changes(a_g) & (mis[:-1] > alpha_sq) & above[None, :]
 
-    found = jnp.isfinite(event)
-    joins = found.any(axis=0) | start
-    k = jnp.argmax(found, axis=0)
-    xk = event_x[k, cols]
-    join_time = jnp.where(start, t[0], jnp.where(joins, event[k, cols], jnp.inf))
-    join_dir = jnp.where(start, ref[0], jnp.where(xk < 0.5, ref[k, cols], ref[k + 1, cols]))
+        def norm_still_above(k, x, h):
+            return hermite(x, rho[k, cols], rho[k + 1, cols], drho[k, cols] * h, drho[k + 1, cols] * h) >= log_delta1
+
+        a_found, a_k, a_x, a_h = first_root(t, a_g, -dmis, a_candidate, norm_still_above)
+        a_time = jnp.where(a_found, t[a_k] + a_x * a_h, jnp.inf)
+        by_alignment = a_time < n_time
+        join_time = jnp.minimum(n_time, a_time)
+        join_k, join_x = jnp.where(by_alignment, a_k, n_k), jnp.where(by_alignment, a_x, n_x)
+        start = above & (mis[0] <= alpha_sq)
+
+    joins = jnp.isfinite(join_time) | start
+    join_time = jnp.where(start, t[0], join_time)
+    k_safe = jnp.minimum(join_k, t.shape[0] - 2)
+    join_dir = jnp.where(start, ref[0], jnp.where(join_x < 0.5, ref[k_safe, cols], ref[k_safe + 1, cols]))
     new_member = jnp.where(free & joins, join_dir, member)
-    upward = cross & (rho[:-1] < log_delta1) & ~aligned_at
-    bad = (upward & (tk + x * h < join_time[None, :]) & free[None, :]).any(axis=0)
+    # a bad crossing: upward through delta1, misaligned, before the column joined. Every crossing
+    # before the first aligned one is misaligned, so only the interval holding the join time needs
+    # its root: earlier intervals count whole, later ones not at all.
+    upward = cross & (rho[:-1] < log_delta1) & free[None, :]
+    tk = t[:-1, None]
+    earlier = upward & (t[1:, None] < join_time[None, :]) & (jnp.arange(t.shape[0] - 1)[:, None] < n_k[None, :])
+    holding = jnp.argmax((tk < join_time[None, :]) & (t[1:, None] >= join_time[None, :]), axis=0)
+    h_x, h_h = root_in(t, g, drho, holding)
+    at_holding = (upward[holding, cols] & (t[holding] < join_time) & (t[holding + 1] >= join_time) & (holding < n_k)
+                  & (t[holding] + h_x * h_h < join_time) & (misalignment_at(holding, h_x, h_h) > alpha_sq))
+    bad = earlier.any(axis=0) | at_holding
 
     # membership on the grid, ahat, discovery and fit times
     member_t = jnp.where(free[None, :] & (t[:, None] < join_time[None, :]), -1, new_member[None, :])  # (K, m)
