@@ -132,9 +132,17 @@ def test_concurrent_processes_on_one_out_never_mix(tmp_path):
     assert cli.main(["study", "verify", str(tmp_path / "c.zarr")]) == 0
 
 
+def test_a_missing_out_folder_is_created(tmp_path):
+    """The README's ``--out out/discovery.zarr`` from a fresh clone: the folder ``out`` is made."""
+    toml = tmp_path / "s.toml"
+    toml.write_text("experiment = 'flow'\nseeds = 4\n[target]\na = [1.0]\n[params]\nd = 2\nm = 2\nhorizon = 1\n")
+    out = tmp_path / "missing" / "deeper" / "x.zarr"
+    assert cli.main(["study", "run", str(toml), "--out", str(out), "--no-progress", "--quiet"]) == 0
+    assert cli.main(["study", "verify", str(out)]) == 0
+
+
 @pytest.mark.parametrize("where, message", [
     ("file", "is a file, not a study store"),
-    ("no-folder", "does not exist"),
     ("read-only", "cannot create the store"),
 ])
 def test_a_bad_out_is_one_line_and_exit_2(where, message, tmp_path, capsys):
@@ -143,8 +151,6 @@ def test_a_bad_out_is_one_line_and_exit_2(where, message, tmp_path, capsys):
     if where == "file":
         out = tmp_path / "x.zarr"
         out.write_text("not a store")
-    elif where == "no-folder":
-        out = tmp_path / "missing" / "x.zarr"
     else:  # a folder nobody can create anything in, root included
         if not Path("/proc/self").exists():
             pytest.skip("needs Linux's /proc")

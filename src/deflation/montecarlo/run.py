@@ -39,10 +39,9 @@ def _open(out: Path, study: Study, chunk: int | None, attrs: dict, progress: boo
         raise ValueError(f"out = {str(out)!r} is a file, not a study store; choose another --out")
     requested = chunk if chunk is not None else study.chunk
     if not out.exists():
-        if not out.parent.exists():
-            raise ValueError(f"out = {str(out)!r}: its folder {str(out.parent)!r} does not exist")
         size = min(requested or DEFAULT_CHUNK, study.seeds)
         try:
+            out.parent.mkdir(parents=True, exist_ok=True)  # as the other commands' --out
             store.create(out, study, size, attrs)
         except OSError as err:
             raise ValueError(f"out = {str(out)!r}: cannot create the store ({err.strerror or err})") from None
