@@ -114,13 +114,8 @@ def flow_memory(*, seeds: int, d: int, m: int, r: int, save_points: int, event_p
 
     ``precise``: the double-double loss (None: :func:`deflation.contract.precise_by_default`).
     """
-    if precise is None:
-        precise = precise_by_default(d, m, r)
-    backend = jax.default_backend() if backend is None else backend
-    B, K, P, s = int(seeds), int(save_points), int(event_points), int(itemsize)
-    c = max(1, min(int(chunk), B))
-    state = (d + 1) * m
-    field_seeds = 1 if sequential(d, m, backend) else c
+    precise, B, c, state, field_seeds = _sizes(seeds, d, m, r, precise, chunk, backend)
+    K, P, s = int(save_points), int(event_points), int(itemsize)
     block = series_block(d, m, r, precise, s, c * K)
     parts = {
         "vector field": s * FIELD_SQUARES * m * m * field_seeds + s * STEP_COPIES * state * c,
@@ -133,6 +128,17 @@ def flow_memory(*, seeds: int, d: int, m: int, r: int, save_points: int, event_p
     return MemoryEstimate(total=int(sum(parts.values())), parts=parts, chunk=c, block=block, precise=bool(precise))
 
 
+def _sizes(seeds, d: int, m: int, r: int, precise: bool | None, chunk, backend: str | None):
+    """What both estimates start from: the loss route, the batch ``B``, the seeds per chunk, the
+    floats of one state and the seeds whose vector field is evaluated at once."""
+    if precise is None:
+        precise = precise_by_default(d, m, r)
+    backend = jax.default_backend() if backend is None else backend
+    B = int(seeds)
+    c = max(1, min(int(chunk), B))
+    return precise, B, c, (d + 1) * m, 1 if sequential(d, m, backend) else c
+
+
 def algorithm2_memory(*, seeds: int, d: int, m: int, r: int, grid_points: int, max_epochs: int,
                       precise: bool | None = None, itemsize: int = 8, chunk: int,
                       backend: str | None = None) -> MemoryEstimate:
@@ -140,13 +146,8 @@ def algorithm2_memory(*, seeds: int, d: int, m: int, r: int, grid_points: int, m
     ``m`` columns, ``grid_points`` event points per phase and ``max_epochs`` epochs, ``chunk``
     seeds solved at once. Every seed's event quantities of a phase and its per-epoch record are
     kept for the whole batch."""
-    if precise is None:
-        precise = precise_by_default(d, m, r)
-    backend = jax.default_backend() if backend is None else backend
-    B, P, E, s = int(seeds), int(grid_points), int(max_epochs), int(itemsize)
-    c = max(1, min(int(chunk), B))
-    state = (d + 1) * m
-    field_seeds = 1 if sequential(d, m, backend) else c
+    precise, B, c, state, field_seeds = _sizes(seeds, d, m, r, precise, chunk, backend)
+    P, E, s = int(grid_points), int(max_epochs), int(itemsize)
     parts = {
         # the event quantities carry |T - T*|_F (one more Gram product) in Algorithm 2
         "vector field": s * (FIELD_SQUARES + 2) * m * m * field_seeds + s * STEP_COPIES * state * c,
