@@ -28,14 +28,15 @@ if _cache.strip().lower() in compilation_cache.OFF:
 else:
     # subprocesses (commands, notebook kernels, the docs build, benchmark scripts) read JAX's own
     # variables at import; this process is configured directly
-    # (programs that compile in under 0.2 s are not worth a file; no size cap: no eviction)
+    # (every program, however quick to compile: the suite compiles thousands of small ones; no
+    # size cap, so no eviction racing between the processes that share the folder)
     os.environ.update(DEFLATION_CACHE_DIR=_cache, JAX_COMPILATION_CACHE_DIR=_cache,
-                      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.2")
+                      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
     import jax  # noqa: E402
 
     Path(_cache).mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", _cache)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 import pytest  # noqa: E402
 
