@@ -4,7 +4,6 @@ dataset to chunking, devices and processes; resume after SIGKILL; agreement with
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from deflation.montecarlo import (  # noqa: E402
     wilson_interval,
 )
 from deflation.montecarlo import store  # noqa: E402
+from _env import cpu_env  # noqa: E402
 
 # small study with intermediate discovery probabilities (component 0 ~0.8, component 1 ~0.2)
 PARAMS = dict(a=[0.6, 0.4], d=6, m=8, delta0=1e-4, horizon=3.3, seeds=256, event_points=64)
@@ -43,15 +43,6 @@ CLI_ARGS = ["--a", "0.6,0.4", "--d", "6", "--m", "8", "--delta0", "1e-4", "--tim
             "--event-points", "64", "--no-progress", "--quiet"]
 DISCRETE = ("discovered", "members", "status")
 TIMES = ("discovery_time", "fit_time", "loss")
-
-
-def _env(devices: int | None = None):
-    env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)
-    if devices:
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    env["JAX_PLATFORMS"] = "cpu"
-    return env
 
 
 def _free_port() -> int:
@@ -94,7 +85,7 @@ def test_reference_dataset(reference):
 
 
 def _cli_subprocess(args, devices=None):
-    return subprocess.Popen([sys.executable, "-m", "deflation.cli", "montecarlo", *CLI_ARGS, *args], env=_env(devices),
+    return subprocess.Popen([sys.executable, "-m", "deflation.cli", "montecarlo", *CLI_ARGS, *args], env=cpu_env(devices),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -147,7 +138,7 @@ def test_kill_and_resume_matches_uninterrupted(reference, tmp_path):
     _, ref = reference
     out = tmp_path / "killed.zarr"
     p = subprocess.run([sys.executable, "-c", KILL_DRIVER, str(out), make_study().to_json()],
-                       env=_env(), capture_output=True, text=True, timeout=600)
+                       env=cpu_env(), capture_output=True, text=True, timeout=600)
     assert p.returncode == -9, p.stderr
     done = np.asarray(__import__("zarr").open_group(str(out), mode="r")[store.DIGEST][...]) != 0
     assert done.sum() == 3 and not done.all()

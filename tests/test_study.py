@@ -5,7 +5,6 @@ plots, planning, bad input."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -33,18 +32,10 @@ from deflation.montecarlo import (  # noqa: E402
     wilson_interval,
 )
 from deflation.montecarlo.kernel import TARGET_STREAM  # noqa: E402
+from _env import cpu_env  # noqa: E402
 
 FLOW = dict(d=6, m=8, delta0=1e-4, horizon=3.3, event_points=64)  # intermediate discovery probabilities
 SMALL = {"kind": "basis", "a": [0.6, 0.4]}
-
-
-def _env(devices=None):
-    env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)
-    if devices:
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    env["JAX_PLATFORMS"] = "cpu"
-    return env
 
 
 def _same(a, b, exact=True):
@@ -292,7 +283,7 @@ def test_kill_and_resume_is_bit_identical(experiment, tmp_path):
         study = Study("algorithm2", 6, {"kind": "basis", "a": [0.6, 0.4]},
                       dict(d=4, eps=[3e-2, 5e-2], max_epochs=4, grid_points=17), chunk=3)
     ref = run_study(study, tmp_path / "ref.zarr", progress=False, summary=False)
-    p = subprocess.run([sys.executable, "-c", KILL, str(tmp_path / "k.zarr"), study.to_json(), "3"], env=_env(),
+    p = subprocess.run([sys.executable, "-c", KILL, str(tmp_path / "k.zarr"), study.to_json(), "3"], env=cpu_env(),
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == -9, p.stderr
     done = np.asarray(__import__("zarr").open_group(str(tmp_path / "k.zarr"), mode="r")[store.DIGEST][...]) != 0
@@ -320,7 +311,7 @@ def test_grid_study_does_not_depend_on_the_device_count(tmp_path):
         event_points = 64
     """))
     p = subprocess.run([sys.executable, "-m", "deflation.cli", "study", "run", str(tmp_path / "s.toml"), "--out",
-                        str(tmp_path / "four.zarr"), "--devices", "4", "--no-progress", "--quiet"], env=_env(4),
+                        str(tmp_path / "four.zarr"), "--devices", "4", "--no-progress", "--quiet"], env=cpu_env(4),
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     four = open_study(tmp_path / "four.zarr")
