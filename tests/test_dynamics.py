@@ -121,8 +121,10 @@ def test_precise_loss_is_truthful_far_below_float_resolution(level):
     got = float(D.loss(jnp.asarray(W), target))
     assert abs(got - exact) <= 1e-6 * exact, (got, exact)
     if level <= 1e-20:  # the float Gram formula is pure noise there: the reason for the precise route
+        # (its error is of the order of its floor, 64 eps |T*|^2 ~ 1e-14, so it either misses the
+        # value by orders of magnitude or rounds to about 0: wrong in its leading digit either way)
         fast = float(D.loss(jnp.asarray(W), target, precise=False))
-        assert abs(fast - exact) > 10 * exact
+        assert abs(fast - exact) >= 0.5 * exact, (fast, exact)
 
 
 def test_functions_jit_and_vmap():

@@ -144,7 +144,10 @@ def test_flow_from_tiny_scales_matches_the_log_norm_route():
     assert np.isfinite(disc).all()
     assert (np.argsort(disc, axis=1) == [0, 1]).all()  # u_1 first at every scale
     np.testing.assert_allclose(disc, ref.discovery_time, rtol=1e-9)
-    np.testing.assert_allclose(res.log_norm, ref.log_norm, rtol=1e-9, atol=1e-8)
+    # the two routes start from states that differ by rounding and are solved at rtol = atol =
+    # 1e-8: they agree to the solver's tolerance (measured: 5e-12 to 5e-8 after 1200 time units,
+    # depending on whether both take the same accepted steps), not bit for bit
+    np.testing.assert_allclose(res.log_norm, ref.log_norm, rtol=1e-9, atol=1e-6)
     assert (np.diff(disc[:4, 0]) > 0).all()  # smaller scales take longer
 
 

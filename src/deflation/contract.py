@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.custom_batching import custom_vmap
+from jax.custom_derivatives import SymbolicZero
 from jax.typing import ArrayLike
 from jaxtyping import Array, Float
 
@@ -197,11 +198,24 @@ def matmul(A: Float[Array, "n k"], B: Float[Array, "k p"]) -> Float[Array, "n p"
     return _matmul_vmappable(A, B)
 
 
-@matmul.defjvp
+def _product(A, B):
+    """``A @ B`` in plain, transposable operations: :func:`outer_product_sum` when the contraction
+    is short on CPU (fused, and fast under ``vmap``, where a batched dot is not), else ``@``."""
+    return outer_product_sum(A, B) if _unrolled(A.shape[-1]) else A @ B
+
+
 def _matmul_jvp(primals, tangents):
     A, B = primals
     dA, dB = tangents
-    return matmul(A, B), dA @ B + A @ dB
+    terms = [_product(dA, B) if not isinstance(dA, SymbolicZero) else None,
+             _product(A, dB) if not isinstance(dB, SymbolicZero) else None]
+    terms = [x for x in terms if x is not None]
+    out = matmul(A, B)
+    tangent = terms[0] if len(terms) == 1 else (terms[0] + terms[1] if terms else jnp.zeros_like(out))
+    return out, tangent
+
+
+matmul.defjvp(_matmul_jvp, symbolic_zeros=True)
 
 
 #: On CPU, a batch of seeds whose per-seed Gram product ``Xbar^T Xbar`` has at least this many
@@ -244,6 +258,10 @@ def _residual_vector_fn(p: int):
         return target_part - Xbar @ (omega[:, None] * G ** (p - 1))
 
     def under_vmap(Xbar, omega, U, a):  # the short products as matmul's batched (unrolled) form
+        # Xbar written once: it is an expression of the stage (a Runge-Kutta combination of the
+        # earlier stages, normalized) that XLA would otherwise recompute for every entry of the
+        # Gram products that read it (r and m times over)
+        Xbar = materialize(Xbar)
         target_part = matmul(U, materialize(a[:, None] * matmul(U.T, Xbar) ** (p - 1)))
         return target_part - Xbar @ (omega[:, None] * matmul(Xbar.T, Xbar) ** (p - 1))
 
@@ -318,9 +336,21 @@ def sum_rows(X: Float[Array, "... k n"]) -> Float[Array, "... n"]:
     return _sum_rows_vmappable(X)
 
 
+def _rows_plain(X):
+    """``X.sum(axis=-2)`` in plain, transposable operations: an unrolled chain of additions when
+    the axis is short on CPU (as :func:`sum_rows` under ``vmap``), else XLA's reduction."""
+    k = X.shape[-2]
+    if not _unrolled(k):
+        return X.sum(axis=-2)
+    out = X[..., 0, :]
+    for i in range(1, k):
+        out = out + X[..., i, :]
+    return out
+
+
 @sum_rows.defjvp
 def _sum_rows_jvp(primals, tangents):
-    return sum_rows(primals[0]), tangents[0].sum(axis=-2)
+    return sum_rows(primals[0]), _rows_plain(tangents[0])
 
 
 # ---------------------------------------------------------------------------- float route
@@ -335,7 +365,9 @@ def residual_vectors(
     and two thin matrix products, 4 m^2 d + 4 r m d flops.
     """
     Rvec = residual_vector(Xbar, omega, target.U, target.a, target.order)
-    Rp = jnp.sum(Xbar * Rvec, axis=0)
+    # the sum over d as sum_rows (XLA:CPU's batched reduction over d is slow), written once
+    # (materialize): every entry of the field reads it
+    Rp = materialize(sum_rows(Xbar * Rvec))
     return Rp, Rvec
 
 
@@ -372,7 +404,7 @@ def residual_on(
     p = target.order
     if V is None:
         C = matmul(target.U.T, Xbar)  # (r, m); the fast batched form on CPU
-        return evaluate(target.U, target.a, target.U, p) - (omega[None, :] * C**p).sum(axis=1)
+        return evaluate(target.U, target.a, target.U, p) - C**p @ omega  # a matrix-vector product: XLA:CPU reduces (r, m) slowly under vmap
     return evaluate(target.U, target.a, V, p) - evaluate(Xbar, omega, V, p)
 
 
@@ -383,12 +415,14 @@ def residual_norm_sq_fast(Xbar, omega, target: Target) -> tuple[Array, Array]:
     three Gram terms. Values below it are noise.
     """
     p = target.order
-    G = Xbar.T @ Xbar
-    C = target.U.T @ Xbar
+    # the Gram products in matmul's fast batched form; each quadratic form as two matrix-vector
+    # products (XLA:CPU's batched reduction of an m x m array is several times slower)
+    G = matmul(Xbar.T, Xbar)
+    C = matmul(target.U.T, Xbar)
     H = target.U.T @ target.U
-    t_model = omega @ (G**p) @ omega
-    t_cross = target.a @ (C**p) @ omega
-    t_target = target.a @ (H**p) @ target.a
+    t_model = omega @ (G**p @ omega)
+    t_cross = target.a @ (C**p @ omega)
+    t_target = target.a @ (H**p @ target.a)
     scale = jnp.abs(t_model) + 2 * jnp.abs(t_cross) + jnp.abs(t_target)
     eps = jnp.finfo(Xbar.dtype).eps
     return t_model - 2 * t_cross + t_target, 64 * eps * scale

@@ -93,27 +93,49 @@ def observe(target: Target, y, dydt, member: Int[Array, " m"], *, norm: bool = F
         member: each column's ``S_i`` index, or -1 (decides the reference direction).
         norm: also return ``|T - T*|_F`` and its derivative (one more Gram product, ``2 m^2 d``).
     """
-    cols = jnp.arange(member.shape[-1])
+    U = target.U
 
     def quantities(state):
         rho, ubar = state
         u = normalize(ubar)
         omega = jnp.exp(2.0 * rho)
-        C = matmul(target.U.T, u)  # (r, m)
-        # 1 - wbar_i^2 as |u - <u_i, u> u_i|^2 for every i (resolved even for Theorem 1's tiny alpha)
-        mis_all = sum_rows((u[None, :, :] - C[:, None, :] * target.U.T[:, :, None]) ** 2)  # (r, m)
-        ref = jnp.where(member >= 0, member, jnp.argmin(jax.lax.stop_gradient(mis_all), axis=0)).astype(jnp.int32)
+        C = matmul(U.T, u)  # (r, m)
+        # 1 - wbar_i^2 as |u - <u_i, u> u_i|^2 for every i (resolved even for Theorem 1's tiny
+        # alpha), one row per i: XLA fuses each into its sum over d
+        mis_all = [sum_rows((u - C[i][None, :] * U[:, i][:, None]) ** 2) for i in range(U.shape[-1])]
+        nearest = _argmin_rows([jax.lax.stop_gradient(x) for x in mis_all])
+        ref = jnp.where(member >= 0, member, nearest).astype(jnp.int32)
         res = residual_on(u, omega, target)
         if norm:
             sq, _ = residual_norm_sq(u, omega, target, precise=False)
             rn = jnp.sqrt(jnp.maximum(sq, 0.0))
         else:
             rn = jnp.zeros((), rho.dtype)
-        return (mis_all[ref, cols], res, rn), ref
+        return (_select_rows(ref, mis_all), res, rn), ref
 
     (mis, res, rn), (dmis, dres, drn), ref = jax.jvp(quantities, (y,), (dydt,), has_aux=True)
     return Observation(rho=y[0], drho=dydt[0], mis=mis, dmis=dmis, ref=ref, residual=res, dresidual=dres,
                        residual_norm=rn, dresidual_norm=drn)
+
+
+def _argmin_rows(rows: list) -> Int[Array, " m"]:
+    """``jnp.argmin(jnp.stack(rows), axis=0)`` (the first index on ties and NaNs) for a few rows, as
+    a chain of comparisons that XLA fuses (its arg-reduction over a leading axis is slow on CPU
+    under ``vmap``)."""
+    best, idx = rows[0], jnp.zeros(rows[0].shape, jnp.int32)
+    for i, x in enumerate(rows[1:], start=1):
+        closer = (x < best) | (jnp.isnan(x) & ~jnp.isnan(best))
+        best, idx = jnp.where(closer, x, best), jnp.where(closer, i, idx)
+    return idx
+
+
+def _select_rows(ref: Int[Array, " m"], rows: list) -> Float[Array, " m"]:
+    """``jnp.stack(rows)[ref[j], j]`` for every column ``j``, as a chain of selections (exact; a
+    gather under ``vmap`` is slow on CPU)."""
+    out = rows[0]
+    for i, x in enumerate(rows[1:], start=1):
+        out = jnp.where(ref == i, x, out)
+    return out
 
 
 # ---------------------------------------------------------------------------- interpolation
@@ -265,8 +287,8 @@ def by_group(op, values: Float[Array, "K m"], ids: Int[Array, "K m"], r: int) ->
     ``jax.ops.segment_*``: on CPU a scatter per grid point and column cost more than the whole
     solve on a fine event grid."""
     reduce, empty = _GROUP_REDUCTIONS[op]
-    in_group = ids[..., None] == jnp.arange(r)  # (K, m, r), fused into the reduction
-    return reduce(jnp.where(in_group, values[..., None], jnp.asarray(empty, values.dtype)), axis=-2)
+    in_group = ids[..., None, :] == jnp.arange(r)[:, None]  # (K, r, m), fused into the reduction
+    return reduce(jnp.where(in_group, values[..., None, :], jnp.asarray(empty, values.dtype)), axis=-1)
 
 
 _GROUP_REDUCTIONS = {jax.ops.segment_sum: (jnp.sum, 0), jax.ops.segment_max: (jnp.max, -jnp.inf),
@@ -349,19 +371,27 @@ def track(t: Float[Array, " K"], obs: Observation, member: Int[Array, " m"], a: 
     member_t = jnp.where(free[None, :] & (t[:, None] < join_time[None, :]), -1, new_member[None, :])  # (K, m)
     omega = jnp.exp(2.0 * rho)
     ahat = by_group(jax.ops.segment_sum, omega, member_t, r)  # (K, r)
-    dahat = by_group(jax.ops.segment_sum, 2.0 * omega * drho, member_t, r)
     was_empty = ~discovered(member, r)
     newly = free & joins
     group = jnp.where(newly, new_member, r)
     first_join = jax.ops.segment_min(jnp.where(newly, join_time, jnp.inf), group, num_segments=r + 1)[:r]
     joined = jax.ops.segment_sum(newly.astype(jnp.int32), group, num_segments=r + 1)[:r]
-    by_norm = first_crossing(t, a[None, :] - ahat - 2.0 * lam, -dahat, downward=True)
-    by_residual = first_crossing(t, obs.residual - fit_fraction * a[None, :], obs.dresidual, downward=True)
+
+    def by_norm():  # lam > 0: a_i - ahat_i <= 2 lam
+        dahat = by_group(jax.ops.segment_sum, 2.0 * omega * drho, member_t, r)
+        return first_crossing(t, a[None, :] - by_group(jax.ops.segment_sum, omega, member_t, r) - 2.0 * lam, -dahat,
+                              downward=True)
+
+    def by_residual():  # lam = 0: the residual on u_i drops to fit_fraction a_i
+        return first_crossing(t, obs.residual - fit_fraction * a[None, :], obs.dresidual, downward=True)
+
+    # only the criterion in use is located (a select of both where lam differs across a batch)
+    fit_time = jax.lax.cond(lam > 0, by_norm, by_residual)
     return Tracked(
         member=new_member.astype(jnp.int32), join_time=join_time, member_t=member_t.astype(jnp.int32),
         joined=joined, bad_crossings=bad.sum().astype(jnp.int32),
         discovery_time=jnp.where(was_empty, first_join, jnp.inf),
-        fit_time=jnp.where(lam > 0, by_norm, by_residual), ahat=ahat,
+        fit_time=fit_time, ahat=ahat,
     )
 
 

@@ -14,7 +14,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from . import _validate as check
 from . import memory
-from .contract import precise_by_default, precise_for_tolerance, residual_norm_sq, residual_on, split_norms
+from .contract import materialize, precise_by_default, precise_for_tolerance, residual_norm_sq, residual_on, split_norms
 from .dynamics import check_W, from_lognorm, normalize, to_lognorm, working_dtype
 from .integrate import (
     LOSS_INCREASED,
@@ -121,13 +121,13 @@ def _flow(target, y0, ts, t0, lam, solver: SolverConfig, events: EventConfig, fr
 
     def series(rho, ubar):
         """Per saved state: loss, its accuracy floor and the residual on every u_i."""
-        u = normalize(ubar)
+        u = materialize(normalize(ubar))  # computed once: the Gram products read every entry m times
         omega = jnp.exp(2.0 * rho)
         sq, floor = residual_norm_sq(u, omega, target, precise)
         loss = 0.5 * sq + 0.5 * lam * omega.sum(-1)
         floor = jnp.maximum(floor, (10 * (p + 2) * jnp.maximum(tol, eps) * omega.sum(-1)) ** 2)
         residual = residual_on(u, omega, target, precise=bool(precise))
-        return dict(W=from_lognorm(rho, ubar), log_norm=rho, loss=loss, loss_floor=0.5 * floor, residual=residual)
+        return dict(loss=loss, loss_floor=0.5 * floor, residual=residual)
 
     def run(y):
         sol = solve(target, y, t1=ts[-1], save_ts=ts, t0=t0, lam=lam, solver=solver, events=events, frozen=frozen,
@@ -136,10 +136,15 @@ def _flow(target, y0, ts, t0, lam, solver: SolverConfig, events: EventConfig, fr
         states = (sol.rho.reshape((c * K,) + sol.rho.shape[2:]), sol.ubar.reshape((c * K,) + sol.ubar.shape[2:]))
         out = map_chunks(lambda st: jax.vmap(series)(*st), states, block)
         out = {k: v.reshape((c, K) + v.shape[1:]) for k, v in out.items()}
+        # W element-wise in one pass, outside the blocked loop (whose stacked outputs would be
+        # written twice: a stack of blocks is first filled with zeros)
+        out.update(W=from_lognorm(sol.rho, sol.ubar), log_norm=sol.rho)
         # a successful solve whose saved states or losses overflowed (a loose tolerance's dense
         # output between far-apart steps), or whose loss rose, is not a success
         ok = sol.status == SUCCESS
-        finite = jnp.isfinite(out["W"]).all(axis=(1, 2, 3)) & jnp.isfinite(out["loss"]).all(axis=1)
+        # (a finite loss implies a finite W: it needs omega = exp(2 rho) < inf, hence exp(rho) < inf,
+        # and finite directions; so W itself, the largest array, is not read again)
+        finite = jnp.isfinite(out["loss"]).all(axis=1)
         status = jnp.where(ok & ~finite, NONFINITE, sol.status)
         if not frozen:  # the tensor-power dynamics is not a gradient flow of L
             rose = loss_increased(out["loss"], out["loss_floor"])

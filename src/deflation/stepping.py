@@ -160,6 +160,34 @@ def erk_dense(dt, y0, y1, fs):
     return dict(y0=y0, y1=y1, k=jax.tree_util.tree_map(lambda *f: dt * jnp.stack(f), *fs))
 
 
+def interpolation_weights(interpolation_cls, t0, t1, t, stages: int):
+    """The weights ``(w_y0, w_y1, w_k1, ..., w_kS)`` (``(..., S + 2)`` for each time in ``t``) with
+    which ``interpolation_cls(t0=t0, t1=t1, y0=y0, y1=y1, k=k).evaluate(t)`` combines its inputs:
+    every dense output of diffrax's Runge-Kutta methods is linear in ``(y0, y1, k)``, so it is
+    evaluated once on scalar unit inputs and then applied to the state as one fused combination
+    (:func:`combine_dense`), without stacking the stages."""
+    basis = jnp.eye(stages + 2, dtype=jnp.result_type(t0))
+
+    def at(tt):
+        return jax.vmap(lambda e: interpolation_cls(t0=t0, t1=t1, y0=e[0], y1=e[1], k=e[2:]).evaluate(tt))(basis)
+
+    return jax.vmap(at)(jnp.reshape(t, (-1,))).reshape(jnp.shape(t) + (stages + 2,))
+
+
+def combine_dense(weights, dt, y0, y1, fs):
+    """``w_y0 y0 + w_y1 y1 + sum_j w_kj (dt f_j)`` for weights ``(P, S + 2)`` from
+    :func:`interpolation_weights`: the dense output at ``P`` times, ``(P, ...)`` per leaf."""
+
+    def leaf(a, b, *f):
+        w = weights.reshape(weights.shape + (1,) * a.ndim)
+        acc = w[:, 0] * a + w[:, 1] * b
+        for j, fj in enumerate(f):
+            acc = acc + (w[:, j + 2] * dt) * fj
+        return acc
+
+    return jax.tree_util.tree_map(leaf, y0, y1, *fs)
+
+
 def stages_per_step(solver) -> int:
     """Vector-field evaluations per step of ``solver`` in this loop (FSAL tableaus reuse the last
     stage; Euler takes one)."""
@@ -276,13 +304,20 @@ def solve_batch(
     rows = jnp.arange(B)[:, None]
 
     def write_start(buf, ts, value):
-        """Points at ``t0`` (or before) get the value at ``t0``; returns ``(buf, next index)``."""
-        K = ts.shape[1]
-        at_start = ts <= t0  # (B, K), a prefix of each sorted grid
-        k = jnp.where(at_start, jnp.arange(K)[None, :], K)
-        vals = jax.tree_util.tree_map(lambda v: jnp.broadcast_to(v[:, None], (B, K) + v.shape[1:]), value)
-        buf = jax.tree_util.tree_map(lambda b, v: b.at[rows, k].set(v, mode="drop"), buf, vals)
-        return buf, at_start.sum(axis=1, dtype=jnp.int32)
+        """Points at ``t0`` (or before) get the value at ``t0``; returns ``(buf, next index)``.
+
+        They are a prefix of each sorted grid, usually of one point (none for a grid that starts
+        later; the whole grid for a phase of length 0): written one index at a time, so that the
+        cost is that of the prefix, not of a pass over the whole buffer."""
+        n = (ts <= t0).sum(axis=1, dtype=jnp.int32)  # (B,)
+
+        def body(state):
+            b, k = state
+            idx = jnp.where(k < n, k, ts.shape[1])  # out of range: dropped
+            return jax.tree_util.tree_map(lambda x, v: x.at[rows[:, 0], idx].set(v, mode="drop"), b, value), k + 1
+
+        buf, _ = jax.lax.while_loop(lambda s: (s[1] < n).any(), body, (buf, jnp.zeros((), jnp.int32)))
+        return buf, n
 
     buffers, indices = {}, {}
     buffers["ys"], indices["ys"] = write_start(_alloc(lambda y: y, y_one, save_ts.shape[1], B), save_ts, y0)
@@ -382,12 +417,24 @@ def solve_batch(
                 return dense
             return jax.vmap(erk_dense)(c["tnext"] - c["tprev"], c["y"], y1, dense)
 
+        if tableau is not None:  # the dense output as weights on (y0, y1, stages): no stacking
+            stages = len(dense)
+
+            def state_at(tp, tn, dn, t):
+                w = interpolation_weights(solver.interpolation_cls, tp, tn, t[None], stages)
+                return jax.tree_util.tree_map(lambda x: x[0], combine_dense(w, tn - tp, *dn))
+
+            save_dense = (c["y"], y1, dense)
+        else:
+            state_at, save_dense = interpolate, None
+
         K = save_ts.shape[1]
         nxt = jnp.take_along_axis(save_ts, jnp.minimum(indices["ys"], K - 1)[:, None], axis=1)[:, 0]
         any_save = (keep & (indices["ys"] < K) & (nxt <= c["tnext"])).any()
         buffers["ys"], indices["ys"] = jax.lax.cond(
             any_save,
-            lambda: save(keep, c["tprev"], c["tnext"], dense_info(), buffers["ys"], indices["ys"], save_ts, interpolate),
+            lambda: save(keep, c["tprev"], c["tnext"], dense_info() if save_dense is None else save_dense,
+                         buffers["ys"], indices["ys"], save_ts, state_at),
             lambda: (buffers["ys"], indices["ys"]),
         )
         event_start = c["event_start"]
