@@ -181,6 +181,11 @@ def flow_plan(B: int, d: int, m: int, r: int, K: int, P: int, precise: bool | No
     return estimate
 
 
+# one compiled program each (cached across processes), rather than some forty operations
+# dispatched one by one: in a new process those cost about a second of compilation on every start
+_to_lognorm, _split_norms = jax.jit(to_lognorm), jax.jit(split_norms)
+
+
 def _as_initial_state(W0, target: Target):
     """``(rho, ubar)`` batch (B, m), (B, d, m) from ``W0`` given as an array or as ``(rho, ubar)``, in
     :func:`deflation.dynamics.working_dtype`.
@@ -202,13 +207,13 @@ def _as_initial_state(W0, target: Target):
         if check.is_concrete(ubar):
             _refuse_zero_columns("W0[1] (ubar)", np.asarray(ubar))
         batched = ubar.ndim == 3
-        state = (rho, split_norms(ubar)[1])  # unit directions, whatever the scale of ubar
+        state = (rho, _split_norms(ubar)[1])  # unit directions, whatever the scale of ubar
     else:
         W0 = check_W("W0", W0, target, batch=True)
         if check.is_concrete(W0):
             _refuse_zero_columns("W0", np.asarray(W0))
         batched = W0.ndim == 3
-        state = to_lognorm(W0)
+        state = _to_lognorm(W0)
     dtype = state[1].dtype
     state = (state[0].astype(dtype), state[1])
     if not batched:
