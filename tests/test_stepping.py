@@ -178,3 +178,24 @@ def test_overflowing_trial_step_is_rejected_and_recovers():
     assert (np.asarray(sol.num_steps) < 200).all()
     exact = (np.asarray(y0) ** -4 + 4.0) ** -0.25
     np.testing.assert_allclose(np.asarray(sol.ys[:, 0]), exact, rtol=1e-6)
+
+
+@pytest.mark.parametrize("solver", [diffrax.Tsit5(), diffrax.Dopri5(), diffrax.Dopri8(), diffrax.Bosh3(),
+                                    diffrax.Heun(), diffrax.Ralston(), diffrax.Midpoint()],
+                         ids=lambda s: type(s).__name__)
+def test_dense_output_as_weights_matches_diffrax(solver):
+    """The saving loop's dense output (weights on (y0, y1, k) applied as one combination) is
+    diffrax's own interpolation of the same step, at the ends and inside it."""
+    from deflation.stepping import _explicit_tableau, combine_dense, erk_dense, erk_step, interpolation_weights
+
+    tableau = _explicit_tableau(solver)
+    vf = lambda t, y: (-0.5 * y[0] ** 3 + jnp.sin(t) * y[1][0], jnp.cos(3 * t) * y[0] * y[1])  # noqa: E731
+    y0 = (jnp.array([1.0, 0.5, -0.7]), jnp.array([[0.2, -1.3, 0.4], [2.0, 0.1, -0.6]]))
+    t0, t1 = 0.3, 0.9
+    y1, _, fs, _ = erk_step(tableau, vf, t0, t1, y0, vf(t0, y0))
+    dense = erk_dense(t1 - t0, y0, y1, fs)
+    ts = jnp.array([0.3, 0.41, 0.6, 0.77, 0.9])
+    want = jax.vmap(lambda t: solver.interpolation_cls(t0=t0, t1=t1, **dense).evaluate(t))(ts)
+    got = combine_dense(interpolation_weights(solver.interpolation_cls, t0, t1, ts, len(fs)), t1 - t0, y0, y1, fs)
+    for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-13, atol=1e-14)

@@ -192,8 +192,9 @@ def matmul(A: Float[Array, "n k"], B: Float[Array, "k p"]) -> Float[Array, "n p"
     contraction ``k`` is short (``<= UNROLL_MAX``), it is the sum of ``k`` outer products, which
     XLA fuses into one vectorized loop, instead of XLA:CPU's batched dot, whose per-matrix
     overhead dominates at these sizes (``benchmarks/README.md``). Same value up to the order of the
-    additions; each seed's value does not depend on the batch either way. Differentiable (its
-    derivative uses ``@``).
+    additions; each seed's value does not depend on the batch either way. Differentiable: its
+    JVP is written in the same plain form (outer products for a short contraction on CPU, which a
+    JVP under ``vmap`` needs as much as the value), skips zero tangents, and is transposable.
     """
     return _matmul_vmappable(A, B)
 
@@ -312,30 +313,6 @@ def residual_vector(
     return _residual_vector_fn(int(p))(Xbar, omega, U, a)
 
 
-@custom_vmap
-def _sum_rows_vmappable(X):
-    return X.sum(axis=-2)
-
-
-@_sum_rows_vmappable.def_vmap
-def _sum_rows_batched(axis_size, in_batched, X):
-    k = X.shape[-2]  # the rule only runs with X batched (its only argument)
-    if not _unrolled(k):
-        return X.sum(axis=-2), True
-    out = X[..., 0, :]
-    for i in range(1, k):
-        out = out + X[..., i, :]
-    return out, True
-
-
-@jax.custom_jvp
-def sum_rows(X: Float[Array, "... k n"]) -> Float[Array, "... n"]:
-    """``X.sum(axis=-2)``; under ``vmap`` on CPU, for a short axis, as an unrolled chain of
-    additions (XLA:CPU's batched reduction over a non-minor axis is several times slower at these
-    sizes; for one seed its own reduction is faster)."""
-    return _sum_rows_vmappable(X)
-
-
 def _rows_plain(X):
     """``X.sum(axis=-2)`` in plain, transposable operations: an unrolled chain of additions when
     the axis is short on CPU (as :func:`sum_rows` under ``vmap``), else XLA's reduction."""
@@ -346,6 +323,24 @@ def _rows_plain(X):
     for i in range(1, k):
         out = out + X[..., i, :]
     return out
+
+
+@custom_vmap
+def _sum_rows_vmappable(X):
+    return X.sum(axis=-2)
+
+
+@_sum_rows_vmappable.def_vmap
+def _sum_rows_batched(axis_size, in_batched, X):
+    return _rows_plain(X), True  # the rule only runs with X batched (its only argument)
+
+
+@jax.custom_jvp
+def sum_rows(X: Float[Array, "... k n"]) -> Float[Array, "... n"]:
+    """``X.sum(axis=-2)``; under ``vmap`` on CPU, for a short axis, as an unrolled chain of
+    additions (XLA:CPU's batched reduction over a non-minor axis is several times slower at these
+    sizes; for one seed its own reduction is faster)."""
+    return _sum_rows_vmappable(X)
 
 
 @sum_rows.defjvp
@@ -404,7 +399,8 @@ def residual_on(
     p = target.order
     if V is None:
         C = matmul(target.U.T, Xbar)  # (r, m); the fast batched form on CPU
-        return evaluate(target.U, target.a, target.U, p) - C**p @ omega  # a matrix-vector product: XLA:CPU reduces (r, m) slowly under vmap
+        # the sum over columns as a matrix-vector product (XLA:CPU reduces (r, m) slowly under vmap)
+        return evaluate(target.U, target.a, target.U, p) - C**p @ omega
     return evaluate(target.U, target.a, V, p) - evaluate(Xbar, omega, V, p)
 
 

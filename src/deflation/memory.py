@@ -20,7 +20,8 @@ What takes memory, per seed being solved (``m`` columns in ``d`` dimensions, ``r
   time: :func:`deflation.contract.sequential`);
 - the double-double loss (:func:`deflation.contract.residual_norm_sq_precise`), about ten ``m x m``
   arrays per saved state (one for the float route), which ``gradient_flow`` evaluates a block of
-  saved states at a time (:func:`series_block`, at most :data:`SERIES_BLOCK_BYTES`);
+  saved states at a time (:func:`series_block`, at most :data:`SERIES_BLOCK_BYTES`, and at most as
+  many states as seeds per chunk, so that on CPU a block stays in cache);
 - the event grid: about twenty length-``m`` arrays per event point (:mod:`deflation.definition1`);
 - the save buffers and results: ``B x K x d x m`` states, held more than once (the solver's
   buffer, the returned ``W`` and the concatenation of the chunks).
