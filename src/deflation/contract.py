@@ -208,12 +208,11 @@ def _product(A, B):
 def _matmul_jvp(primals, tangents):
     A, B = primals
     dA, dB = tangents
-    terms = [_product(dA, B) if not isinstance(dA, SymbolicZero) else None,
-             _product(A, dB) if not isinstance(dB, SymbolicZero) else None]
-    terms = [x for x in terms if x is not None]
     out = matmul(A, B)
-    tangent = terms[0] if len(terms) == 1 else (terms[0] + terms[1] if terms else jnp.zeros_like(out))
-    return out, tangent
+    terms = [_product(dA, B)] if not isinstance(dA, SymbolicZero) else []
+    if not isinstance(dB, SymbolicZero):
+        terms.append(_product(A, dB))
+    return out, sum(terms[1:], terms[0]) if terms else jnp.zeros_like(out)
 
 
 matmul.defjvp(_matmul_jvp, symbolic_zeros=True)

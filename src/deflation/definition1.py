@@ -379,8 +379,7 @@ def track(t: Float[Array, " K"], obs: Observation, member: Int[Array, " m"], a: 
 
     def by_norm():  # lam > 0: a_i - ahat_i <= 2 lam
         dahat = by_group(jax.ops.segment_sum, 2.0 * omega * drho, member_t, r)
-        return first_crossing(t, a[None, :] - by_group(jax.ops.segment_sum, omega, member_t, r) - 2.0 * lam, -dahat,
-                              downward=True)
+        return first_crossing(t, a[None, :] - ahat - 2.0 * lam, -dahat, downward=True)
 
     def by_residual():  # lam = 0: the residual on u_i drops to fit_fraction a_i
         return first_crossing(t, obs.residual - fit_fraction * a[None, :], obs.dresidual, downward=True)
