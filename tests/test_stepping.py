@@ -156,6 +156,24 @@ def test_max_steps_is_per_seed():
         assert np.isinf(np.asarray(got)[worst]).all()  # never reached: not a made-up value
 
 
+def test_save_into_writes_only_its_rows_and_ends_where_each_seed_stopped():
+    """``save_into``: the batch's saved states go to rows ``row..row+B-1`` of the given buffers,
+    equal to a fresh solve's; every other row keeps what it held. ``y_final`` is the state at t1."""
+    tg, term, y0 = _problem(3)
+    ts = jnp.array([0.0, 0.7, 3.0, 10.0])
+    kw = dict(dt0=0.02, max_steps=10_000, save_ts=ts)
+    fresh = stepping.solve_batch(term, diffrax.Tsit5(), _pid(), jnp.asarray(0.0), ts[-1], y0, **kw)
+    marker = jax.tree_util.tree_map(lambda x: jnp.full((7,) + x.shape[1:], -5.0), fresh.ys)
+    into = stepping.solve_batch(term, diffrax.Tsit5(), _pid(), jnp.asarray(0.0), ts[-1], y0, save_into=(marker, 2), **kw)
+    for got, want in zip(jax.tree_util.tree_leaves(into.ys), jax.tree_util.tree_leaves(fresh.ys)):
+        got = np.asarray(got)
+        assert got.shape[0] == 7
+        np.testing.assert_array_equal(got[2:5], np.asarray(want))
+        assert (got[:2] == -5.0).all() and (got[5:] == -5.0).all()
+    for end, last in zip(jax.tree_util.tree_leaves(fresh.y_final), jax.tree_util.tree_leaves(fresh.ys)):
+        np.testing.assert_allclose(np.asarray(end), np.asarray(last)[:, -1], rtol=1e-13, atol=1e-15)
+
+
 def test_progress_bar_reaches_the_end(capfd):
     tg = D.Target.geometric(6, 3, ratio=1.5)
     W0 = D.sample_sphere_batch(jax.random.PRNGKey(3), jnp.arange(3), 6, 10, 1e-6)

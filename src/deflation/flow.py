@@ -15,7 +15,7 @@ from jaxtyping import Array, Bool, Float, Int
 from . import _validate as check
 from . import memory
 from .contract import materialize, precise_by_default, precise_for_tolerance, residual_norm_sq, residual_on, split_norms
-from .dynamics import check_W, from_lognorm, normalize, to_lognorm, working_dtype
+from .dynamics import check_W, normalize, to_lognorm, working_dtype
 from .integrate import (
     LOSS_INCREASED,
     NONFINITE,
@@ -23,7 +23,6 @@ from .integrate import (
     EventConfig,
     SolverConfig,
     failures,
-    map_chunks,
     seed_chunk,
     solve,
 )
@@ -120,25 +119,59 @@ def _flow(target, y0, ts, t0, lam, solver: SolverConfig, events: EventConfig, fr
     p = target.order
 
     def series(rho, ubar):
-        """Per saved state: loss, its accuracy floor and the residual on every u_i."""
+        """Per saved state: ``W``, the loss, its accuracy floor and the residual on every u_i."""
         u = materialize(normalize(ubar))  # computed once: the Gram products read every entry m times
         omega = jnp.exp(2.0 * rho)
         sq, floor = residual_norm_sq(u, omega, target, precise)
         loss = 0.5 * sq + 0.5 * lam * omega.sum(-1)
         floor = jnp.maximum(floor, (10 * (p + 2) * jnp.maximum(tol, eps) * omega.sum(-1)) ** 2)
         residual = residual_on(u, omega, target, precise=bool(precise))
-        return dict(loss=loss, loss_floor=0.5 * floor, residual=residual)
+        W = jnp.exp(rho)[..., None, :] * u  # deflation.dynamics.from_lognorm, from the u at hand
+        return W, dict(loss=loss, loss_floor=0.5 * floor, residual=residual)
 
-    def run(y):
+    B, d, m = y0[1].shape
+    K = ts.shape[0]
+    chunk = min(chunk, B)
+    block = min(block, chunk * K)
+    # The saved states are the largest arrays of a call (616 MB for 512 Figure 1 seeds with 301
+    # save points): they are written once and then turned into W in place, in the arrays that are
+    # returned. Every chunk of seeds solves into its rows of one (B, K, ...) buffer (no per-chunk
+    # buffer stacked afterwards: two more passes over it), and the series, which normalizes the
+    # directions anyway, overwrites each saved direction with its W. A chunk or block at the end
+    # starts early enough to fit (it overlaps the one before, and the chunk writes the same values
+    # again), so nothing is padded or copied.
+    dtype = y0[0].dtype
+    saved = (jnp.full((B, K, m), jnp.inf, dtype), jnp.full((B, K, d, m), jnp.inf, dtype))
+
+    def run(saved, i):
+        start = jnp.minimum(i * chunk, B - chunk)
+        y = jax.tree_util.tree_map(lambda x: jax.lax.dynamic_slice_in_dim(x, start, chunk), y0)
         sol = solve(target, y, t1=ts[-1], save_ts=ts, t0=t0, lam=lam, solver=solver, events=events, frozen=frozen,
-                    progress=progress, chunk=2**62)
-        c, K = sol.rho.shape[:2]
-        states = (sol.rho.reshape((c * K,) + sol.rho.shape[2:]), sol.ubar.reshape((c * K,) + sol.ubar.shape[2:]))
-        out = map_chunks(lambda st: jax.vmap(series)(*st), states, block)
-        out = {k: v.reshape((c, K) + v.shape[1:]) for k, v in out.items()}
-        # W element-wise in one pass, outside the blocked loop (whose stacked outputs would be
-        # written twice: a stack of blocks is first filled with zeros)
-        out.update(W=from_lognorm(sol.rho, sol.ubar), log_norm=sol.rho)
+                    progress=progress, save_into=(saved, start))
+        n = chunk * K  # this chunk's states, from state start * K of the buffers in row order
+
+        def series_block(j, carry):
+            W, out = carry
+            at = jnp.minimum(j * block, n - block)  # the last block may overlap the one before
+            rho = jax.lax.dynamic_slice_in_dim(sol.rho.reshape((B * K, m)), start * K + at, block)
+            x = jax.lax.dynamic_slice_in_dim(W, start * K + at, block)  # directions, or W if done
+            W_new, vals = jax.vmap(series)(rho, x)
+            if n % block:  # an overlap's states are W already: kept as they are
+                new = (at + jnp.arange(block)) >= j * block
+                keep = lambda v, o: jnp.where(new.reshape((block,) + (1,) * (v.ndim - 1)), v, o)  # noqa: E731
+            else:
+                keep = lambda v, o: v  # noqa: E731
+            W = jax.lax.dynamic_update_slice_in_dim(W, keep(W_new, x), start * K + at, 0)
+            out = {k: jax.lax.dynamic_update_slice_in_dim(
+                out[k], keep(v, jax.lax.dynamic_slice_in_dim(out[k], at, block)), at, 0) for k, v in vals.items()}
+            return W, out
+
+        one = jax.tree_util.tree_map(lambda x: x[:1], (sol.rho[0], sol.ubar[0]))
+        shapes = jax.eval_shape(jax.vmap(series), *one)[1]
+        out = {k: jnp.zeros((n,) + v.shape[1:], v.dtype) for k, v in shapes.items()}
+        W, out = jax.lax.fori_loop(0, -(-n // block), series_block, (sol.ubar.reshape((B * K, d, m)), out))
+        saved = (sol.rho, W.reshape((B, K, d, m)))
+        out = {k: v.reshape((chunk, K) + v.shape[1:]) for k, v in out.items()}
         # a successful solve whose saved states or losses overflowed (a loose tolerance's dense
         # output between far-apart steps), or whose loss rose, is not a success
         ok = sol.status == SUCCESS
@@ -153,9 +186,16 @@ def _flow(target, y0, ts, t0, lam, solver: SolverConfig, events: EventConfig, fr
                    member=sol.tracked.member, join_time=sol.tracked.join_time, status=status.astype(jnp.int32),
                    num_steps=sol.num_steps,
                    num_accepted_steps=sol.num_accepted_steps, num_rejected_steps=sol.num_rejected_steps)
-        return out
+        return saved, out
 
-    return map_chunks(run, y0, chunk)
+    nb = -(-B // chunk)
+    saved, per_chunk = jax.lax.scan(run, saved, jnp.arange(nb))
+    # the per-chunk outputs (small) in seed order: the last chunk's first rows repeat the chunk before
+    overlap = nb * chunk - B
+    out = jax.tree_util.tree_map(
+        lambda x: jnp.concatenate([x[:-1].reshape((-1,) + x.shape[2:]), x[-1, overlap:]]), per_chunk)
+    out.update(log_norm=saved[0], W=saved[1])
+    return out
 
 
 def flow_plan(B: int, d: int, m: int, r: int, K: int, P: int, precise: bool | None, itemsize: int,

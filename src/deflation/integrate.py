@@ -148,7 +148,8 @@ class Solution(eqx.Module):
     """What :func:`solve` returns; every leaf has a leading batch axis ``B``.
 
     Attributes:
-        rho, ubar: log-norms ``(B, K, m)`` and unit directions ``(B, K, d, m)`` at the save times.
+        rho, ubar: log-norms ``(B, K, m)`` and unit directions ``(B, K, d, m)`` at the save times
+            (with :func:`solve`'s ``save_into``: the whole buffers given).
         observations: Definition 1's quantities on the event grid (:class:`Observation`,
             ``(B, Ke, ...)``), or None without events.
         tracked: membership, discovery and fit times (:class:`Tracked`), or None.
@@ -157,8 +158,8 @@ class Solution(eqx.Module):
         num_steps, num_accepted_steps, num_rejected_steps: solver statistics, (B,).
     """
 
-    rho: Float[Array, "B K m"]
-    ubar: Float[Array, "B K d m"]
+    rho: Float[Array, "N K m"]  # N = B, or the rows of the save_into buffers
+    ubar: Float[Array, "N K d m"]
     observations: Observation | None
     tracked: Tracked | None
     event_ts: Float[Array, "B Ke"] | None
@@ -209,6 +210,7 @@ def solve(
     frozen: bool = False,
     progress: bool = False,
     chunk: int | None = None,
+    save_into: tuple[tuple[Array, Array], Any] | None = None,
 ) -> Solution:
     """Integrate the gradient flow (or, ``frozen=True``, the tensor-power dynamics of paper
     Eq. 1) in log-norm coordinates for a batch of initial states, and locate Definition 1's events.
@@ -236,6 +238,12 @@ def solve(
         progress: a tqdm progress bar (diffrax's progress meter).
         chunk: seeds per batched solve (default :func:`seed_chunk`); larger batches are mapped over
             chunks, the last one padded with copies of the last seed.
+        save_into: ``((rho, ubar), row)``: write the saved log-norms and directions into rows
+            ``row, ..., row + B - 1`` of these buffers (``(N, K, m)`` and ``(N, K, d, m)``, filled
+            with ``inf`` beforehand) and return them whole as ``rho`` and ``ubar``: a caller that
+            solves a large batch chunk by chunk writes one output array in place (see
+            :func:`deflation.stepping.solve_batch`). The batch is then solved at once (``chunk``
+            is not used).
 
     Returns:
         a :class:`Solution`.
@@ -254,7 +262,9 @@ def solve(
     batch = dict(y=(rho0, ubar0), t1=t1, save_ts=save_ts, member=member, event_ts=event_ts,
                  target=target if target.batched else None)
     run = lambda b: _solve_chunk(target if b["target"] is None else b["target"], b, t0, lam, solver, events,  # noqa: E731
-                                 from_above, frozen, progress)
+                                 from_above, frozen, progress, save_into)
+    if save_into is not None:
+        return run(batch)
     return map_chunks(run, batch, seed_chunk(B) if chunk is None else int(chunk))
 
 
@@ -272,7 +282,8 @@ def map_chunks(fn, batch, chunk: int):
     return jax.tree_util.tree_map(lambda x: x.reshape((nb * chunk,) + x.shape[2:])[:B], out)
 
 
-def _solve_chunk(target, batch, t0, lam, config: SolverConfig, events, from_above, frozen, progress) -> Solution:
+def _solve_chunk(target, batch, t0, lam, config: SolverConfig, events, from_above, frozen, progress,
+                 save_into) -> Solution:
     """:func:`solve` for one chunk of seeds (a dict of batched inputs). A batched target (one per
     seed) travels as the term's per-trajectory ``args``; a single one is a constant of the field."""
     per_seed = target.batched
@@ -296,9 +307,10 @@ def _solve_chunk(target, batch, t0, lam, config: SolverConfig, events, from_abov
         sol = stepping.solve_batch(
             term, config.solver, config.controller, t0, t1, y0, dt0=config.dt0, max_steps=config.max_steps,
             save_ts=save_ts, event_ts=event_ts, event_fn=event_fn, event_fill=fill if events is not None else None,
-            event_args=(member, targets if per_seed else dummy), term_args=targets, progress_meter=meter,
+            event_args=(member, targets if per_seed else dummy), term_args=targets, save_into=save_into,
+            progress_meter=meter,
         )
-        ys, obs, result = sol.ys, sol.events, sol.result
+        ys, obs, result, last = sol.ys, sol.events, sol.result, sol.y_final
         stats = (sol.num_steps, sol.num_accepted_steps, sol.num_rejected_steps)
     else:  # implicit solvers: diffrax's own loop, vmapped (events from the exact field)
         def one(y, t_end, ts, mem, ets, tg):
@@ -317,11 +329,15 @@ def _solve_chunk(target, batch, t0, lam, config: SolverConfig, events, from_abov
 
         ets = event_ts if event_ts is not None else save_ts
         ys, obs, result, stats = jax.vmap(one)(y0, t1, save_ts, member, ets, targets if per_seed else dummy)
+        last = jax.tree_util.tree_map(lambda x: x[:, -1], ys)  # the last save point: t1
+        if save_into is not None:
+            ys = jax.tree_util.tree_map(lambda buf, y: jax.lax.dynamic_update_slice_in_dim(buf, y, save_into[1], 0),
+                                        save_into[0], ys)
+    B = member.shape[0]
 
-    def post(y, ys, res, ob, mem, ets, tg):
+    def post(y, last, res, ob, mem, ets, tg):
         tg = seed_target(tg)
         f0 = lognorm_vector_field(y, tg, lam, frozen)
-        last = jax.tree_util.tree_map(lambda x: x[-1], ys)
         status = _status(res, y, last, f0)
         if events is None:
             return status, None
@@ -332,8 +348,7 @@ def _solve_chunk(target, batch, t0, lam, config: SolverConfig, events, from_abov
     # a few seeds at a time rather than the whole chunk at once: each of track's intermediates is
     # an event grid per seed, and for a whole chunk these are fresh arrays of tens of MB whose
     # page faults cost more than the arithmetic (same result per seed, 1.8x faster on CPU)
-    inputs = (y0, ys, result, obs, member, event_ts if event_ts is not None else save_ts, targets if per_seed else dummy)
-    B = member.shape[0]
+    inputs = (y0, last, result, obs, member, event_ts if event_ts is not None else save_ts, targets if per_seed else dummy)
     most = TRACK_BATCH.get(jax.default_backend())
     # a divisor of the chunk, so that the loop body is traced and compiled once (no remainder)
     batch = None if most is None or B <= most else max(k for k in range(1, most + 1) if B % k == 0)

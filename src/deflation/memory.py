@@ -23,8 +23,10 @@ What takes memory, per seed being solved (``m`` columns in ``d`` dimensions, ``r
   saved states at a time (:func:`series_block`, at most :data:`SERIES_BLOCK_BYTES`, and at most as
   many states as seeds per chunk, so that on CPU a block stays in cache);
 - the event grid: about twenty length-``m`` arrays per event point (:mod:`deflation.definition1`);
-- the save buffers and results: ``B x K x d x m`` states, held more than once (the solver's
-  buffer, the returned ``W`` and the concatenation of the chunks).
+- the save buffers and results: ``gradient_flow``'s ``B x K x (d + 1) x m`` saved states are
+  held once (every chunk solves into its rows of the returned arrays, and ``W`` overwrites the
+  saved directions in place), its loss series twice (per chunk, then concatenated); Algorithm 2's
+  end states a few times (:data:`SAVE_COPIES`).
 
 The constants were fitted to XLA's own count of the compiled calls (``memory_analysis()``) on CPU
 at sizes up to m = 2000 and are checked against it in ``tests/test_robustness.py``: the estimate
@@ -50,7 +52,7 @@ FIELD_SQUARES = 3
 LOSS_SQUARES_PRECISE, LOSS_SQUARES_FLOAT = 12, 2
 #: Length-``m`` arrays per seed and event-grid point (Definition 1's quantities and their roots).
 EVENT_COLUMNS = 24
-#: Copies of a seed's saved states ``K x (d + 1) x m`` alive at the peak.
+#: Copies of a seed's end state ``(d + 1) x m`` alive at the peak of Algorithm 2's phases.
 SAVE_COPIES = 4
 #: Copies of a state ``(d + 1) x m`` per seed in the Runge-Kutta loop (stages, error, dense output).
 STEP_COPIES = 24
@@ -124,7 +126,7 @@ def flow_memory(*, seeds: int, d: int, m: int, r: int, save_points: int, event_p
         "vector field": s * FIELD_SQUARES * m * m * field_seeds + s * STEP_COPIES * state * c,
         "loss": block * _loss_per_state(d, m, r, precise, s),
         "events": s * EVENT_COLUMNS * m * P * c,
-        "states": s * SAVE_COPIES * K * (state + r + 2) * B,
+        "states": s * K * (state + 2 * (r + 2)) * B,  # W and log_norm once; loss, floor, residual twice
         "target": s * 2 * d * r,
         "overhead": OVERHEAD,
     }

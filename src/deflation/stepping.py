@@ -52,15 +52,18 @@ class BatchSolution(eqx.Module):
     """What :func:`solve_batch` returns (leading axis ``B`` = trajectory).
 
     Attributes:
-        ys: the state at each save time, ``(B, K, ...)`` (``inf`` where never reached).
+        ys: the state at each save time, ``(B, K, ...)`` (``inf`` where never
+            reached), or the ``save_into`` buffers with this batch's rows written.
         events: ``event_fn``'s output at each event time, ``(B, Ke, ...)`` (``inf``, or -1 for
             integers, where never reached), or None.
+        y_final: the state at which each trajectory stopped (at ``t1``, or its last accepted step).
         num_steps, num_accepted_steps, num_rejected_steps: ``(B,)``.
         result: ``(B,)``: 0 success, 1 ``max_steps`` reached, 3 solver or controller failure.
     """
 
     ys: PyTree
     events: PyTree
+    y_final: PyTree
     num_steps: Int[Array, " B"]
     num_accepted_steps: Int[Array, " B"]
     num_rejected_steps: Int[Array, " B"]
@@ -235,6 +238,7 @@ def solve_batch(
     event_fill: Callable[[Any, Any, PyTree, PyTree], PyTree] | None = None,
     event_args: PyTree = None,
     term_args: PyTree = None,
+    save_into: tuple[PyTree, Any] | None = None,
     progress_meter: diffrax.AbstractProgressMeter = diffrax.NoProgressMeter(),
 ) -> BatchSolution:
     """Integrate ``dy/dt = term(t, y)`` from ``t0`` to ``t1`` for every trajectory of the batch
@@ -256,6 +260,12 @@ def solve_batch(
 
     ``term_args``: each trajectory's ``args`` of the term (a pytree with leading axis ``B``, e.g. a
     target per seed), or None for ``args = None`` everywhere.
+
+    ``save_into``: ``(buffers, row)``: write the saved points into rows ``row, ..., row + B - 1``
+    of ``buffers`` (leaves ``(N, K, ...)``, ``N >= B``, shaped as the state) rather
+    than into fresh buffers, and return the whole buffers as ``ys``: a caller that solves a large
+    batch in chunks keeps one output array, written in place, instead of stacking a copy of each
+    chunk's. Points never reached keep what the buffers held (fill them with ``inf`` first).
 
     Raises:
         ValueError: the solver or controller is not one :func:`supports` takes.
@@ -301,9 +311,10 @@ def solve_batch(
     def interpolate(tprev, tnext, dense, t):
         return solver.interpolation_cls(t0=tprev, t1=tnext, **dense).evaluate(t)
 
-    rows = jnp.arange(B)[:, None]
+    row0 = jnp.zeros((), jnp.int32) if save_into is None else jnp.asarray(save_into[1], jnp.int32)
+    rows = row0 + jnp.arange(B, dtype=jnp.int32)[:, None]  # this batch's rows of the save buffers
 
-    def write_start(buf, ts, value):
+    def write_start(buf, ts, value, rows=rows):
         """Points at ``t0`` (or before) get the value at ``t0``; returns ``(buf, next index)``.
 
         They are a prefix of each sorted grid, usually of one point (none for a grid that starts
@@ -320,13 +331,14 @@ def solve_batch(
         return buf, n
 
     buffers, indices = {}, {}
-    buffers["ys"], indices["ys"] = write_start(_alloc(lambda y: y, y_one, save_ts.shape[1], B), save_ts, y0)
+    empty = _alloc(lambda y: y, y_one, save_ts.shape[1], B) if save_into is None else save_into[0]
+    buffers["ys"], indices["ys"] = write_start(empty, save_ts, y0)
     if event_fn is not None:
         args_one = jax.tree_util.tree_map(lambda x: x[0], event_args)
         one = lambda y: event_fn(t0, y, y, args_one)  # noqa: E731
         ends = jax.vmap(lambda y, f, a: event_fn(t0, y, f, a))(y0, f_start, event_args)
         empty = _alloc(lambda y: event_fill(t0, t0, one(y), one(y)), y_one, event_ts.shape[1], B)
-        buffers["events"], indices["events"] = write_start(empty, event_ts, ends)
+        buffers["events"], indices["events"] = write_start(empty, event_ts, ends, jnp.arange(B)[:, None])
     else:
         ends = None
 
@@ -340,7 +352,7 @@ def solve_batch(
     def active(c):
         return (c["tprev"] < t1) & (c["result"] == OK) & (c["num_steps"] < max_steps)
 
-    def save(keep, tprev, tnext, dense, buf, idx, ts, fn):
+    def save(keep, tprev, tnext, dense, buf, idx, ts, fn, rows=rows):
         """Write ``fn`` at every ``ts`` point in ``(tprev, tnext]`` of the accepted steps, up to
         ``SAVE_BLOCK`` points per trajectory and pass (one pass covers almost every step)."""
         K = ts.shape[1]
@@ -446,7 +458,7 @@ def solve_batch(
                     c["tprev"], c["tnext"], dense_info(), event_args)
             buffers["events"], indices["events"] = save(
                 keep, c["tprev"], c["tnext"], (event_start, end), buffers["events"], indices["events"],
-                event_ts, lambda a, b, e, t: save_event(e, a, b, t),
+                event_ts, lambda a, b, e, t: save_event(e, a, b, t), jnp.arange(B)[:, None],
             )
             event_start = _where(keep, end, event_start)
         tprev = jnp.where(on, tp, c["tprev"])
@@ -474,6 +486,6 @@ def solve_batch(
     progress_meter.close(c["meter"])
     result = jnp.where((c["result"] == OK) & (c["tprev"] < t1), MAX_STEPS, c["result"])
     return BatchSolution(
-        ys=c["buffers"]["ys"], events=c["buffers"].get("events"), num_steps=c["num_steps"],
+        ys=c["buffers"]["ys"], events=c["buffers"].get("events"), y_final=c["y"], num_steps=c["num_steps"],
         num_accepted_steps=c["accepted"], num_rejected_steps=c["rejected"], result=result,
     )
