@@ -52,3 +52,20 @@ def _compiled_programs_released():
 
     jax.clear_caches()
     gc.collect()
+    _return_free_memory()
+
+
+def _return_free_memory():
+    """Hand the heap memory just freed back to the system (glibc keeps it otherwise, and the
+    process's resident size only grows from one module to the next); nothing elsewhere."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        trim = getattr(libc, "malloc_trim", None)
+    except OSError:
+        trim = None
+    if trim is not None:
+        trim(0)
