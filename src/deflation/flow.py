@@ -166,8 +166,7 @@ def _flow(target, y0, ts, t0, lam, solver: SolverConfig, events: EventConfig, fr
                 out[k], keep(v, jax.lax.dynamic_slice_in_dim(out[k], at, block)), at, 0) for k, v in vals.items()}
             return W, out
 
-        one = jax.tree_util.tree_map(lambda x: x[:1], (sol.rho[0], sol.ubar[0]))
-        shapes = jax.eval_shape(jax.vmap(series), *one)[1]
+        shapes = jax.eval_shape(jax.vmap(series), sol.rho[0, :1], sol.ubar[0, :1])[1]
         out = {k: jnp.zeros((n,) + v.shape[1:], v.dtype) for k, v in shapes.items()}
         W, out = jax.lax.fori_loop(0, -(-n // block), series_block, (sol.ubar.reshape((B * K, d, m)), out))
         saved = (sol.rho, W.reshape((B, K, d, m)))
