@@ -123,6 +123,7 @@ def test_a_basis_target_in_a_large_dimension_builds_no_identity():
 def sixteen_gib(monkeypatch):
     """The machine has 16 GiB free (the refusals below do not depend on the machine running them)."""
     monkeypatch.setattr(memory, "available_memory", lambda device=None: 16 * 2**30)
+    monkeypatch.setattr(memory, "host_memory", lambda: 16 * 2**30)
 
 
 def test_a_study_too_large_for_memory_is_refused_before_anything_is_built(sixteen_gib, tmp_path, capsys):
@@ -248,6 +249,23 @@ def test_summarize_prints_the_table_first_and_a_full_disk_leaves_no_file(tmp_pat
                      "--png", str(elsewhere / "f.png")]) == 0
     assert sorted(p.name for p in elsewhere.iterdir()) == ["f.png", "f_cdf.png", "t.csv"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["figures", "s.zarr"]  # nothing beside the store
+
+
+def test_summarize_of_a_store_in_a_read_only_folder_prints_the_table_and_names_the_path(tmp_path, capsys,
+                                                                                        monkeypatch):
+    import tempfile
+
+    out = _fake_store(tmp_path / "s.zarr", Study("flow", 8, SMALL, FLOW), 4)
+
+    def read_only(*args, **kwargs):  # what creating a file in a read-only folder raises (as root it would not)
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    assert cli.main(["study", "summarize", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert "p_lo" in captured.out and "8/8 seeds computed" in captured.out
+    assert f"cannot write {tmp_path / 's.csv'} (Permission denied); the stored chunks in {out} are safe" in captured.err
+    assert "--csv/--png" in captured.err and len(captured.err.strip().splitlines()) == 1
 
 
 def test_phase1_seeds_beyond_their_coupling_bound_are_flagged(tmp_path, capsys):

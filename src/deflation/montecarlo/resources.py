@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from .. import _validate as check
 
 #: Default number of seeds per chunk (a Zarr chunk and one compiled call).
@@ -40,8 +42,6 @@ def compiled_bytes(compiled) -> int | None:
                + getattr(stats, "generated_code_size_in_bytes", 0))
 
 
-
-
 # ---------------------------------------------------------------------------- before anything is built
 
 #: Bytes of each kind of recorded value (``"float"`` is the study's dtype).
@@ -52,8 +52,6 @@ def dataset_bytes(study) -> int:
     """Bytes of a study's dataset in memory: every recorded variable, coordinate, weight and chunk
     digest, as :func:`deflation.montecarlo.open_study` reads it (and a store holds it,
     uncompressed)."""
-    import numpy as np
-
     from .kernel import variables
     from .store import dims_sizes
 
@@ -77,8 +75,6 @@ def chunk_memory(study, point: dict, seeds: int, backend: str):
     anything is traced): :func:`deflation.memory.flow_memory` for ``flow`` and ``phase1`` (whose
     decoupled vector field holds no ``m x m`` Gram matrix), :func:`deflation.memory.algorithm2_memory`
     for ``algorithm2``."""
-    import numpy as np
-
     from .. import memory
     from ..integrate import seed_chunk
     from .kernel import COUPLING_POINTS
@@ -115,13 +111,11 @@ def check_fits(study, devices, chunk: int | None) -> None:
     host has free, or, with ``chunk`` (seeds per chunk; None: not checked here), when the estimate
     of a chunk (:func:`chunk_memory`, ``chunk`` seeds shared by ``devices``) exceeds what the device
     has free. The compiled program's own memory need is checked again once it is compiled."""
-    import jax
-
-    from ..memory import available_memory, fit_chunk, gib, suggest
+    from ..memory import available_memory, fit_chunk, gib, host_memory, suggest
     from .kernel import static_key
 
     need = dataset_bytes(study)
-    host = available_memory(jax.devices("cpu")[0])
+    host = host_memory()
     if host is not None and need > host:
         grid = " x ".join(f"{len(v)}" for _, v in study.grid)
         raise ValueError(f"the study's dataset ({study.seeds} seeds{f' x {grid} grid points' if grid else ''}) takes "

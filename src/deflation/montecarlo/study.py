@@ -20,8 +20,11 @@ A study is declared in Python (:class:`~deflation.montecarlo.Study`) or in a TOM
     norms = 3
 
 Everything is checked here, in Python, before anything is traced or stored: an unknown key, a
-list for a parameter that cannot be swept, or a grid point that is invalid is a ``ValueError``
-naming the key and the value. Every scalar parameter of :data:`~deflation.montecarlo.study.PARAMS` (and the target's ``ratio``
+list for a parameter that cannot be swept, a grid point that is invalid, more than 2^32 seeds or a
+grid of more than :data:`~deflation.montecarlo.study.MAX_GRID_POINTS` points (refused by its size,
+before a point is built) is a ``ValueError`` naming the key and the value. Whether the study fits
+in memory is checked before a store is created (:func:`deflation.montecarlo.resources.check_fits`).
+Every scalar parameter of :data:`~deflation.montecarlo.study.PARAMS` (and the target's ``ratio``
 and ``angle``) may be a list; each swept parameter becomes a dimension of the study's dataset,
 with its values as coordinates, in the order the lists are given.
 
@@ -202,7 +205,8 @@ class Study(eqx.Module):
         experiment: ``"flow"`` (gradient flow to ``horizon``), ``"phase1"`` (the decoupled Phase 1
             dynamics, paper Eq. 1, with a rigorous bound on their distance to the full flow) or
             ``"algorithm2"`` (the paper's Algorithm 2 per seed).
-        seeds: seeds ``0 .. seeds - 1`` at every grid point.
+        seeds: seeds ``0 .. seeds - 1`` at every grid point (at most :data:`~deflation.montecarlo.study.MAX_SEEDS` = 2^32:
+            seed indices are 32-bit).
         target: the ``[target]`` table (a dict; see :data:`~deflation.montecarlo.study.TARGET_KEYS`).
         params: the ``[params]`` table (a dict; see :data:`~deflation.montecarlo.study.PARAMS`).
         key: base PRNG key (an integer in ``[0, 2^32)``).
@@ -266,8 +270,9 @@ class Study(eqx.Module):
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "Study":
-        """A study from a TOML file (see the module docstring). A relative ``target.file`` is
-        relative to the study file."""
+        """A study from a TOML file (see the module docstring): UTF-8 text without a byte-order
+        mark (a binary file, another encoding or a BOM is a ``ValueError`` naming the file and the
+        problem). A relative ``target.file`` is relative to the study file."""
         path = Path(path)
         try:
             raw = path.read_bytes()
