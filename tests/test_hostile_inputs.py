@@ -363,6 +363,7 @@ def test_a_pickled_object_in_a_target_file_is_refused_and_never_run(tmp_path, ca
     "__import__('pathlib').Path('{marker}').touch()",
     '{{"experiment": "flow", "seeds": 4, "target": {{"kind": "file", "file": "{npz}"}}, "params": {{"d": 6, "m": 8, '
     '"horizon": 1.0}}}}',
+    None,  # no study attribute at all
 ])
 def test_a_stores_attributes_are_parsed_as_data_never_run(hostile, tmp_path, capsys):
     import zarr
@@ -373,11 +374,14 @@ def test_a_stores_attributes_are_parsed_as_data_never_run(hostile, tmp_path, cap
     np.savez(tmp_path / "hostile.npz", a=np.array([0.6, 0.4]), U=bad)
     out = _fake_store(tmp_path / "s.zarr", Study("flow", 8, SMALL, FLOW), 4)
     root = zarr.open_group(str(out), mode="r+")
-    root.attrs["study"] = hostile.format(marker=marker, npz=tmp_path / "hostile.npz")
+    if hostile is None:
+        del root.attrs["study"]
+    else:
+        root.attrs["study"] = hostile.format(marker=marker, npz=tmp_path / "hostile.npz")
     store.mark(root, out, complete=True)  # consolidated again: readers see the hostile attribute
     for command in (["study", "summarize", str(out)], ["study", "verify", str(out)]):
         assert cli.main(command) == 2
-        _one_line_error(capsys)
+        assert f"{str(out)!r} is not a" in _one_line_error(capsys)
     assert not marker.exists()
 
 

@@ -133,5 +133,11 @@ def summarize_store(store: str, csv: str | None, png: str | None) -> int:
     _path("--png", png)
     if not Path(store).exists():
         raise ValueError(f"store {store!r} does not exist")
-    ds = mc.open_study(store)
+    try:
+        ds = mc.open_study(store)
+    except mc.StoreMismatch:
+        raise
+    except (ValueError, TypeError, KeyError) as err:  # its attributes are data, parsed and checked: never run
+        raise ValueError(f"{store!r} is not a readable deflation study store ({type(err).__name__}: "
+                         f"{str(err)[:200]})") from None
     return show_summary(ds, store, csv=csv, png=png)
