@@ -140,7 +140,8 @@ def test_a_study_too_large_for_memory_is_refused_before_anything_is_built(sixtee
     assert "needs an estimated" in _one_line_error(capsys)
     (tmp_path / "ok.toml").write_text(STUDY_TOML)
     assert cli.main(["study", "plan", str(tmp_path / "ok.toml"), "--no-calibration"]) == 0
-    assert re.search(r"memory: the dataset takes .* a chunk an estimated .* before compiling", capsys.readouterr().out)
+    text = capsys.readouterr().out
+    assert re.search(r"memory: the dataset takes .* a chunk an estimated .* per device before compiling", text)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -164,7 +165,8 @@ def test_every_check_runs_before_the_store_is_created(change, message, sixteen_g
     (b"\xef\xbb\xbfexperiment = 'flow'\n", "starts with a UTF-8 byte-order mark (BOM)"),
     (b"\xff\xfee\x00x\x00", "starts with a UTF-16 byte-order mark (BOM)"),
     (b"PK\x03\x04\x00\x00\x08\x00", "is a binary file"),
-    ("description = 'd\xe9couverte'\nexperiment = 'flow'\n".encode("latin-1"), "is not UTF-8 text (byte 0xe9 on line 1"),
+    ("description = 'd\xe9couverte'\nexperiment = 'flow'\n".encode("latin-1"),
+     "is not UTF-8 text (byte 0xe9 on line 1"),
 ])
 def test_an_unreadable_study_file_is_named_with_its_problem(data, problem, tmp_path, capsys):
     path = tmp_path / "study.toml"

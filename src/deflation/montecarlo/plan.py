@@ -78,7 +78,7 @@ class Plan:
             f"{len(self.programs)} compiled program(s)",
         ]
         lines.append(f"memory: the dataset takes {gib(self.dataset_bytes)} (read whole by open_study); a chunk an "
-                     f"estimated {gib(self.estimate_bytes)} before compiling")
+                     f"estimated {gib(self.estimate_bytes)} per device before compiling")
         if self.chunk_bytes is not None:
             have = "unknown" if self.available is None else gib(self.available)
             lines.append(f"memory: about {gib(self.chunk_bytes)} per chunk; {have} available"

@@ -205,8 +205,8 @@ class Study(eqx.Module):
         experiment: ``"flow"`` (gradient flow to ``horizon``), ``"phase1"`` (the decoupled Phase 1
             dynamics, paper Eq. 1, with a rigorous bound on their distance to the full flow) or
             ``"algorithm2"`` (the paper's Algorithm 2 per seed).
-        seeds: seeds ``0 .. seeds - 1`` at every grid point (at most :data:`~deflation.montecarlo.study.MAX_SEEDS` = 2^32:
-            seed indices are 32-bit).
+        seeds: seeds ``0 .. seeds - 1`` at every grid point (at most
+            :data:`~deflation.montecarlo.study.MAX_SEEDS` = 2^32: seed indices are 32-bit).
         target: the ``[target]`` table (a dict; see :data:`~deflation.montecarlo.study.TARGET_KEYS`).
         params: the ``[params]`` table (a dict; see :data:`~deflation.montecarlo.study.PARAMS`).
         key: base PRNG key (an integer in ``[0, 2^32)``).
