@@ -83,7 +83,8 @@ class FlowResult(eqx.Module):
 
 def loss_increased(loss: Float[Array, "*B K"], floor: Float[Array, "*B K"]) -> Bool[Array, "*B"]:
     """Whether the loss of a trajectory rises between consecutive save points by more than its
-    accuracy floor: ``loss[k+1] - loss[k] > min(floor[k], floor[k+1])`` for some ``k``.
+    accuracy floor and the rounding of the two values: ``loss[k+1] - loss[k] > max(min(floor[k],
+    floor[k+1]), eps max(|loss[k]|, |loss[k+1]|))`` for some ``k`` (``eps`` of the loss's dtype).
 
     The loss of a gradient flow never increases, so such a rise means the solve is not accurate
     (a tolerance too loose for the problem: at ``rtol = atol = 1e-1`` a d = 4 flow went
@@ -103,9 +104,19 @@ def loss_increased(loss: Float[Array, "*B K"], floor: Float[Array, "*B K"]) -> B
     rise by at most 0.15 of the smaller floor, while at ``rtol = atol = 1e-1`` the rises exceed it
     many times over. Figure 1 at ``rtol = atol = 1e-3`` is flagged too: its loss does rise, by
     3e-4. A NaN loss is not a rise (a non-finite loss is flagged on its own).
+
+    Why the rounding term: the floor bounds the error of the computed loss, but each value is then
+    rounded to its dtype, by up to half a unit in the last place (ulp) of the value itself, so two
+    values of one constant loss may differ by an ulp. Far above its floor that ulp is the larger:
+    with fewer columns than components (Figure 1 with m = 3, r = 5) the loss stays on a plateau at
+    0.0457, where one ulp is 6.9e-18 and the floor 5.9e-18, and a flat trajectory at rtol = 1e-10
+    read as a rise. ``eps |loss|`` is at least one ulp of the larger value, and far below any rise
+    a loose solve makes (of the order of the loss itself).
     """
     rise = loss[..., 1:] - loss[..., :-1]
-    return (rise > jnp.minimum(floor[..., 1:], floor[..., :-1])).any(axis=-1)
+    eps = jnp.finfo(jnp.result_type(loss)).eps
+    rounding = eps * jnp.maximum(jnp.abs(loss[..., 1:]), jnp.abs(loss[..., :-1]))
+    return (rise > jnp.maximum(jnp.minimum(floor[..., 1:], floor[..., :-1]), rounding)).any(axis=-1)
 
 
 @eqx.filter_jit

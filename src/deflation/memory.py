@@ -8,7 +8,7 @@ that the callers can refuse such a call at once, or split it, before anything is
 
 - :func:`flow_memory`: :func:`deflation.gradient_flow`;
 - :func:`algorithm2_memory`: :func:`deflation.modified_gradient_flow`;
-- :func:`available_memory`: what the device can still hold;
+- :func:`available_memory`: what the device can still hold (:func:`host_memory`: the host);
 - :func:`require_fits`: the ``ValueError`` naming the estimate, the memory available and what to
   change.
 
@@ -213,6 +213,13 @@ def available_memory(device: Any = None) -> int | None:
         if "bytes_limit" in stats:
             return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
         return None
+    return host_memory()
+
+
+def host_memory() -> int | None:
+    """Bytes the host (CPU) memory can still allocate, or None when unknown: ``MemAvailable`` of
+    ``/proc/meminfo`` (else the physical memory), and less if a cgroup limit allows less. What
+    :func:`available_memory` gives for a CPU device, also where JAX runs on an accelerator only."""
     found = _meminfo_available()
     if found is None:
         try:

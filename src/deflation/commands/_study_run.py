@@ -3,6 +3,9 @@ devices, processes), running or resuming a study, and its summary."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -17,7 +20,8 @@ EXECUTION_OPTIONS = [
     ("--distributed", bool, None, "join a jax.distributed job found by JAX's cluster detection "
                                   "(JAX_COORDINATOR_ADDRESS, SLURM, ...)"),
     ("--init-timeout", float, 60.0, "seconds to wait for the coordinator"),
-    ("--no-progress", bool, None, "no progress bar"),
+    ("--no-progress", bool, None, "no progress bar (the status lines, such as 'resuming: k of n chunks done', "
+                                  "still print)"),
     ("--quiet", bool, None, "do not print the summary table"),
 ]
 
@@ -31,11 +35,43 @@ def _positive(flag: str, value) -> None:
         raise ValueError(f"{flag} must be a positive integer, got {value}")
 
 
+def _path(flag: str, value) -> None:
+    if value is not None and not str(value).strip():
+        raise ValueError(f"{flag} must name a path, got {value!r}")
+
+
+@contextlib.contextmanager
+def _no_bar(hide: bool):
+    """Progress bars hidden (tqdm's own switch, ``TQDM_DISABLE``) while the status lines print."""
+    if not hide:
+        yield
+        return
+    before = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = before
+
+
+def _chunk_hint(text: str, study, chunk) -> str:
+    """The store's "resume with --chunk S (or omit it)" made right when omitting ``--chunk`` would
+    not give S: the study file sets another chunk (``--chunk`` overrides it)."""
+    found = re.search(r"started with chunk = (\d+)", text)
+    if found and "(or omit it)" in text and study.chunk is not None and study.chunk != int(found.group(1)):
+        text = text.replace("(or omit it)", f"(it overrides the study file's chunk = {study.chunk})")
+    return text
+
+
 def execute(study, out: str, args, command: str) -> int:
     """Run or resume ``study`` into ``out`` with the execution options of ``args``; print the
-    summary on process 0."""
+    summary on process 0 (exit status 1 when a seed is flagged, see :func:`show_summary`)."""
     from deflation import montecarlo as mc
 
+    _path("--out", out)
     _positive("--chunk", args.chunk)
     _positive("--devices", args.devices)
     if args.coordinator or args.num_processes is not None or args.process_id is not None:
@@ -43,34 +79,65 @@ def execute(study, out: str, args, command: str) -> int:
     elif args.distributed:
         mc.initialize_distributed(timeout=args.init_timeout)
     try:
-        ds = mc.run_study(study, out, chunk=args.chunk, devices=args.devices, progress=not args.no_progress)
+        with _no_bar(args.no_progress):
+            ds = mc.run_study(study, out, chunk=args.chunk, devices=args.devices, progress=True, summary=False)
     except KeyboardInterrupt:
         print(f"\ninterrupted: completed chunks are stored in {out}; run the same command again to resume",
               file=sys.stderr)
         return 130
-    if ds is not None and not args.quiet:
-        show_summary(ds, out)
-    return 0
+    except mc.StoreMismatch as err:
+        raise ValueError(_chunk_hint(str(err), study, args.chunk)) from None
+    if ds is None:
+        return 0
+    if args.quiet:
+        mc.write_summary(ds, out)
+        return 1 if flagged_seeds(mc.summarize(ds)) else 0
+    return show_summary(ds, out)
 
 
-def show_summary(ds, out, csv=None, png=None) -> None:
-    """Print the summary table, the integrity line and where the files went; write them."""
+def flagged_seeds(table) -> int:
+    """Seeds (over the grid points) whose Phase 1 coupling bound exceeded ``coupling_tol``: the
+    ``flagged`` column of a phase1 summary (0 for the other experiments)."""
+    if "flagged" not in table:
+        return 0
+    return int(table.loc[table["component"] == 0, "flagged"].sum())
+
+
+def show_summary(ds, out, csv=None, png=None) -> int:
+    """Print the summary table and the integrity line, then write the files (each atomically) and
+    say where they went. Returns the exit status: 1 when a phase1 seed left the regime where Phase 1
+    approximates the flow (its coupling bound exceeded ``coupling_tol``: said in one line), else 0."""
     from deflation import montecarlo as mc
 
-    paths = mc.write_summary(ds, out, csv=csv, png=png)
-    print(mc.format_table(mc.summarize(ds)))
+    table = mc.summarize(ds)
+    print(mc.format_table(table))
     print(mc.integrity(ds))
-    print(f"dataset: {out}")
+    flagged = flagged_seeds(table)
+    if flagged:
+        print(f"WARNING: {flagged} of {int(table.loc[table['component'] == 0, 'n'].sum())} seeds exceeded their "
+              "coupling bound (coupling_tol): outside the regime where Phase 1 approximates the gradient flow, their "
+              "discoveries are the decoupled dynamics' only (column 'flagged'; a shorter horizon keeps them in it)",
+              flush=True)
+    print(f"dataset: {out}", flush=True)
+    paths = mc.write_summary(ds, out, csv=csv, png=png)
     for name, path in paths.items():
         print(f"{name + ':':<12} {path}")
+    return 1 if flagged else 0
 
 
 def summarize_store(store: str, csv: str | None, png: str | None) -> int:
     """``summarize STORE``: the summary of an existing store (verified chunk by chunk)."""
     from deflation import montecarlo as mc
 
+    _path("--csv", csv)
+    _path("--png", png)
     if not Path(store).exists():
         raise ValueError(f"store {store!r} does not exist")
-    ds = mc.open_study(store)
-    show_summary(ds, store, csv=csv, png=png)
-    return 0
+    try:
+        ds = mc.open_study(store)
+    except mc.StoreMismatch:
+        raise
+    except (ValueError, TypeError, KeyError) as err:  # its attributes are data, parsed and checked: never run
+        raise ValueError(f"{store!r} is not a readable deflation study store ({type(err).__name__}: "
+                         f"{str(err)[:200]})") from None
+    return show_summary(ds, store, csv=csv, png=png)

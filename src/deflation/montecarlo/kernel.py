@@ -122,7 +122,9 @@ def traced_params(study: Study, point: dict) -> dict:
     out["a"] = np.asarray(a, dtype)
     t = point["target"]
     if t["kind"] == "basis":
-        out["U"] = np.eye(point["d"], dtype=dtype)[:, : a.shape[0]]
+        r = a.shape[0]
+        out["U"] = np.zeros((point["d"], r), dtype)  # I[:, :r] without the d x d identity (d may be large)
+        out["U"][np.arange(r), np.arange(r)] = 1
     elif t["kind"] == "angle":
         out["U"] = np.asarray(equiangular_columns(point["d"], a.shape[0], np.cos(np.radians(t["angle"]))), dtype)
     elif t["kind"] == "file":

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..memory import available_memory, gib
-from .resources import DEFAULT_CHUNK, compiled_bytes, select_devices
+from .resources import DEFAULT_CHUNK, check_fits, chunk_memory, compiled_bytes, dataset_bytes, select_devices
 from .study import Study
 
 #: Seeds per device in a calibration run.
@@ -43,6 +43,9 @@ class Plan:
         points: grid points; runs: grid points x seeds; chunk: seeds per chunk; chunks: in all.
         programs: the distinct compiled programs (grid points that share shapes share one).
         available: memory free on the device (bytes), or None.
+        dataset_bytes: the dataset's size in memory (:func:`~deflation.montecarlo.resources.dataset_bytes`).
+        estimate_bytes: the largest estimate of a chunk's memory from the sizes alone, before
+            compiling (:func:`~deflation.montecarlo.resources.chunk_memory`).
         chunk_bytes: the largest memory need of a chunk over the programs (bytes), or None.
         seconds: estimated wall time of the whole study (compilation included), or NaN without
             calibration.
@@ -58,6 +61,8 @@ class Plan:
     available: int | None = None
     chunk_bytes: int | None = None
     seconds: float = float("nan")
+    dataset_bytes: int = 0
+    estimate_bytes: int = 0
 
     @property
     def fits(self) -> bool:
@@ -72,6 +77,8 @@ class Plan:
             f"chunks: {self.chunks} of {self.chunk} seeds on {self.devices} device(s); "
             f"{len(self.programs)} compiled program(s)",
         ]
+        lines.append(f"memory: the dataset takes {gib(self.dataset_bytes)} (read whole by open_study); a chunk an "
+                     f"estimated {gib(self.estimate_bytes)} per device before compiling")
         if self.chunk_bytes is not None:
             have = "unknown" if self.available is None else gib(self.available)
             lines.append(f"memory: about {gib(self.chunk_bytes)} per chunk; {have} available"
@@ -98,8 +105,10 @@ def plan_study(study: Study, *, chunk: int | None = None, devices: int | None = 
     the study's chunk and its time per seed to the study's seeds.
 
     Raises:
-        ValueError: when a chunk would need more memory than the device has free (with both
-            numbers and what to change).
+        ValueError: before anything is compiled, when the dataset or a chunk's estimate does not
+            fit in memory (:func:`~deflation.montecarlo.resources.check_fits`); after the
+            calibration, when a compiled chunk would need more memory than the device has free
+            (with both numbers and what to change).
     """
     import jax
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -114,6 +123,7 @@ def plan_study(study: Study, *, chunk: int | None = None, devices: int | None = 
     padded = -(-chunk // ndev) * ndev
     points = study.points()
     n_chunks = -(-study.seeds // chunk)
+    check_fits(study, mesh_devices, chunk)  # too large for memory: refused before anything is compiled
     plan = Plan(study=study, points=len(points), runs=len(points) * study.seeds, chunk=chunk,
                 chunks=len(points) * n_chunks, devices=ndev, available=available_memory(mesh_devices[0]))
     groups: dict = {}
@@ -121,6 +131,9 @@ def plan_study(study: Study, *, chunk: int | None = None, devices: int | None = 
         groups.setdefault(static_key(study, point), []).append(point)
     for static, members in groups.items():
         plan.programs.append(Program(static=static, points=len(members), seeds=len(members) * study.seeds))
+    plan.dataset_bytes = dataset_bytes(study)
+    plan.estimate_bytes = max(chunk_memory(study, members[0], padded // ndev, mesh_devices[0].platform).total
+                              for members in groups.values())
     if not calibrate:
         return plan
     mesh = Mesh(np.array(mesh_devices), ("seed",))

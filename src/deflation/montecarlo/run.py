@@ -13,7 +13,7 @@ from .. import _validate as check
 from . import store
 from .kernel import compile_chunk, static_key, traced_params
 from ..memory import available_memory, gib
-from .resources import DEFAULT_CHUNK, compiled_bytes, select_devices
+from .resources import DEFAULT_CHUNK, check_fits, compiled_bytes, select_devices
 from .study import Study
 
 def _check_args(study, out, chunk, devices):
@@ -107,6 +107,8 @@ def run_study(study: Study, out, *, chunk: int | None = None, devices: int | Non
     from .._version import __version__
 
     mesh_devices = select_devices(devices)
+    # too large for memory is refused before anything is built (a resumed store keeps its own chunk)
+    check_fits(study, mesh_devices, None if out.exists() else min(chunk or study.chunk or DEFAULT_CHUNK, study.seeds))
     nproc = jax.process_count()
     lead = jax.process_index() == 0
     attrs = dict(deflation_version=__version__, jax_version=jax.__version__, num_processes=nproc,

@@ -20,8 +20,11 @@ A study is declared in Python (:class:`~deflation.montecarlo.Study`) or in a TOM
     norms = 3
 
 Everything is checked here, in Python, before anything is traced or stored: an unknown key, a
-list for a parameter that cannot be swept, or a grid point that is invalid is a ``ValueError``
-naming the key and the value. Every scalar parameter of :data:`~deflation.montecarlo.study.PARAMS` (and the target's ``ratio``
+list for a parameter that cannot be swept, a grid point that is invalid, more than 2^32 seeds or a
+grid of more than :data:`~deflation.montecarlo.study.MAX_GRID_POINTS` points (refused by its size,
+before a point is built) is a ``ValueError`` naming the key and the value. Whether the study fits
+in memory is checked before a store is created (:func:`deflation.montecarlo.resources.check_fits`).
+Every scalar parameter of :data:`~deflation.montecarlo.study.PARAMS` (and the target's ``ratio``
 and ``angle``) may be a list; each swept parameter becomes a dimension of the study's dataset,
 with its values as coordinates, in the order the lists are given.
 
@@ -45,6 +48,7 @@ import numpy as np
 
 from .. import _validate as check
 from ..integrate import SOLVERS
+from ..target import MAX_ORDER
 from ..theorem import theorem1_parameters
 
 EXPERIMENTS = ("flow", "phase1", "algorithm2")
@@ -52,6 +56,12 @@ TARGET_KINDS = ("basis", "random", "angle", "file")
 DTYPES = ("float64", "float32")
 ALL = EXPERIMENTS
 CONTINUOUS = ("flow", "phase1")
+#: The most seeds a study may have: seed indices are 32-bit (seed ``k`` uses ``fold_in(key, k)``
+#: with ``k`` a uint32), so seeds ``0 .. 2^32 - 1``; more would wrap around into repeated seeds.
+MAX_SEEDS = check.SEED_LIMIT + 1
+#: The most grid points a study may have (the product of the lengths of its sweeps): every grid
+#: point is resolved and checked in Python before anything runs, and has its own chunks.
+MAX_GRID_POINTS = 100_000
 
 
 def _positive(name, v):
@@ -66,8 +76,8 @@ def _unit_interval(name, v):
     return check.in_open_interval(name, v, 0.0, 1.0)
 
 
-def _int_at_least(lo: int) -> Callable[[str, Any], int]:
-    return lambda name, v: check.integer(name, v, lo)
+def _int_at_least(lo: int, hi: int | None = None) -> Callable[[str, Any], int]:
+    return lambda name, v: check.integer(name, v, lo, hi)
 
 
 def _choice(options) -> Callable[[str, Any], str]:
@@ -99,7 +109,7 @@ class Param:
 PARAMS: dict[str, Param] = {
     "d": Param(_int_at_least(1), ALL, None, "dimension", static=True),
     "m": Param(_int_at_least(1), ALL, None, "number of columns of W (algorithm2: Theorem 1's default 2 d^2)", static=True),
-    "order": Param(_int_at_least(3), ALL, 4, "tensor order p", static=True),
+    "order": Param(_int_at_least(3, MAX_ORDER), ALL, 4, "tensor order p (at most 2^31 - 1)", static=True),
     "delta0": Param(_positive, ALL, None, "initial (and algorithm2's re-draw) norm of every column (default 1e-15)"),
     "delta1": Param(_positive, ALL, None, "Definition 1's norm threshold (default 1e-3)"),
     "alpha": Param(_unit_interval, ALL, None, "Definition 1's alignment slack: wbar_i^2 >= 1 - alpha^2 (default 0.1)"),
@@ -120,8 +130,8 @@ PARAMS: dict[str, Param] = {
     "c_rho": Param(_unit_interval, ("algorithm2",), 0.1, "Definition 2's c_rho"),
     "max_epochs": Param(_int_at_least(1), ("algorithm2",), 30, "at most this many epochs", static=True),
     "grid_points": Param(_int_at_least(3), ("algorithm2",), 65, "event grid points per phase", static=True),
-    "max_steps": Param(_int_at_least(1), ALL, 100_000, "solver step budget per trajectory (per phase for algorithm2)",
-                       static=True),
+    "max_steps": Param(_int_at_least(1, check.MAX_STEPS_LIMIT), ALL, 100_000,
+                       "solver step budget per trajectory (per phase for algorithm2; at most 2^31 - 1)", static=True),
     "solver": Param(_choice(tuple(SOLVERS)), ALL, "tsit5", "diffrax solver by name", sweep=False, static=True),
     "dtype": Param(_choice(DTYPES), CONTINUOUS, "float64", "floating point type of the state", sweep=False,
                    static=True),
@@ -195,7 +205,8 @@ class Study(eqx.Module):
         experiment: ``"flow"`` (gradient flow to ``horizon``), ``"phase1"`` (the decoupled Phase 1
             dynamics, paper Eq. 1, with a rigorous bound on their distance to the full flow) or
             ``"algorithm2"`` (the paper's Algorithm 2 per seed).
-        seeds: seeds ``0 .. seeds - 1`` at every grid point.
+        seeds: seeds ``0 .. seeds - 1`` at every grid point (at most
+            :data:`~deflation.montecarlo.study.MAX_SEEDS` = 2^32: seed indices are 32-bit).
         target: the ``[target]`` table (a dict; see :data:`~deflation.montecarlo.study.TARGET_KEYS`).
         params: the ``[params]`` table (a dict; see :data:`~deflation.montecarlo.study.PARAMS`).
         key: base PRNG key (an integer in ``[0, 2^32)``).
@@ -221,6 +232,9 @@ class Study(eqx.Module):
                  chunk: int | None = None, series: dict | None = None, description: str = ""):
         self.experiment = _choice(EXPERIMENTS)("experiment", experiment)
         self.seeds = check.integer("seeds", seeds, 1)
+        if self.seeds > MAX_SEEDS:
+            raise ValueError(f"seeds must be at most 2^32 = {MAX_SEEDS} (seed indices are 32-bit: seed k uses "
+                             f"fold_in(key, k)), got {seeds}")
         self.key = check.integer("key", key, 0)
         if self.key >= 2**32:
             raise ValueError(f"key must be an integer in [0, 2^32), got {key}")
@@ -231,6 +245,11 @@ class Study(eqx.Module):
         self.target = _freeze(_check_target(target))
         self.params = _freeze(_check_params(self.experiment, params))
         self.series = None if series is None else _freeze(_check_series(self.experiment, series))
+        size = math.prod(len(v) for _, v in self.grid)  # refused by size before a point is built
+        if size > MAX_GRID_POINTS:
+            sweeps = " x ".join(f"{k} ({len(v)})" for k, v in self.grid)
+            raise ValueError(f"the grid {sweeps} has {size:.4g} points, more than the {MAX_GRID_POINTS} a study may "
+                             "have; sweep fewer parameters or fewer values (or split it into several studies)")
         for point in self.points():  # every grid point is valid, before anything runs
             _check_point(self, point)
 
@@ -251,13 +270,15 @@ class Study(eqx.Module):
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "Study":
-        """A study from a TOML file (see the module docstring). A relative ``target.file`` is
-        relative to the study file."""
+        """A study from a TOML file (see the module docstring): UTF-8 text without a byte-order
+        mark (a binary file, another encoding or a BOM is a ``ValueError`` naming the file and the
+        problem). A relative ``target.file`` is relative to the study file."""
         path = Path(path)
         try:
-            text = path.read_text()
+            raw = path.read_bytes()
         except OSError as err:
             raise ValueError(f"cannot read study file {str(path)!r}: {err.strerror or err}") from None
+        text = _toml_text(path, raw)
         try:
             spec = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
@@ -378,6 +399,37 @@ class Study(eqx.Module):
         return Study.from_dict(spec)
 
 
+#: Byte-order marks, and the encodings they announce.
+_BOMS = ((b"\xef\xbb\xbf", "UTF-8"), (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
+
+
+def _toml_text(path: Path, raw: bytes) -> str:
+    """The text of a study file: UTF-8 without a byte-order mark, as TOML requires; a
+    ``ValueError`` naming the file and the problem otherwise (a binary file, another encoding)."""
+    for bom, encoding in _BOMS:
+        if raw.startswith(bom):
+            raise ValueError(f"{path}: starts with a {encoding} byte-order mark (BOM); save the study file as UTF-8 "
+                             "without a BOM (TOML files are UTF-8 text)")
+    if b"\x00" in raw:
+        raise ValueError(f"{path}: is a binary file (it holds NUL bytes), not a TOML study file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ValueError(f"{path}: is not UTF-8 text (byte 0x{raw[err.start]:02x} on line {line}; another encoding "
+                         "such as latin-1?); save the study file as UTF-8") from None
+
+
+def _weights(name: str, a: np.ndarray) -> np.ndarray:
+    """``a`` as the weights of a target: finite, ``>= 0``, at least one and at least one ``> 0``."""
+    if a.size < 1:
+        raise ValueError(f"{name} must hold at least one weight, got an empty list")
+    check.finite_array(name, a)
+    if (a < 0).any() or not (a > 0).any():
+        raise ValueError(f"{name} must be >= 0 with at least one weight > 0, got {a.tolist()}")
+    return a
+
+
 def _where(chosen: dict) -> str:
     return "at the grid point " + ", ".join(f"{k} = {v!r}" for k, v in chosen.items()) if chosen else "for the study"
 
@@ -420,12 +472,16 @@ def _check_target(target: dict) -> dict:
         if not isinstance(path, str):
             raise ValueError(f"target.file must be the path of an .npz file with arrays 'a' and 'U', got {path!r}")
         try:
-            with np.load(path) as data:
-                a, U = np.asarray(data["a"], np.float64), np.asarray(data["U"], np.float64)
+            with np.load(path, allow_pickle=False) as data:  # never unpickles: a file cannot run code
+                a, U = np.asarray(data["a"]), np.asarray(data["U"])
         except (OSError, KeyError, ValueError) as err:
             raise ValueError(f"target.file = {path!r} must be an .npz with arrays 'a' (r,) and 'U' (d, r): {err}") from None
         from ..target import Target
 
+        # real arrays only (a complex U would be cast to real, dropping its imaginary part)
+        a = check.array(f"target.file = {path!r}: a", a, 1).astype(np.float64)
+        U = check.array(f"target.file = {path!r}: U", U, 2).astype(np.float64)
+        _weights(f"target.file = {path!r}: a", a)  # the same rule as a list target.a
         Target(a, U)  # checks shapes, finiteness, unit columns
         out["file"] = path
         return out
@@ -439,12 +495,7 @@ def _check_target(target: dict) -> dict:
         a = target["a"]
         if not _is_list(a):
             raise ValueError(f"target.a must be a list of weights, got {a!r}")
-        a_np = check.array("target.a", a, 1).astype(np.float64)
-        if a_np.size < 1:
-            raise ValueError("target.a must hold at least one weight, got an empty list")
-        check.finite_array("target.a", a_np)
-        if (a_np < 0).any() or not (a_np > 0).any():
-            raise ValueError(f"target.a must be >= 0 with at least one weight > 0, got {a_np.tolist()}")
+        a_np = _weights("target.a", check.array("target.a", a, 1).astype(np.float64))
         out["a"] = a_np.tolist()
     else:
         if "r" not in target:

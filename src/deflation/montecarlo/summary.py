@@ -59,8 +59,10 @@ def summarize(ds):
     ``n`` (intact, successful seeds), ``failed`` (solver failures), ``missing`` (not computed),
     ``discovered``, ``p`` with its Wilson 95% interval ``p_lo``, ``p_hi``, and by experiment:
     discovery and fit time quantiles (``t_q10``, ``t_q50``, ``t_q90``, ``fit_q..``; flow and
-    phase1), the share of seeds whose coupling bound exceeded ``coupling_tol`` (phase1), or the
-    discovery and fit epochs' quantiles and ``p_converged`` with its interval (algorithm2)."""
+    phase1), the seeds whose coupling bound exceeded ``coupling_tol`` (phase1: ``flagged``, their
+    number among the ``n``, and ``coupling_flagged``, their share; such a seed left the regime
+    where Phase 1 approximates the gradient flow), or the discovery and fit epochs' quantiles and
+    ``p_converged`` with its interval (algorithm2)."""
     import pandas as pd
 
     experiment = ds.attrs["experiment"]
@@ -99,6 +101,7 @@ def summarize(ds):
                 if "coupling" in sub:
                     c = np.asarray(sub["coupling"].values)[ok]
                     tol = points[j]["coupling_tol"]
+                    row["flagged"] = int((~(c <= tol)).sum())
                     row["coupling_flagged"] = float((~(c <= tol)).mean()) if n else np.nan
             rows.append(row)
     return pd.DataFrame(rows)
@@ -187,23 +190,52 @@ def default_paths(out) -> dict[str, Path]:
                 cdf=base.with_name(name + "_cdf.png"), convergence=base.with_name(name + "_convergence.png"))
 
 
+def _write(path: Path, write, out) -> Path:
+    """``write(temporary path)``, then moved onto ``path`` (``os.replace``): a file either is
+    complete or is not there (a full disk leaves no truncated file). An ``OSError`` says which path
+    and that the store itself is untouched."""
+    import os
+    import tempfile
+
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+        os.close(fd)
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as err:
+        failed = OSError(f"cannot write {path} ({err.strerror or err}); the stored chunks in {out} are safe (only the "
+                         "summary files are not written): free space, or choose --csv/--png in a writable place")
+        failed.errno = err.errno
+        raise failed from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
 def write_summary(ds, out, csv=None, png=None) -> dict[str, Path]:
-    """Write the summary table (CSV) and figures next to the store; returns their paths."""
+    """Write the summary table (CSV) and figures, each atomically; returns their paths. By default
+    they go next to the store (:func:`default_paths`); with ``png`` the second figure goes next to
+    it (``<png stem>_cdf.png``, algorithm2: ``_convergence.png``)."""
     from ..plots import plot_convergence, plot_discovery_cdf, plot_study
 
     paths = default_paths(out)
     if csv is not None:
         paths["csv"] = Path(csv)
     if png is not None:
-        paths["png"] = Path(png)
+        png = Path(png)
+        paths.update(png=png, cdf=png.with_name(png.stem + "_cdf.png"),
+                     convergence=png.with_name(png.stem + "_convergence.png"))
     df = summarize(ds)
-    df.to_csv(paths["csv"], index=False)
-    plot_study(df, ds, paths["png"])
+    _write(paths["csv"], lambda tmp: df.to_csv(tmp, index=False), out)
+    _write(paths["png"], lambda tmp: plot_study(df, ds, tmp), out)
     written = dict(csv=paths["csv"], png=paths["png"])
     if ds.attrs["experiment"] == "algorithm2":
-        plot_convergence(convergence(ds), ds, paths["convergence"])
+        _write(paths["convergence"], lambda tmp: plot_convergence(convergence(ds), ds, tmp), out)
         written["convergence"] = paths["convergence"]
     else:
-        plot_discovery_cdf(discovery_cdf(ds), ds, paths["cdf"])
+        _write(paths["cdf"], lambda tmp: plot_discovery_cdf(discovery_cdf(ds), ds, tmp), out)
         written["cdf"] = paths["cdf"]
     return written
