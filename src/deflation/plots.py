@@ -116,18 +116,22 @@ def _figure1_time_range(ts, shown, fit) -> float:
 def plot_figure1(result, target, path: str | Path | None = None, title: str | None = None, *, levels=None,
                  levels_label: str | None = None, discovery_label: str = "discovery time (Definition 1)",
                  fit_label: str = "fit time"):
-    """The paper's Figure 1 from a batched :class:`deflation.FlowResult`, in three panels.
+    """The paper's Figure 1 from a batched :class:`deflation.FlowResult`, in three panels on one
+    time range: when every component of every seed is fitted, up to 10% past the last fit or the
+    last time the loss is above its floor, whichever is later; else the whole run.
 
     (a) The loss ``1/2 |T - T*|_F^2`` of every seed (one line style per seed, in every panel) on a
     log scale whose range is that of the drawn loss; values below the accuracy floor
     ``result.loss_floor`` (rounding and integration error) are not drawn, and the floor is a grey
-    band. (b) The plateaus: the same loss up to a little after the last fit, with the deflation
-    levels (dashed, labelled on the right by the number ``k`` of components fitted); on a linear
-    scale when every level is at least 5% of the first, else on a log scale from the levels and the
-    markers down to at most 1e-3 of the smallest level. (c) The residual ``(T* - T)(u_i^{(x)p})`` on each ground-truth direction, one
-    colour per direction. In (b) and (c) a triangle marks each discovery time
-    (``result.discovery_time``) and a circle each fit time (``result.fit_time``), in the
-    component's colour. Every legend sits below its panel, where it hides no data.
+    band. (b) The plateaus: the same loss with the deflation levels (dashed, labelled on the right
+    by the number ``k`` of components fitted, up to ``k = r``); on a linear scale when every level
+    is at least 5% of the first, else on a log scale from the levels and the markers down to at
+    most 1e-3 of the smallest level (a zero level is then named at the bottom). (c) The residual
+    ``(T* - T)(u_i^{(x)p})`` on each ground-truth direction, one colour per direction. In (b) and
+    (c) a triangle marks each discovery time (``result.discovery_time``) and a circle each fit time
+    (``result.fit_time``), in the component's colour; the legends show the two shapes in black
+    and say that the colour is the component's. Every legend sits below its panel, where it hides
+    no data.
 
     Args:
         result: a :class:`deflation.FlowResult` (batched or one seed).
@@ -233,7 +237,7 @@ def plot_figure1(result, target, path: str | Path | None = None, title: str | No
     ax_l.set_yscale("log")
     ax_l.set_xlim(ts[0], t_view)
     ax_l.set_ylim(y_lo, y_hi)
-    ax_l.set_xlabel("time t" if t_view >= ts[-1] else f"time t (the run goes on to {ts[-1]:g}: nothing changes)")
+    ax_l.set_xlabel("time t" if t_view >= ts[-1] else f"time t (every component fitted; the run goes on to {ts[-1]:g})")
     ax_l.set_ylabel(r"loss $\frac{1}{2}\|T - T^*\|_F^2$")
     ax_l.set_title("(a) loss of every seed (log scale)", fontsize=10)
     ax_l.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2,
@@ -290,14 +294,17 @@ def plot_algorithm2(result, target, path: str | os.PathLike | None = None, *, se
     """One run of :func:`deflation.modified_gradient_flow`, in three panels.
 
     Top: ``|(T* - T)(u_i^p)|`` along every ground-truth direction (one colour per direction, the
-    same in every panel) and ``|T - T*|_F`` against time across all epochs that ran (log scale),
-    with epoch starts (solid grey) and the re-draws between the phases (dotted grey), the
-    thresholds ``2 lam`` (fitted), ``lam / 2`` (the regularized equilibrium) and ``eps``, and a
-    triangle at each discovery (Definition 1: ``S_i`` becomes non-empty) and a circle at each fit
+    same in every panel) over ``|T - T*|_F`` (a wide grey line beneath them, so that a component's
+    line and markers stay visible where it is all that is left) against time across all epochs
+    that ran (log scale), with epoch starts (solid grey, the epoch numbers on top, thinned where
+    the epochs are short) and the re-draws between the phases (dotted grey), the thresholds
+    ``2 lam`` (fitted), ``lam / 2`` (the regularized equilibrium) and ``eps``, and a triangle at
+    each discovery (Definition 1: ``S_i`` becomes non-empty) and a circle at each fit
     (``a_i - ahat_i <= 2 lam``). Bottom left: ``beta`` and ``|T - T*|_F`` after each phase per
-    epoch, against the weights ``a_i``. Bottom right: the phase lengths ``t1``, ``t2`` per epoch
-    and the discovery / fit times of the components within their epoch (components side by side).
-    Every legend sits outside its panel, where it hides no data.
+    epoch, against the weights ``a_i``. Bottom right: each epoch's two phases as stacked bars on
+    the time from the epoch's start (Phase 1 from 0 to ``t1``, Phase 2 from ``t1`` to
+    ``t1 + t2``) and the discovery / fit times of the components within their epoch (components
+    side by side). Every legend sits outside its panel, where it hides no data.
 
     Args:
         result: an :class:`deflation.algorithm.Algorithm2Result`.
@@ -743,12 +750,9 @@ def _heatmaps(df, ds, grid, what: str, alg2: bool):
             if combo:
                 title += " | " + ", ".join(f"{k}={v:g}" for k, v in zip(rest, combo))
             ax.set_title(title, fontsize=9)
-    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
-
     bar = fig.colorbar(image, ax=axes, shrink=0.9, label=f"probability (scale: the data's range, {vmin:g} to {vmax:g})")
-    bar.locator = MaxNLocator(5)
-    bar.formatter = FormatStrFormatter("%.3g")
-    bar.update_ticks()
+    count = next((c for c in (6, 5, 3) if abs(((vmax - vmin) / (c - 1)) * 1000 % 1) < 1e-6), 2)
+    bar.set_ticks(np.linspace(vmin, vmax, count), labels=[f"{v:.3g}" for v in np.linspace(vmin, vmax, count)])
     cells_say = what + (" (last panel: P(converged))" if alg2 else "") + " [95% Wilson interval]"
     fig.suptitle(_study_title(ds, "cell: " + cells_say, cell_w * ncol + 1.4), fontsize=9)
     return fig
