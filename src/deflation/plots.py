@@ -751,8 +751,13 @@ def _heatmaps(df, ds, grid, what: str, alg2: bool):
                 title += " | " + ", ".join(f"{k}={v:g}" for k, v in zip(rest, combo))
             ax.set_title(title, fontsize=9)
     bar = fig.colorbar(image, ax=axes, shrink=0.9, label=f"probability (scale: the data's range, {vmin:g} to {vmax:g})")
-    count = next((c for c in (6, 5, 3) if abs(((vmax - vmin) / (c - 1)) * 1000 % 1) < 1e-6), 2)
-    bar.set_ticks(np.linspace(vmin, vmax, count), labels=[f"{v:.3g}" for v in np.linspace(vmin, vmax, count)])
+    from matplotlib.ticker import MaxNLocator
+
+    ticks = [t for t in MaxNLocator(6, steps=[1, 2, 5, 10]).tick_values(vmin, vmax) if vmin - 1e-9 <= t <= vmax + 1e-9]
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else vmax - vmin
+    ticks = sorted({round(float(t), 6) for t in ticks} | {e for e in (vmin, vmax)  # the ends, unless close to a tick
+                                                          if min(abs(np.asarray(ticks) - e), default=1) > 0.4 * step})
+    bar.set_ticks(ticks, labels=[f"{v:.3g}" for v in ticks])
     cells_say = what + (" (last panel: P(converged))" if alg2 else "") + " [95% Wilson interval]"
     fig.suptitle(_study_title(ds, "cell: " + cells_say, cell_w * ncol + 1.4), fontsize=9)
     return fig
