@@ -535,7 +535,7 @@ def _single_point(df, ds, what: str, alg2: bool):
            yerr=_yerr(df), capsize=4, label="discovered")
     if has_fit:
         n = df["n"].to_numpy()
-        from .montecarlo.summary import wilson_interval
+        from .montecarlo.wilson import wilson_interval
 
         with np.errstate(invalid="ignore", divide="ignore"):
             pf = df["fitted"].to_numpy() / n
