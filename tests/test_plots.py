@@ -85,3 +85,231 @@ def test_plain_log_ticks_labels_short_axes_at_1_2_5_only():
     ax.set_ylim(1e-6, 1.0)
     plots.plain_log_ticks(ax.yaxis)
     assert type(ax.yaxis.get_major_locator()) is before
+
+
+# ---------------------------------------------------------------------------- study figures and table
+
+
+def _study_ds(experiment="flow", grid=None, seeds=40, r=3, p_disc=None, rng=0, horizon=50.0):
+    """A study dataset of the stored layout with made-up outcomes (no solve): ``grid`` maps swept
+    parameters to their values; component ``i`` is discovered with probability ``p_disc[i]`` at a
+    uniform time in (0, horizon), and fitted (flow) in half of the discoveries."""
+    import xarray as xr
+
+    from deflation.montecarlo import Study
+
+    rng = np.random.default_rng(rng)
+    grid = dict(grid or {})
+    p_disc = np.asarray(p_disc if p_disc is not None else np.linspace(0.97, 0.2, r))
+    if experiment == "algorithm2":
+        params = dict(d=6, eps=1e-2)
+    else:
+        params = dict(d=6, m=8, horizon=horizon)
+    params.update({k: list(v) for k, v in grid.items()})
+    study = Study(experiment, seeds, {"kind": "basis", "ratio": 1.2, "r": r}, params)
+    shape = tuple(len(v) for v in grid.values())
+    dims = tuple(grid)
+    disc = rng.random(shape + (seeds, r)) < p_disc
+    data = dict(discovered=(dims + ("seed", "component"), disc),
+                status=(dims + ("seed",), np.zeros(shape + (seeds,), np.int32)))
+    if experiment == "algorithm2":
+        epoch = np.where(disc, rng.integers(0, 3, disc.shape), -1)
+        data.update(discovery_epoch=(dims + ("seed", "component"), epoch),
+                    fit_epoch=(dims + ("seed", "component"), np.where(disc, epoch + 1, -1)),
+                    converged=(dims + ("seed",), disc.all(axis=-1)),
+                    epochs=(dims + ("seed",), np.where(disc.all(axis=-1), epoch.max(axis=-1) + 2, 30)))
+    else:
+        t = np.where(disc, rng.uniform(0, horizon, disc.shape), np.inf)
+        fitted = disc & (rng.random(disc.shape) < 0.5)
+        data.update(discovery_time=(dims + ("seed", "component"), t),
+                    fit_time=(dims + ("seed", "component"), np.where(fitted, t + 1.0, np.inf)))
+    a = np.broadcast_to(np.asarray([w for w in 1.2 ** -np.arange(r)]) / sum(1.2 ** -np.arange(r)), shape + (r,))
+    coords = {k: list(v) for k, v in grid.items()}
+    coords.update(seed=np.arange(seeds), component=np.arange(r), a=(dims + ("component",), a))
+    if experiment == "algorithm2":
+        coords["epoch"] = np.arange(30)
+    ds = xr.Dataset(data, coords=coords)
+    ds.attrs.update(experiment=experiment, grid=list(grid), study=study.to_json())
+    return ds
+
+
+def test_wilson_bounds_stay_in_0_1_and_are_exact_at_the_ends():
+    from deflation.montecarlo import wilson_interval
+
+    n = np.arange(1, 5001)
+    lo, hi = wilson_interval(n, n)  # every seed: the upper bound is 1, not 0.9999999999999999
+    assert (hi == 1.0).all() and (lo < 1).all()
+    lo, hi = wilson_interval(0 * n, n)
+    assert (lo == 0.0).all() and (hi > 0).all()
+    k = n // 3
+    lo, hi = wilson_interval(k[k > 0], n[k > 0])
+    assert ((0 < lo) & (lo < hi) & (hi < 1)).all()
+
+
+def test_summary_counts_fitted_seeds_and_leaves_quantiles_nan_where_nothing_happened():
+    from deflation.montecarlo import summarize
+
+    ds = _study_ds(seeds=30, r=3, p_disc=[1.0, 0.6, 0.0])
+    status = ds["status"].values.copy()
+    status[[2, 5]] = 3  # two failed seeds: counted apart, not in n, discovered or fitted
+    ds["status"] = ("seed", status)
+    df = summarize(ds).set_index("component")
+    ok = status == 0
+    fit = ds["fit_time"].values[ok]
+    assert list(df.columns).index("fitted") == list(df.columns).index("discovered") + 1
+    np.testing.assert_array_equal(df["fitted"], np.isfinite(fit).sum(axis=0))
+    np.testing.assert_array_equal(df["discovered"], ds["discovered"].values[ok].sum(axis=0))
+    assert (df["n"] == 28).all() and (df["failed"] == 2).all()
+    assert df.loc[0, "p_hi"] == 1.0 and df.loc[2, "p_lo"] == 0.0 and (df["p_hi"] <= 1).all()
+    assert df.loc[2, "fitted"] == 0 and np.isnan(df.loc[2, ["t_q10", "t_q50", "t_q90", "fit_q50"]]).all()
+    assert np.isfinite(df.loc[0, ["t_q50", "fit_q50"]].astype(float)).all()
+    # Algorithm 2: a fit is an epoch >= 0
+    ds2 = _study_ds("algorithm2", seeds=20, r=2, p_disc=[1.0, 0.5])
+    df2 = summarize(ds2)
+    np.testing.assert_array_equal(df2["fitted"], (ds2["fit_epoch"].values >= 0).sum(axis=0))
+
+
+def _images(fig):
+    return [im for ax in fig.axes for im in ax.get_images()]
+
+
+def test_heatmap_colours_span_the_data_and_cells_show_the_interval():
+    from deflation.montecarlo import summarize
+
+    ds = _study_ds(grid=dict(d=[6, 10], m=[8, 24]), seeds=64, p_disc=[0.99, 0.97, 0.96])
+    df = summarize(ds)
+    assert df["p"].min() >= 0.85  # every cell near 1: a 0-1 scale would paint them all the same
+    fig = plots._study_figure(df, ds)
+    images = _images(fig)
+    assert len(images) == 3 * 1
+    lo, hi = images[0].get_clim()
+    assert lo <= df["p"].min() and hi >= df["p"].max() and hi - lo <= 1.05 * (df["p"].max() - df["p"].min()) + 0.02
+    assert all(im.get_clim() == (lo, hi) for im in images)  # one scale for every panel
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    row = df.iloc[0]
+    assert f"{row['p']:.2f}\n[{row['p_lo']:.2f}, {row['p_hi']:.2f}]" in texts
+
+
+def test_figure1_time_axis_ends_soon_after_the_data_when_it_ends_early():
+    target = D.Target.geometric(6, 3, ratio=1.5)
+    fits = [10.0, 20.0, 30.0]
+    res = _staircase(target, fits, [5.0, 15.0, 25.0], floor=1e-13, t_end=100.0)  # at its floor from t = 30
+    fig = plots.plot_figure1(res, target)
+    limits = {ax.get_xlim()[1] for ax in fig.axes[:3]}
+    assert len(limits) == 1  # (a), (b), (c): one time range
+    end = limits.pop()
+    assert 30.0 <= end <= 40.0 < res.ts[-1]
+    # a component never fitted: something may still happen at the horizon, the whole run is shown
+    res.fit_time = np.asarray([10.0, 20.0, np.inf])
+    assert plots.plot_figure1(res, target).axes[0].get_xlim()[1] >= res.ts[-1]
+
+
+@pytest.mark.parametrize("ratio", [1.2, 2.0])  # a linear and a log plateau panel
+def test_figure1_labels_every_deflation_level_up_to_the_last(ratio):
+    r = 5
+    target = D.Target.geometric(8, r, ratio=ratio)
+    fits = [10.0, 20.0, 30.0, 40.0, 50.0]
+    fig = plots.plot_figure1(_staircase(target, fits, [f - 5 for f in fits]), target)
+    ax_zoom = fig.axes[1]
+    labels = [t.get_text() for t in ax_zoom.child_axes[0].get_yticklabels()]
+    assert [s.split(":")[0] for s in labels] == [f"k={k}" for k in range(r + 1)]
+
+
+def test_marker_legend_shows_black_shapes_and_says_colour_is_the_component():
+    target = D.Target.geometric(6, 3, ratio=1.5)
+    fig = plots.plot_figure1(_staircase(target, [10.0, 20.0, 30.0], [5.0, 15.0, 25.0]), target)
+    from matplotlib.colors import to_rgba
+
+    for ax in fig.axes[1:3]:
+        legend = ax.get_legend()
+        marks = [h for h in legend.legend_handles if getattr(h, "get_marker", lambda: None)() in
+                 (plots.DISCOVERY_MARKER, plots.FIT_MARKER)]
+        assert len(marks) == 2
+        assert all(to_rgba(h.get_markeredgecolor()) == to_rgba("k") and h.get_markerfacecolor() == "none"
+                   for h in marks)
+        assert "colour = component" in legend.get_title().get_text()
+
+
+def test_epoch_labels_of_algorithm2_leave_room_between_them():
+    fig = plots._figure()
+    ax = fig.subplots()
+    starts = np.r_[0.0, np.cumsum(10.0 * 2.0 ** np.arange(7))]  # epoch lengths double
+    ax.set_xlim(0, starts[-1])
+    plots._epoch_axis(ax, starts[:-1], starts[1:])
+    top = ax.child_axes[0]
+    ticks = np.asarray(top.get_xticks())
+    assert np.all(np.diff(ticks) >= 0.035 * starts[-1]) and len(ticks) < len(starts) - 1
+    labels = [t.get_text() for t in top.get_xticklabels()]
+    assert labels[-1] == str(len(starts) - 2)  # the long last epochs are all labelled
+
+
+def test_a_one_dimensional_grid_has_ticks_at_its_values_and_integer_ticks():
+    from deflation.montecarlo import summarize
+
+    ds = _study_ds(grid=dict(m=[8, 16, 24, 50]), r=3, seeds=20)
+    fig = plots._study_figure(summarize(ds), ds)
+    for ax in fig.axes[:2]:
+        np.testing.assert_array_equal(ax.get_xticks(), [8, 16, 24, 50])
+    ds = _study_ds(grid=dict(d=list(range(3, 20))), r=2, seeds=10)
+    fig = plots._study_figure(summarize(ds), ds)
+    fig.draw_without_rendering()
+    lo, hi = fig.axes[0].get_xlim()
+    ticks = [t for t in fig.axes[0].get_xticks() if lo <= t <= hi]
+    assert len(ticks) >= 3 and all(float(t).is_integer() for t in ticks)
+
+
+def test_algorithm2_study_title_states_only_what_holds_at_every_grid_point():
+    from deflation.montecarlo import summarize
+
+    ds = _study_ds("algorithm2", grid=dict(d=[4, 6]), r=3, seeds=16)
+    fig = plots._study_figure(summarize(ds), ds)
+    title = fig.get_suptitle()
+    assert "eps=0.01" in title and "vary with the grid" in title
+    assert "m=" not in title and "lam=" not in title  # Theorem 1's m = 2 d^2 and lam differ between d = 4 and 6
+
+
+def test_single_point_figure_shows_probabilities_with_intervals_and_the_times():
+    from matplotlib.patches import PathPatch, Rectangle
+
+    from deflation.montecarlo import summarize
+
+    ds = _study_ds(r=4, seeds=40, p_disc=[1.0, 0.8, 0.4, 0.0])
+    df = summarize(ds)
+    fig = plots._study_figure(df, ds)
+    bars, times = fig.axes[:2]
+    heights = sorted(p.get_height() for p in bars.patches if isinstance(p, Rectangle))
+    expected = sorted(np.r_[df["p"], df["fitted"] / df["n"]])
+    np.testing.assert_allclose(heights, expected)
+    assert len(bars.containers) and any(c.has_yerr for c in bars.containers if hasattr(c, "has_yerr"))
+    boxes = [p for p in times.patches if isinstance(p, PathPatch)]
+    assert len(boxes) == 2 * 3  # discovery and fit boxes of the three components discovered by some seed
+    assert any("never" in t.get_text() for t in times.texts)
+
+
+def test_cdf_panels_only_for_components_some_seed_discovered_and_no_empty_slots():
+    from deflation.montecarlo import discovery_cdf
+
+    ds = _study_ds(grid=dict(m=[8, 24]), r=5, seeds=30, p_disc=[1.0, 0.8, 0.5, 0.2, 0.0])
+    fig = plots._cdf_figure(discovery_cdf(ds), ds)
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(shown) == 4 and len(fig.axes) == 4  # one row of four: u_5 (never discovered) is not drawn
+    assert "never discovered" in fig.get_suptitle() and "u5" in fig.get_suptitle()
+    from matplotlib.colors import to_rgb
+
+    for ax in shown:  # every curve dark enough to read on white (no light yellow)
+        for line in ax.get_lines():
+            assert sum(to_rgb(line.get_color())) < 2.4
+
+
+def test_convergence_axis_ends_soon_after_the_last_change():
+    from deflation.montecarlo import convergence
+
+    ds = _study_ds("algorithm2", grid=dict(d=[4, 6]), r=2, seeds=16, p_disc=[1.0, 1.0])
+    conv = convergence(ds)
+    last = int(ds["epochs"].values.max())
+    assert last < 10 and conv["epochs"].max() == 30
+    fig = plots._convergence_figure(conv, ds)
+    ax = fig.axes[0]
+    assert last <= ax.get_xlim()[1] <= last + 2
+    fig.draw_without_rendering()
+    assert all(float(t).is_integer() for t in ax.get_xticks())

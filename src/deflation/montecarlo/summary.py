@@ -11,26 +11,10 @@ import numpy as np
 
 from ..integrate import SUCCESS
 from .store import study_of
+from .wilson import wilson_interval
 
 #: Quantiles of the discovery and fit times (among seeds where the event happened).
 QUANTILES = (0.1, 0.5, 0.9)
-
-
-def wilson_interval(k, n, z: float = 1.959963984540054):
-    """Wilson score interval for a binomial proportion ``k / n`` (default 95%).
-
-    Returns ``(lo, hi)`` (arrays if ``k``, ``n`` are); ``(nan, nan)`` where ``n = 0``.
-    """
-    k = np.asarray(k, np.float64)
-    n = np.asarray(n, np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = k / n
-        denom = 1 + z * z / n
-        center = (p + z * z / (2 * n)) / denom
-        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-        lo, hi = np.clip(center - half, 0, 1), np.clip(center + half, 0, 1)
-    return np.where(n > 0, lo, np.nan), np.where(n > 0, hi, np.nan)
-
 
 def grid_points(ds):
     """``[(coords dict, isel dict), ...]`` over the study's grid (one entry without a grid)."""
@@ -57,12 +41,15 @@ def _quantiles(x, prefix: str) -> dict:
 def summarize(ds):
     """A ``pandas.DataFrame``, one row per grid point and component: the grid coordinates, ``a``,
     ``n`` (intact, successful seeds), ``failed`` (solver failures), ``missing`` (not computed),
-    ``discovered``, ``p`` with its Wilson 95% interval ``p_lo``, ``p_hi``, and by experiment:
-    discovery and fit time quantiles (``t_q10``, ``t_q50``, ``t_q90``, ``fit_q..``; flow and
-    phase1), the seeds whose coupling bound exceeded ``coupling_tol`` (phase1: ``flagged``, their
-    number among the ``n``, and ``coupling_flagged``, their share; such a seed left the regime
-    where Phase 1 approximates the gradient flow), or the discovery and fit epochs' quantiles and
-    ``p_converged`` with its interval (algorithm2)."""
+    ``discovered`` (seeds that discovered the component), ``fitted`` (seeds that fitted it; flow
+    and algorithm2, which record fits), ``p = discovered / n`` with its Wilson 95% interval
+    ``p_lo``, ``p_hi``, and by experiment: discovery and fit time quantiles (``t_q10``, ``t_q50``,
+    ``t_q90``, ``fit_q..``; flow and phase1), the seeds whose coupling bound exceeded
+    ``coupling_tol`` (phase1: ``flagged``, their number among the ``n``, and ``coupling_flagged``,
+    their share; such a seed left the regime where Phase 1 approximates the gradient flow), or the
+    discovery and fit epochs' quantiles and ``p_converged`` with its interval (algorithm2). A
+    quantile is taken over the seeds where the event happened: it is NaN where no seed discovered
+    (``discovered = 0``) or fitted (``fitted = 0``) the component."""
     import pandas as pd
 
     experiment = ds.attrs["experiment"]
@@ -84,11 +71,15 @@ def summarize(ds):
             k = int(disc[:, i].sum())
             lo, hi = wilson_interval(k, n)
             row = dict(coords)
-            row.update(component=i, a=float(a[i]), n=n, failed=failed, missing=missing, discovered=k,
-                       p=k / n if n else np.nan, p_lo=float(lo), p_hi=float(hi))
+            row.update(component=i, a=float(a[i]), n=n, failed=failed, missing=missing, discovered=k)
+            if experiment == "algorithm2":
+                fe = np.asarray(sub["fit_epoch"].values)[ok, i]
+                row["fitted"] = int((fe >= 0).sum())
+            elif "fit_time" in sub:
+                row["fitted"] = int(np.isfinite(np.asarray(sub["fit_time"].values)[ok, i]).sum())
+            row.update(p=k / n if n else np.nan, p_lo=float(lo), p_hi=float(hi))
             if experiment == "algorithm2":
                 de = np.asarray(sub["discovery_epoch"].values)[ok, i]
-                fe = np.asarray(sub["fit_epoch"].values)[ok, i]
                 row.update(_quantiles(de[de >= 0], "epoch"))
                 row.update(_quantiles(fe[fe >= 0], "fit_epoch"))
                 row.update(extra)
@@ -236,6 +227,7 @@ def write_summary(ds, out, csv=None, png=None) -> dict[str, Path]:
         _write(paths["convergence"], lambda tmp: plot_convergence(convergence(ds), ds, tmp), out)
         written["convergence"] = paths["convergence"]
     else:
-        _write(paths["cdf"], lambda tmp: plot_discovery_cdf(discovery_cdf(ds), ds, tmp), out)
+        # 401 times: fine enough for steep rises
+        _write(paths["cdf"], lambda tmp: plot_discovery_cdf(discovery_cdf(ds, num=401), ds, tmp), out)
         written["cdf"] = paths["cdf"]
     return written
