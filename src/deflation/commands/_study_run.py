@@ -50,7 +50,17 @@ def execute(study, out: str, args, command: str) -> int:
         return 130
     if ds is not None and not args.quiet:
         show_summary(ds, out)
-    return 0
+    return _report_failures(ds)
+
+
+def _report_failures(ds) -> int:
+    """Exit status 1, with one line per grid point naming the failed seeds, when any seed's solve failed."""
+    from deflation import montecarlo as mc
+
+    lines = [] if ds is None else mc.failures(ds)
+    for line in lines:
+        print(f"failed seeds at {line}", file=sys.stderr)
+    return 1 if lines else 0
 
 
 def show_summary(ds, out, csv=None, png=None) -> None:

@@ -68,18 +68,11 @@ def _verify(args) -> int:
     """Exit status 0 when every chunk is present and intact, 1 otherwise."""
     from pathlib import Path
 
-    from deflation.montecarlo import Study, store
+    from deflation.montecarlo import store
 
     if not Path(args.store).exists():
         raise ValueError(f"store {args.store!r} does not exist")
-    import zarr
-
-    try:
-        root = zarr.open_group(args.store, mode="r")
-        study = Study.from_json(root.attrs["study"])
-        chunk = int(root.attrs["chunk"])
-    except Exception as err:  # noqa: BLE001
-        raise ValueError(f"{args.store!r} is not a deflation study store ({type(err).__name__})") from None
+    root, study, chunk = store.open_readonly(args.store)
     found = store.verify(root, study, chunk)
     total = found.done.size
     print(f"{args.store}: {int(found.done.sum())} of {total} chunks intact, {int(found.missing.sum())} missing, "

@@ -20,7 +20,8 @@ from .resources import DEFAULT_CHUNK, select_devices
 from .run import open_study, run_study
 from .store import StoreBusy, StoreMismatch
 from .study import EXPERIMENTS, PARAMS, SWEEPABLE, TARGET_KINDS, Study
-from .summary import convergence, discovery_cdf, format_table, integrity, summarize, wilson_interval, write_summary
+from .summary import (convergence, discovery_cdf, failures, format_table, integrity, summarize, wilson_interval,
+                      write_summary)
 
 #: The old name of :func:`open_study`.
 load = open_study
@@ -38,6 +39,7 @@ __all__ = [
     "Study",
     "convergence",
     "discovery_cdf",
+    "failures",
     "format_table",
     "initialize_distributed",
     "integrity",

@@ -47,6 +47,9 @@ def _open(out: Path, study: Study, chunk: int | None, attrs: dict, progress: boo
             raise ValueError(f"out = {str(out)!r}: cannot create the store ({err.strerror or err})") from None
         requested = size
     handle = store.open_for_writing(out, study, None if requested is None else min(requested, study.seeds))
+    for name in handle.repaired:
+        _say(f"{out}: the metadata of {name!r} was missing or damaged: recreated (its chunks are verified below)",
+             progress)
     found = store.verify(handle.root, study, handle.chunk)
     total = found.done.size
     if found.complete:
