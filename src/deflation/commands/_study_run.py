@@ -3,6 +3,7 @@ devices, processes), running or resuming a study, and its summary."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -22,6 +23,25 @@ EXECUTION_OPTIONS = [
 ]
 
 
+#: ``study run`` only: independent workers on one store (:mod:`deflation.montecarlo.workers`).
+WORKER_OPTIONS = [
+    ("--worker", int, None, "this process is worker K (0 .. N-1) of --workers N independent workers"),
+    ("--workers", int, None, "number of independent workers sharing the store (with --worker)"),
+    ("--claim-timeout", float, 600.0, "seconds after which a worker's claim not refreshed (a dead worker) is "
+                                      "taken over by another"),
+]
+
+
+def cluster_processes() -> int:
+    """The number of processes of a multi-process job that JAX's cluster detection would join (Slurm
+    ``SLURM_NTASKS`` / ``SLURM_STEP_NUM_TASKS``, Open MPI ``OMPI_COMM_WORLD_SIZE``); 1 if none."""
+    for name in ("OMPI_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"):
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 1:
+            return int(value)
+    return 1
+
+
 def add_execution_options(group) -> None:
     add_options(group, EXECUTION_OPTIONS)
 
@@ -38,16 +58,39 @@ def execute(study, out: str, args, command: str) -> int:
 
     _positive("--chunk", args.chunk)
     _positive("--devices", args.devices)
+    worker, workers = getattr(args, "worker", None), getattr(args, "workers", None)
+    independent = worker is not None or workers is not None
+    if independent:
+        if worker is None or workers is None:
+            raise ValueError("--worker K and --workers N go together (worker K of N independent workers)")
+        if workers < 1 or not 0 <= worker < workers:
+            raise ValueError(f"--worker must be in 0 .. --workers - 1 with --workers >= 1, got --worker {worker} "
+                             f"--workers {workers}")
+        if not args.claim_timeout > 0:
+            raise ValueError(f"--claim-timeout must be > 0 seconds, got {args.claim_timeout}")
+        if args.coordinator or args.distributed or args.num_processes is not None or args.process_id is not None:
+            raise ValueError("--worker/--workers run independent single processes: drop --coordinator, "
+                             "--num-processes, --process-id and --distributed")
     if args.coordinator or args.num_processes is not None or args.process_id is not None:
         mc.initialize_distributed(args.coordinator, args.num_processes, args.process_id, timeout=args.init_timeout)
     elif args.distributed:
         mc.initialize_distributed(timeout=args.init_timeout)
+    elif not independent and cluster_processes() > 1:
+        if not args.no_progress:
+            print(f"joining the jax.distributed job of {cluster_processes()} processes found in the environment "
+                  "(Slurm / Open MPI)", file=sys.stderr)
+        mc.initialize_distributed(timeout=args.init_timeout)
+    extra = dict(worker=worker, workers=workers, claim_timeout=args.claim_timeout) if independent else {}
     try:
-        ds = mc.run_study(study, out, chunk=args.chunk, devices=args.devices, progress=not args.no_progress)
+        ds = mc.run_study(study, out, chunk=args.chunk, devices=args.devices, progress=not args.no_progress, **extra)
     except KeyboardInterrupt:
         print(f"\ninterrupted: completed chunks are stored in {out}; run the same command again to resume",
               file=sys.stderr)
         return 130
+    if independent and ds is not None and not ds.attrs.get("complete"):
+        print(f"worker {worker} of {workers}: no chunk left for it; {out} is not complete yet (other workers are "
+              f"computing, or some are gone): see deflation study status {out}, or run again to take the rest")
+        return 0
     if ds is not None and not args.quiet:
         show_summary(ds, out)
     return _report_failures(ds)

@@ -584,6 +584,29 @@ def verify(root, study: Study, chunk: int) -> Integrity:
     return Integrity(done=done, missing=(flags == 0), damaged=damaged, problems=problems)
 
 
+def chunk_flag(root, index: tuple[int, ...], c: int) -> int:
+    """The digest of one chunk as stored now (0: not computed, or its digest file is unreadable)."""
+    try:
+        return int(root[DIGEST][tuple(index) + (c,)])
+    except Exception:  # noqa: BLE001
+        return 0
+
+
+def finish_if_complete(root, path, study: Study, chunk: int) -> bool:
+    """If every chunk's digest is set and every chunk verifies, mark the store complete (under a
+    lock on ``<store>/.meta.lock``, so that workers finishing together consolidate one at a time).
+    Returns whether the store is complete."""
+    if not (read_flags(root) != 0).all() or not verify(root, study, chunk).complete:
+        return False
+    with open(Path(path) / ".meta.lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        except OSError:
+            pass  # no flock on this file system: zarr writes metadata atomically anyway
+        mark(root, path, complete=True)
+    return True
+
+
 def mark(root, path, complete: bool) -> None:
     """Set the ``complete`` flag and re-consolidate the metadata."""
     root.attrs["complete"] = bool(complete)
