@@ -121,6 +121,20 @@ def test_bad_worker_options_are_one_line(argv, message, tmp_path, capsys):
     assert not (tmp_path / "x.zarr").exists()
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--workers", "0"], "--workers must be a positive integer"),
+    (["--workers", "2", "--cluster", "local", "--partition", "gpu"], "--partition/--account/--qos need Slurm"),
+    (["--workers", "2", "--cluster", "pbs"], "cluster must be 'slurm', 'local' or 'debug'"),
+])
+def test_bad_submit_options_are_one_line(argv, message, tmp_path, capsys):
+    pytest.importorskip("submitit")
+    (tmp_path / "s.toml").write_text(TOML)
+    assert cli.main(["study", "submit", str(tmp_path / "s.toml"), "--out", str(tmp_path / "x.zarr"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x.zarr").exists()
+
+
 def test_process_0_whose_peer_never_comes_exits_2_with_one_line_within_the_timeout(tmp_path):
     (tmp_path / "s.toml").write_text(TOML)
     import socket

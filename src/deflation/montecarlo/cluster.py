@@ -8,6 +8,7 @@ workers=N)`` on the study file (see :mod:`deflation.montecarlo.workers`). The eq
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from .workers import DEFAULT_CLAIM_TIMEOUT, check_worker
@@ -39,6 +40,10 @@ def executor_for(cluster: str | None, logs, *, workers: int, partition: str | No
                          "'deflation[cluster]')") from err
     if cluster not in (None, "slurm", "local", "debug"):
         raise ValueError(f"cluster must be 'slurm', 'local' or 'debug', got {cluster!r}")
+    cluster = cluster or ("slurm" if shutil.which("sbatch") else "local")
+    if cluster != "slurm" and (partition or account or qos):
+        raise ValueError(f"--partition/--account/--qos need Slurm, but the cluster is {cluster!r} (no sbatch found); "
+                         "run this on a Slurm login node (or drop them for local processes)")
     executor = submitit.AutoExecutor(folder=str(logs), cluster=cluster)
     params = dict(name="deflation-study", tasks_per_node=1, nodes=1)
     if time_min is not None:
@@ -53,9 +58,6 @@ def executor_for(cluster: str | None, logs, *, workers: int, partition: str | No
                  slurm_array_parallelism=int(parallel or workers))
     if executor.cluster == "slurm":
         params.update({k: v for k, v in slurm.items() if v is not None})
-    elif partition or account or qos:
-        raise ValueError(f"--partition/--account/--qos need Slurm, but submitit found cluster {executor.cluster!r}; "
-                         "run this on a Slurm login node (or drop them with --cluster local)")
     executor.update_parameters(**params)
     return executor
 
