@@ -161,10 +161,14 @@ def test_cluster_processes_are_found_in_the_environment(monkeypatch):
     for name in ("OMPI_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"):
         monkeypatch.delenv(name, raising=False)
     assert cluster_processes() == 1
-    monkeypatch.setenv("SLURM_NTASKS", "1")  # one task of a job array: independent, not distributed
+    monkeypatch.setenv("SLURM_NTASKS", "4")  # a batch script of 4 tasks, not inside srun: one process
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")  # one task of a job array: independent, not distributed
     assert cluster_processes() == 1
-    monkeypatch.setenv("SLURM_NTASKS", "4")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "4")  # srun -n 4
     assert cluster_processes() == 4
+    monkeypatch.delenv("SLURM_STEP_NUM_TASKS")
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")  # mpirun -n 2
+    assert cluster_processes() == 2
 
 
 def _same_store(a: Path, b: Path) -> None:

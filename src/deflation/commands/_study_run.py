@@ -12,7 +12,8 @@ from ._options import add_options
 EXECUTION_OPTIONS = [
     ("--chunk", int, None, "seeds per chunk (default: the study's, else 512; a resumed store keeps its own)"),
     ("--devices", int, None, "use the first N devices of each process (default: all)"),
-    ("--coordinator", str, None, "HOST:PORT of process 0 of a multi-process jax.distributed job"),
+    ("--coordinator", str, None, "HOST:PORT of process 0 of a multi-process jax.distributed job (not needed "
+                                 "inside srun -n N or mpirun -n N: the job is detected)"),
     ("--num-processes", int, None, "processes of the job (with --coordinator)"),
     ("--process-id", int, None, "this process's index in the job (with --coordinator)"),
     ("--distributed", bool, None, "join a jax.distributed job found by JAX's cluster detection "
@@ -33,9 +34,10 @@ WORKER_OPTIONS = [
 
 
 def cluster_processes() -> int:
-    """The number of processes of a multi-process job that JAX's cluster detection would join (Slurm
-    ``SLURM_NTASKS`` / ``SLURM_STEP_NUM_TASKS``, Open MPI ``OMPI_COMM_WORLD_SIZE``); 1 if none."""
-    for name in ("OMPI_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"):
+    """The number of processes of a multi-process job that JAX's cluster detection would join: a
+    Slurm job step of several tasks (``srun -n N``: ``SLURM_STEP_NUM_TASKS``; not the batch script
+    itself, nor one task of a job array) or Open MPI (``OMPI_COMM_WORLD_SIZE``); 1 if none."""
+    for name in ("OMPI_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS"):
         value = os.environ.get(name, "")
         if value.isdigit() and int(value) > 1:
             return int(value)

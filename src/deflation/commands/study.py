@@ -64,7 +64,8 @@ SUBMIT_OPTIONS = [
     ("--partition", str, None, "Slurm partition"),
     ("--gpus-per-task", int, None, "GPUs per worker"),
     ("--cpus-per-task", int, None, "CPU cores per worker"),
-    ("--time", int, None, "time limit per worker, minutes"),
+    ("--time", int, None, "time limit per worker, minutes (default: 240 on Slurm; a worker stopped by it loses "
+                          "only its unfinished chunk)"),
     ("--mem-gb", float, None, "memory per worker, GB"),
     ("--account", str, None, "Slurm account"),
     ("--qos", str, None, "Slurm QOS"),
@@ -152,7 +153,8 @@ def _submit(args) -> int:
                 job.result()
             except Exception as err:  # noqa: BLE001 - a worker's failure, reported with its index
                 failed += 1
-                print(f"worker {k} failed: {' '.join(str(err).split())[-300:]}")
+                lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+                print(f"worker {k} failed: {type(err).__name__}: {(lines or [''])[-1][:300]} (log: {logs})")
         from deflation.montecarlo import workers
 
         found = workers.status(out, timeout=args.claim_timeout)

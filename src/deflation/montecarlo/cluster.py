@@ -13,6 +13,9 @@ from pathlib import Path
 
 from .workers import DEFAULT_CLAIM_TIMEOUT, check_worker
 
+#: A worker's time limit on Slurm when none is given (minutes); local processes get a week.
+DEFAULT_TIME_MIN = 240
+
 
 def run_worker(study_file: str, out: str, worker: int, workers: int, chunk: int | None = None,
                claim_timeout: float = DEFAULT_CLAIM_TIMEOUT) -> dict:
@@ -32,7 +35,8 @@ def executor_for(cluster: str | None, logs, *, workers: int, partition: str | No
                  mem_gb: float | None = None, account: str | None = None, qos: str | None = None,
                  parallel: int | None = None):
     """A submitit executor: ``cluster`` ``"slurm"``, ``"local"``, ``"debug"`` or None (Slurm when
-    ``sbatch`` is found, else local processes), with the job array's resources."""
+    ``sbatch`` is found, else local processes), with the job array's resources (``time_min``:
+    each worker's time limit, default :data:`DEFAULT_TIME_MIN` on Slurm, a week locally)."""
     try:
         import submitit
     except ImportError as err:
@@ -46,8 +50,9 @@ def executor_for(cluster: str | None, logs, *, workers: int, partition: str | No
                          "run this on a Slurm login node (or drop them for local processes)")
     executor = submitit.AutoExecutor(folder=str(logs), cluster=cluster)
     params = dict(name="deflation-study", tasks_per_node=1, nodes=1)
-    if time_min is not None:
-        params["timeout_min"] = int(time_min)
+    # submitit's own default is 5 minutes, which would stop every worker early
+    params["timeout_min"] = int(time_min) if time_min is not None else (
+        DEFAULT_TIME_MIN if cluster == "slurm" else 7 * 24 * 60)
     if cpus_per_task is not None:
         params["cpus_per_task"] = int(cpus_per_task)
     if gpus_per_task is not None:

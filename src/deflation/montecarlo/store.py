@@ -625,7 +625,7 @@ def load(out, *, verify_data: bool = True):
 
     out = Path(out)
     root, study, chunk = open_readonly(out)
-    ds = xr.open_zarr(str(out), consolidated=True, mask_and_scale=False)
+    ds = _open_dataset(xr, out)
     ds = ds.set_coords("a").drop_vars(DIGEST)
     ds.attrs["study"] = study.to_json()  # a file target: the store's own copy
     if not verify_data:
@@ -649,6 +649,17 @@ def load(out, *, verify_data: bool = True):
     ds.attrs.update(complete=bool(done.all()), chunks_damaged=problems, chunks_missing=int((flags == 0).sum()),
                     chunks_total=int(flags.size))
     return ds
+
+
+def _open_dataset(xr, out: Path):
+    """``xarray.open_zarr`` of a store, from its consolidated metadata; while a worker is marking the
+    store complete that metadata is briefly being rewritten, so it is retried, then read array by array."""
+    for attempt in range(5):
+        try:
+            return xr.open_zarr(str(out), consolidated=True, mask_and_scale=False)
+        except (ValueError, KeyError, FileNotFoundError):
+            time.sleep(0.2 * (attempt + 1))
+    return xr.open_zarr(str(out), consolidated=False, mask_and_scale=False)
 
 
 def study_of(ds) -> Study:
