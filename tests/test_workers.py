@@ -64,6 +64,17 @@ def test_a_stale_claim_is_taken_over_and_a_live_one_is_respected(tmp_path):
     assert (0, 1) not in workers.read_claims(tmp_path)  # released when the worker stopped without finishing
 
 
+def test_a_done_claim_is_respected_only_if_done_after_the_worker_looked(tmp_path):
+    a = workers.Claims(tmp_path, 0, 2)
+    assert a.claim((0, 0)) and a.claim((0, 1))
+    a.finish((0, 0))
+    os.utime(tmp_path / workers.CLAIMS / "0.0", (time.time() - 100,) * 2)  # done before b looked
+    a.finish((0, 1))  # done after b looked: b must not compute it again
+    b = workers.Claims(tmp_path, 1, 2, since=time.time() - 50)
+    assert b.claim((0, 0))  # lost or damaged since it was done: recomputed
+    assert not b.claim((0, 1))
+
+
 def _race(args):
     folder, k = args
     claims = workers.Claims(folder, k, 8, timeout=3600)
@@ -209,9 +220,18 @@ def test_three_local_workers_one_killed_mid_chunk_then_a_rerun_equal_a_single_pr
         assert jobs[k].result()["worker"] == k
     with pytest.raises(Exception):
         jobs[1].result()
-    # the survivors took over what worker 1 left (its stale claim included), or a rerun does
+    # the survivors took over what worker 1 left (its stale claim included), or a rerun does; a
+    # damaged chunk is recomputed by a worker too
     assert cli.main(["study", "status", str(out), "--claim-timeout", "2"]) in (0, 1)
-    run_study(STUDY, out, progress=False, summary=False)
+    damaged = out / "discovery_time" / "c" / "1" / "2" / "0"
+    if damaged.exists():
+        data = bytearray(damaged.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        damaged.write_bytes(bytes(data))
+    else:
+        root = zarr.open_group(str(out), mode="r+", use_consolidated=False)
+        root[store.DIGEST][1, 2] = 12345
+    run_study(STUDY, out, progress=False, summary=False, worker=0, workers=1)
     assert cli.main(["study", "status", str(out)]) == 0
     text = capsys.readouterr().out
     assert "8 of 8 chunks done" in text and "worker 0:" in text and "worker 2:" in text

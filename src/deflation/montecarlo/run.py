@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -144,6 +145,7 @@ def run_study(study: Study, out, *, chunk: int | None = None, devices: int | Non
         raise ValueError("independent workers (--worker/--workers) cannot be combined with a jax.distributed job: "
                          "run each worker as its own single process")
     error, handle, done = None, None, None
+    looked = time.time()  # a chunk claimed done after this was computed by another worker since
     if lead:
         try:
             handle, done = _open(out, study, chunk, attrs, progress, shared=independent)
@@ -184,7 +186,8 @@ def run_study(study: Study, out, *, chunk: int | None = None, devices: int | Non
     if independent:
         todo = worker_order(todo, n_chunks_per_point, worker, workers)
     programs: dict = {}
-    claims = Claims(out, worker, workers, claim_timeout) if independent else None
+    claims = Claims(out, worker, workers, claim_timeout, since=looked) if independent else None
+    seen = store.read_flags(handle.root).reshape(len(points), -1) if independent else None
     index_of = (lambda j: tuple(int(i) for i in np.unravel_index(j, study.shape)) if study.shape else ())
     try:
         if claims is not None:
@@ -192,8 +195,8 @@ def run_study(study: Study, out, *, chunk: int | None = None, devices: int | Non
         for j, c in todo:
             point = points[j]
             if claims is not None:
-                if store.chunk_flag(handle.root, index_of(j), c) != 0 or not claims.claim((j, c)):
-                    continue  # done or being computed by another worker meanwhile
+                if store.chunk_flag(handle.root, index_of(j), c) != seen[j, c] or not claims.claim((j, c)):
+                    continue  # written, or being computed, by another worker meanwhile
             params = {k: jax.make_array_from_callback(v.shape, replicated, lambda s, v=v: v[s])
                       for k, v in traced_params(study, point).items()}
             lo = c * chunk

@@ -124,7 +124,9 @@ def read_claims(out) -> dict[tuple[int, int], Claim]:
 class Claims:
     """The claims one worker makes in a store (see the module docstring)."""
 
-    def __init__(self, out, worker: int, workers: int, timeout: float = DEFAULT_CLAIM_TIMEOUT):
+    def __init__(self, out, worker: int, workers: int, timeout: float = DEFAULT_CLAIM_TIMEOUT,
+                 since: float | None = None):
+        self.since = since
         self.folder = claims_dir(out)
         self.folder.mkdir(exist_ok=True)
         self.worker, self.workers, self.timeout = worker, workers, float(timeout)
@@ -150,8 +152,9 @@ class Claims:
 
     def claim(self, pos: tuple[int, int]) -> bool:
         """Claim chunk ``pos`` for this worker: True if it now holds it. A claim that another worker
-        holds and refreshes is respected; a stale one, or one marked done (the caller asks only for
-        chunks whose digest is not set, so such a chunk was lost or damaged since), is taken over."""
+        holds and refreshes is respected, and so is one marked done after ``since`` (the time this
+        worker verified the store: the chunk was computed since); a stale one, or one marked done
+        before (the chunk was lost or damaged since), is taken over."""
         path = self.folder / _name(pos)
         for _ in range(2):
             text = self._create(path)
@@ -163,6 +166,8 @@ class Claims:
             if old is None:
                 continue  # it vanished (taken over by someone else, or unreadable): try once more
             if old.state == "running" and not old.stale(self.timeout):
+                return False
+            if old.state == "done" and self.since is not None and old.refreshed >= self.since:
                 return False
             tomb = path.with_name(f"{path.name}.stale.{uuid.uuid4().hex[:8]}")
             try:
