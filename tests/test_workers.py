@@ -6,7 +6,6 @@ mid-chunk, whose finished store equals a single process's bit for bit."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -75,17 +74,29 @@ def test_a_done_claim_is_respected_only_if_done_after_the_worker_looked(tmp_path
     assert not b.claim((0, 1))
 
 
-def _race(args):
-    folder, k = args
-    claims = workers.Claims(folder, k, 8, timeout=3600)
-    return [pos for pos in [(j, c) for j in range(4) for c in range(10)] if claims.claim(pos)]
+RACE = """
+import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location("claims_only", {path!r})  # the module alone: no JAX to start
+mod = sys.modules["claims_only"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+claims = mod.Claims({folder!r}, int(sys.argv[1]), 8, timeout=3600)
+while time.time() < {start}:
+    pass
+won = []
+for pos in [(j, c) for j in range(4) for c in range(10)]:
+    if claims.claim(pos):
+        won.append(f"{{pos[0]}}.{{pos[1]}}")
+        time.sleep(0.005)  # as computing would: the others get their turn
+print(" ".join(won))
+"""
 
 
 def test_racing_processes_claim_each_chunk_once(tmp_path):
-    ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(4) as pool:
-        won = pool.map(_race, [(tmp_path, k) for k in range(8)])
-    flat = [p for w in won for p in w]
+    script = RACE.format(path=workers.__file__, folder=str(tmp_path), start=time.time() + 3)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(k)], stdout=subprocess.PIPE, text=True)
+             for k in range(8)]
+    won = [p.communicate(timeout=60)[0].split() for p in procs]
+    flat = [tuple(map(int, name.split("."))) for w in won for name in w]
     assert sorted(flat) == [(j, c) for j in range(4) for c in range(10)]  # every chunk, once
 
 
