@@ -17,10 +17,11 @@ from ..plots import plot_convergence, plot_discovery_cdf, plot_study
 from .distributed import CoordinatorUnreachable, initialize as initialize_distributed
 from .plan import Plan, plan_study
 from .resources import DEFAULT_CHUNK, select_devices
-from .run import open_study, run_study
+from .run import init_study, open_study, run_study
 from .store import StoreBusy, StoreMismatch
 from .study import EXPERIMENTS, PARAMS, SWEEPABLE, TARGET_KINDS, Study
-from .summary import convergence, discovery_cdf, format_table, integrity, summarize, wilson_interval, write_summary
+from .summary import (convergence, discovery_cdf, failures, format_table, integrity, summarize, wilson_interval,
+                      write_summary)
 
 #: The old name of :func:`open_study`.
 load = open_study
@@ -38,7 +39,9 @@ __all__ = [
     "Study",
     "convergence",
     "discovery_cdf",
+    "failures",
     "format_table",
+    "init_study",
     "initialize_distributed",
     "integrity",
     "load",

@@ -7,7 +7,10 @@ of all processes, each process computes its share and process 0 writes the datas
 
 from __future__ import annotations
 
+import os
 import socket
+import sys
+import threading
 import time
 
 from .. import _validate as check
@@ -55,6 +58,11 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     accepts connections, so an unreachable coordinator gives :class:`CoordinatorUnreachable`
     after ``timeout`` seconds instead of a hang or an abort inside the runtime.
 
+    The join itself is watched: if it has not completed ``timeout`` seconds after it started (for
+    process 0: a peer never came), the process prints one line on stderr and exits with status 2.
+    It cannot carry on instead: JAX's runtime would abort it from inside (a C++ check failure,
+    after about a minute, whatever the timeout).
+
     Raises:
         ValueError: a malformed address, ``num_processes < 1``, ``process_id`` outside
             ``[0, num_processes)``, or the coordinator's port is already taken (process 0).
@@ -83,4 +91,30 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     elif num_processes is not None or process_id is not None:
         raise ValueError("num_processes / process_id need a coordinator address (--coordinator HOST:PORT)")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator, num_processes, process_id, initialization_timeout=max(1, int(timeout)))
+    _join_within(timeout, lambda: jax.distributed.initialize(coordinator, num_processes, process_id,
+                                                             initialization_timeout=max(1, int(timeout))),
+                 "process 0 waited for its peers" if process_id == 0 else "joining the job")
+
+
+def _join_within(timeout: float, join, what: str) -> None:
+    """Run ``join`` in a thread; re-raise what it raises; if it has not returned after ``timeout``
+    seconds (plus a short grace), print one line and exit the process with status 2."""
+    box: dict = {}
+
+    def target():
+        try:
+            join()
+        except BaseException as err:  # noqa: BLE001 - handed to the calling thread
+            box["error"] = err
+        box["done"] = True
+
+    thread = threading.Thread(target=target, name="deflation-jax-distributed-join", daemon=True)
+    thread.start()
+    thread.join(timeout + min(5.0, 0.2 * timeout))
+    if "done" not in box:
+        print(f"deflation: error: the jax.distributed job did not form within {timeout:g} s ({what}): start every process "
+              "(--num-processes of them) with the same --coordinator, or raise --init-timeout", file=sys.stderr,
+              flush=True)
+        os._exit(2)
+    if "error" in box:
+        raise box["error"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from .kernel import compile_chunk, static_key, traced_params
 from ..memory import available_memory, gib
 from .resources import DEFAULT_CHUNK, check_fits, compiled_bytes, select_devices
 from .study import Study
+from .workers import DEFAULT_CLAIM_TIMEOUT, Claims, check_worker, order as worker_order
 
 def _check_args(study, out, chunk, devices):
     if not isinstance(study, Study):
@@ -33,8 +35,8 @@ def _say(text: str, progress: bool) -> None:
         print(text, file=sys.stderr, flush=True)
 
 
-def _open(out: Path, study: Study, chunk: int | None, attrs: dict, progress: bool):
-    """Process 0: open (resume) or create the store and check what is already done."""
+def _open(out: Path, study: Study, chunk: int | None, attrs: dict, progress: bool, shared: bool = False):
+    """Process 0 (or a worker): open (resume) or create the store and check what is already done."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"out = {str(out)!r} is a file, not a study store; choose another --out")
     requested = chunk if chunk is not None else study.chunk
@@ -46,7 +48,11 @@ def _open(out: Path, study: Study, chunk: int | None, attrs: dict, progress: boo
         except OSError as err:
             raise ValueError(f"out = {str(out)!r}: cannot create the store ({err.strerror or err})") from None
         requested = size
-    handle = store.open_for_writing(out, study, None if requested is None else min(requested, study.seeds))
+    handle = store.open_for_writing(out, study, None if requested is None else min(requested, study.seeds),
+                                    shared=shared)
+    for name in handle.repaired:
+        _say(f"{out}: the metadata of {name!r} was missing or damaged: recreated (its chunks are verified below)",
+             progress)
     found = store.verify(handle.root, study, handle.chunk)
     total = found.done.size
     if found.complete:
@@ -63,7 +69,8 @@ def _open(out: Path, study: Study, chunk: int | None, attrs: dict, progress: boo
 
 
 def run_study(study: Study, out, *, chunk: int | None = None, devices: int | None = None, progress: bool = True,
-              summary: bool = True):
+              summary: bool = True, worker: int | None = None, workers: int | None = None,
+              claim_timeout: float = DEFAULT_CLAIM_TIMEOUT):
     """Run (or resume) a study and write it to the Zarr store ``out``.
 
     Seeds are processed in chunks of ``chunk`` seeds (default ``study.chunk``, else 512, capped at
@@ -78,6 +85,14 @@ def run_study(study: Study, out, *, chunk: int | None = None, devices: int | Non
     ``jax.distributed`` (see :func:`deflation.montecarlo.initialize_distributed`) every process
     calls this with the same arguments; process 0 writes.
 
+    Independent workers (``worker=K, workers=N``, see :mod:`deflation.montecarlo.workers`): each
+    of ``N`` processes started with the same study and ``out`` (at once or not, on any machines
+    that share the file system, without a coordinator) computes its share of the chunks, claiming
+    each in the store, then takes the chunks nobody holds, and those whose claim went stale
+    (``claim_timeout`` seconds without a heartbeat: a dead worker). The first to come creates the
+    store (atomically); the one that finds every chunk intact marks it complete. The finished store
+    is bit-identical to a single process's.
+
     Before a program runs, its memory need (from the compiled program) is compared with the
     memory available; a chunk that cannot fit is refused with both numbers and what to change.
 
@@ -88,10 +103,15 @@ def run_study(study: Study, out, *, chunk: int | None = None, devices: int | Non
         devices: number of devices per process to use (<= what JAX sees).
         progress: a tqdm progress bar (seeds/s) and status lines on process 0.
         summary: at the end, write the summary table (``<out>.csv``) and the figures
-            (``<out>.png``, ``<out>_cdf.png``) next to the store.
+            (``<out>.png``, ``<out>_cdf.png``) next to the store (a worker: only once the store is complete).
+        worker, workers: this process is worker ``worker`` (``0 .. workers - 1``) of ``workers``
+            independent workers (both or neither).
+        claim_timeout: seconds after which a worker's claim that is no longer refreshed is taken over.
 
     Returns:
-        the dataset (``xarray.Dataset``, see :func:`open_study`) on process 0, None on the others.
+        the dataset (``xarray.Dataset``, see :func:`open_study`) on process 0, None on the others;
+        for a worker, the dataset as it stands when it ends (``ds.attrs["complete"]`` says whether
+        every chunk is in).
 
     Raises:
         ValueError/TypeError: bad arguments, ``devices`` larger than available, ``out`` holding a
@@ -99,6 +119,13 @@ def run_study(study: Study, out, *, chunk: int | None = None, devices: int | Non
             large for memory (nothing is computed).
     """
     out, chunk, devices = _check_args(study, out, chunk, devices)
+    independent = worker is not None or workers is not None
+    if independent:
+        if worker is None or workers is None:
+            raise ValueError("worker and workers go together (--worker K --workers N), got "
+                             f"worker = {worker!r}, workers = {workers!r}")
+        worker, workers = check_worker(worker, workers)
+        claim_timeout = check.positive("claim_timeout", claim_timeout)
     store._zarr()
     import jax
     from jax.experimental import multihost_utils
@@ -116,10 +143,14 @@ def run_study(study: Study, out, *, chunk: int | None = None, devices: int | Non
     points = study.points()
     n_chunks_per_point = None
 
+    if independent and nproc > 1:
+        raise ValueError("independent workers (--worker/--workers) cannot be combined with a jax.distributed job: "
+                         "run each worker as its own single process")
     error, handle, done = None, None, None
+    looked = time.time()  # a chunk claimed done after this was computed by another worker since
     if lead:
         try:
-            handle, done = _open(out, study, chunk, attrs, progress)
+            handle, done = _open(out, study, chunk, attrs, progress, shared=independent)
             chunk = handle.chunk
         except (ValueError, TypeError, OSError) as err:
             error = err
@@ -149,49 +180,78 @@ def run_study(study: Study, out, *, chunk: int | None = None, devices: int | Non
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, initial=finished, unit="seed", desc=f"study {out.name}", dynamic_ncols=True)
+    statics = [static_key(study, point) for point in points]
     groups: dict = {}
-    for j, point in enumerate(points):
-        groups.setdefault(static_key(study, point), []).append(j)
+    for j, key in enumerate(statics):
+        groups.setdefault(key, []).append(j)
+    todo = [(j, int(c)) for members in groups.values() for j in members for c in np.flatnonzero(~done[j])]
+    if independent:
+        todo = worker_order(todo, n_chunks_per_point, worker, workers)
+    programs: dict = {}
+    claims = Claims(out, worker, workers, claim_timeout, since=looked) if independent else None
+    seen = store.read_flags(handle.root).reshape(len(points), -1) if independent else None
+    index_of = (lambda j: tuple(int(i) for i in np.unravel_index(j, study.shape)) if study.shape else ())
     try:
-        for static, members in groups.items():
-            todo = [(j, int(c)) for j in members for c in np.flatnonzero(~done[j])]
-            if not todo:
-                continue
-            fn = compile_chunk(static, mesh)
-            compiled = None
-            for j, c in todo:
-                point = points[j]
-                params = {k: jax.make_array_from_callback(v.shape, replicated, lambda s, v=v: v[s])
-                          for k, v in traced_params(study, point).items()}
-                lo = c * chunk
-                idx = np.arange(lo, lo + padded, dtype=np.uint32)  # seeds past the end are padding
-                x = jax.make_array_from_callback((padded,), sharding, lambda s: idx[s])
-                if compiled is None:
-                    compiled = fn.lower(x, params).compile()
-                    _check_memory(compiled, static, padded, mesh_devices[0])
-                if bar is not None and study.grid:
-                    bar.set_postfix({k: point[k] if k in point else point["target"][k] for k, _ in study.grid})
-                res = compiled(x, params)
-                res = multihost_utils.process_allgather(res, tiled=True) if nproc > 1 else jax.device_get(res)
-                if lead:
-                    index = tuple(int(i) for i in np.unravel_index(j, study.shape)) if study.shape else ()
-                    store.write_chunk(handle, study, index, c, res)
-                    if bar is not None:
-                        bar.update(min(chunk, study.seeds - lo))
+        if claims is not None:
+            claims.__enter__()
+        for j, c in todo:
+            point = points[j]
+            if claims is not None:
+                if store.chunk_flag(handle.root, index_of(j), c) != seen[j, c] or not claims.claim((j, c)):
+                    continue  # written, or being computed, by another worker meanwhile
+            params = {k: jax.make_array_from_callback(v.shape, replicated, lambda s, v=v: v[s])
+                      for k, v in traced_params(study, point).items()}
+            lo = c * chunk
+            idx = np.arange(lo, lo + padded, dtype=np.uint32)  # seeds past the end are padding
+            x = jax.make_array_from_callback((padded,), sharding, lambda s: idx[s])
+            static = statics[j]
+            if static not in programs:
+                programs[static] = compile_chunk(static, mesh).lower(x, params).compile()
+                _check_memory(programs[static], static, padded, mesh_devices[0])
+            if bar is not None and study.grid:
+                bar.set_postfix({k: point[k] if k in point else point["target"][k] for k, _ in study.grid})
+            res = programs[static](x, params)
+            res = multihost_utils.process_allgather(res, tiled=True) if nproc > 1 else jax.device_get(res)
+            if lead:
+                if claims is None or claims.holds((j, c)):
+                    store.write_chunk(handle, study, index_of(j), c, res)
+                    if claims is not None:
+                        claims.finish((j, c))
+                if bar is not None:
+                    bar.update(min(chunk, study.seeds - lo))
         if not lead:
             return None
-        store.mark(handle.root, out, complete=True)
+        if claims is None:
+            store.mark(handle.root, out, complete=True)
+        else:
+            complete = store.finish_if_complete(handle.root, out, study, handle.chunk)
     finally:
+        if claims is not None:
+            claims.__exit__(None, None, None)
         if bar is not None:
             bar.close()
         if handle is not None:
             handle.close()
     ds = store.load(out)
-    if summary:
+    if summary and (claims is None or complete):
         from .summary import write_summary
 
         write_summary(ds, out)
     return ds
+
+
+def init_study(study: Study, out, *, chunk: int | None = None) -> Path:
+    """Create the (empty) store of ``study`` at ``out`` before workers start, or check that an
+    existing one holds this study (then nothing changes). Returns its path."""
+    out, chunk, _ = _check_args(study, out, chunk, None)
+    import jax
+
+    from .._version import __version__
+
+    handle, _ = _open(out, study, chunk, dict(deflation_version=__version__, jax_version=jax.__version__), False,
+                      shared=True)
+    handle.close()
+    return out
 
 
 def _check_memory(compiled, static, padded: int, device) -> None:

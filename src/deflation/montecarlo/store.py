@@ -8,11 +8,20 @@ dimension, ``seed``, ``component`` and, where used, ``time``, ``rank`` and ``epo
 ``a`` per grid point; and ``chunk_digest`` (``grid..., chunk``), the digest of each computed chunk.
 
 Integrity. A chunk's data is written first and its digest last (a BLAKE2b digest of every
-variable's values in that chunk, 8 bytes, never 0). A chunk counts as done only if its digest is
+variable's values in that chunk as stored, 8 bytes, never 0: NaNs are written and digested as the
+canonical NaN, since Zarr does not write a chunk that equals its fill value and such a chunk reads
+back as the fill value's bits). A chunk counts as done only if its digest is
 set *and* its data, read back, decodes and has that digest: a missing, truncated or bit-flipped
 chunk file is found (:func:`~deflation.montecarlo.store.verify`), and a rerun recomputes exactly those chunks, so the final
-dataset is bit-identical to an uninterrupted run. One process writes a store at a time: it holds
-an exclusive lock on ``<store>/.lock`` while it writes; a second one gets :class:`~deflation.montecarlo.store.StoreBusy`.
+dataset is bit-identical to an uninterrupted run. A single process writing a store holds an
+exclusive lock on ``<store>/.lock``; a second one gets :class:`~deflation.montecarlo.store.StoreBusy`. Independent workers
+(:mod:`deflation.montecarlo.workers`) share that lock and divide the chunks through claim files.
+
+Identity. The store records what decides its numbers (:func:`~deflation.montecarlo.store.provenance`: the versions of
+deflation, jax and jaxlib, the floating point type) and, for a ``kind = "file"`` target, the digest
+and a copy (``target.npz``) of the file's ``a`` and ``U``: a resume with other versions or another
+file content is refused (:class:`~deflation.montecarlo.store.StoreMismatch`), and a finished store stays readable after the
+study's ``.npz`` has moved. A store of an older format is refused with the version that wrote it.
 """
 
 from __future__ import annotations
@@ -20,8 +29,11 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import json
 import os
 import shutil
+import socket
+import time
 import uuid
 import warnings
 from dataclasses import dataclass, field
@@ -32,8 +44,15 @@ import numpy as np
 from .kernel import series_times, variables
 from .study import Study, weights
 
-FORMAT = "deflation.study/2"
+FORMAT = "deflation.study/3"
 DIGEST = "chunk_digest"
+#: Older store formats and the last deflation version that wrote them.
+OLD_FORMATS = {"deflation.study/2": "0.1.0"}
+#: The copy of a ``kind = "file"`` target's arrays inside the store.
+TARGET_COPY = "target.npz"
+#: A ``.tmp`` folder of an interrupted creation is removed after this many seconds (or at once
+#: when the process that made it, on this host, is gone).
+STALE_TMP_S = 24 * 3600.0
 
 
 class StoreMismatch(ValueError):
@@ -42,6 +61,124 @@ class StoreMismatch(ValueError):
 
 class StoreBusy(ValueError):
     """Another process is writing this store now."""
+
+
+def provenance(study: Study) -> dict:
+    """What decides a study's numbers besides the study itself: the versions of deflation, jax and
+    jaxlib, whether JAX runs in 64-bit mode and the study's floating point type. A store keeps it,
+    and a resume with a different one is refused (the package version changes whenever results
+    can change)."""
+    import jax
+    import jaxlib
+
+    from .._version import __version__
+
+    return dict(deflation=__version__, jax=jax.__version__, jaxlib=jaxlib.__version__,
+                x64=bool(jax.config.jax_enable_x64), dtype=study.param_spec.get("dtype", "float64"))
+
+
+def target_values(study: Study) -> dict[str, np.ndarray] | None:
+    """The ``a`` and ``U`` of a ``kind = "file"`` target, read from its file (None for other kinds)."""
+    spec = study.target_spec
+    if spec.get("kind") != "file":
+        return None
+    with np.load(spec["file"], allow_pickle=False) as data:
+        return dict(a=np.asarray(data["a"], np.float64), U=np.asarray(data["U"], np.float64))
+
+
+def target_digest(values: dict[str, np.ndarray] | None) -> str | None:
+    """A hex BLAKE2b digest of a file target's ``a`` and ``U`` (their float64 values and shapes)."""
+    if values is None:
+        return None
+    h = hashlib.blake2b(digest_size=16)
+    for name in ("a", "U"):
+        arr = np.ascontiguousarray(values[name], np.float64)
+        h.update(name.encode() + str(arr.shape).encode() + arr.tobytes())
+    return h.hexdigest()
+
+
+def _identity(study: Study, digest_of_target: str | None) -> str:
+    """A study's identity with a file target named by its contents' digest instead of its path."""
+    spec = json.loads(study.identity())
+    if digest_of_target is not None:
+        spec["target"] = dict(spec["target"], file=f"blake2b:{digest_of_target}")
+    return json.dumps(spec)
+
+
+def stored_study(root, path) -> Study:
+    """The study a store holds. A ``kind = "file"`` target is read from the store's own copy of the
+    file's values, so a finished store stays readable after the ``.npz`` has moved or changed."""
+    spec = json.loads(root.attrs["study"])
+    copy = Path(path) / TARGET_COPY
+    if spec.get("target", {}).get("kind") == "file" and copy.is_file():
+        spec["target"] = dict(spec["target"], file=str(copy.resolve()))
+    return Study.from_dict(spec)
+
+
+def _check_format(fmt, attrs, out) -> None:
+    if fmt == FORMAT:
+        return
+    if fmt in OLD_FORMATS:
+        made = attrs.get("deflation_version") or OLD_FORMATS[fmt]
+        raise StoreMismatch(f"{str(out)!r} was made by an older deflation (format {fmt}, deflation {made}); open it "
+                            f"with deflation {made} (pip install deflation=={made}) or rerun the study into a new store")
+    raise StoreMismatch(f"{str(out)!r} is not a deflation study store (format {fmt!r})")
+
+
+def open_readonly(out):
+    """``(root, study, chunk)`` of an existing store, for reading (:class:`StoreMismatch` if it is not a
+    study store of this format)."""
+    zarr = _zarr()
+    out = Path(out)
+    try:
+        root = zarr.open_group(str(out), mode="r")
+        fmt = root.attrs.get("format")
+    except Exception as err:  # noqa: BLE001
+        raise StoreMismatch(f"{str(out)!r} is not a deflation study store ({type(err).__name__})") from None
+    _check_format(fmt, root.attrs, out)
+    try:
+        study = stored_study(root, out)
+        chunk = int(root.attrs["chunk"])
+    except Exception as err:  # noqa: BLE001 - damaged attributes
+        raise StoreMismatch(f"{str(out)!r}: its study attributes cannot be read ({type(err).__name__}: "
+                            f"{str(err)[:120]})") from None
+    return root, study, chunk
+
+
+def remove_stale_tmp(out) -> list[Path]:
+    """Remove the ``.tmp`` folders that an interrupted :func:`create` of ``out`` left next to it: those
+    whose creating process (on this host) is gone, or older than :data:`STALE_TMP_S`. Returns them."""
+    out = Path(out)
+    removed = []
+    try:
+        candidates = list(out.parent.glob(f".{out.name}.*.tmp"))
+    except OSError:
+        return removed
+    host = socket.gethostname()
+    for tmp in candidates:
+        try:
+            who = (tmp / ".creator").read_text().split()
+        except OSError:
+            who = []
+        try:
+            age = time.time() - tmp.stat().st_mtime
+        except OSError:
+            continue
+        gone = len(who) == 2 and who[0] == host and not _alive(int(who[1]))
+        if gone or age > STALE_TMP_S:
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _consolidate(path) -> None:
@@ -102,20 +239,21 @@ def create(out: str | os.PathLike, study: Study, chunk: int, attrs: dict) -> Non
     in the meantime, this one's is discarded and ``out`` is left to be opened."""
     zarr = _zarr()
     out = Path(out)
+    remove_stale_tmp(out)
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         root = zarr.open_group(str(tmp), mode="w-", zarr_format=3)
+        (tmp / ".creator").write_text(f"{socket.gethostname()} {os.getpid()}")
+        values = target_values(study)
         meta = dict(attrs)
         meta.update(format=FORMAT, study=study.to_json(), identity=study.identity(), chunk=chunk,
                     experiment=study.experiment, grid=[k for k, _ in study.grid], complete=False,
-                    description=study.description)
+                    description=study.description, provenance=provenance(study),
+                    target_digest=target_digest(values))
         root.attrs.update(meta)
-        vars_ = variables(study)
-        for name, (dims, shape, chunks) in layout(study, chunk).items():
-            var = vars_[name]
-            arr = root.create_array(name, shape=shape, chunks=chunks, dtype=_dtype(var, study), fill_value=var.fill,
-                                    dimension_names=dims)
-            arr.attrs.update(description=var.doc)
+        if values is not None:
+            np.savez(tmp / TARGET_COPY, **values)
+        _create_variables(root, study, chunk)
         sizes = dims_sizes(study)
         coords = {"seed": np.arange(study.seeds, dtype=np.int64), "component": np.arange(study.r, dtype=np.int64)}
         coords.update(study.coordinates())
@@ -130,8 +268,8 @@ def create(out: str | os.PathLike, study: Study, chunk: int, attrs: dict) -> Non
         a = np.stack([weights(p) for p in study.points()]).reshape(study.shape + (study.r,))
         arr = root.create_array("a", data=a, chunks=a.shape, dimension_names=grid + ("component",))
         arr.attrs.update(description="ground-truth weight a_i of the component at each grid point")
-        root.create_array(DIGEST, shape=study.shape + (n_chunks(study, chunk),), chunks=(1,) * (len(grid) + 1),
-                          dtype="uint64", fill_value=0, dimension_names=grid + ("chunk",))
+        _create_digest(root, study, chunk)
+        (tmp / ".creator").unlink()
         _consolidate(tmp)
         try:
             os.rename(tmp, out)
@@ -145,6 +283,57 @@ def create(out: str | os.PathLike, study: Study, chunk: int, attrs: dict) -> Non
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _create_variables(root, study: Study, chunk: int, only=None) -> None:
+    """The (empty) data variables' arrays (``only``: just these names; existing chunk files stay)."""
+    vars_ = variables(study)
+    for name, (dims, shape, chunks) in layout(study, chunk).items():
+        if only is not None and name not in only:
+            continue
+        var = vars_[name]
+        arr = root.create_array(name, shape=shape, chunks=chunks, dtype=_dtype(var, study), fill_value=var.fill,
+                                dimension_names=dims)
+        arr.attrs.update(description=var.doc)
+
+
+def _create_digest(root, study: Study, chunk: int) -> None:
+    grid = tuple(k for k, _ in study.grid)
+    root.create_array(DIGEST, shape=study.shape + (n_chunks(study, chunk),), chunks=(1,) * (len(grid) + 1),
+                      dtype="uint64", fill_value=0, dimension_names=grid + ("chunk",))
+
+
+def _repair_metadata(root, out: Path, study: Study, chunk: int) -> list[str]:
+    """Recreate the metadata (``zarr.json``) of a data variable or of the digests that was deleted
+    or damaged, exactly as :func:`create` wrote it; the chunk files are kept and are verified
+    against their digests like any others (so nothing intact is lost and nothing unverified is
+    trusted). Returns the names repaired."""
+    expected = layout(study, chunk)
+    vars_ = variables(study)
+    repaired = []
+    for name in list(expected) + [DIGEST]:
+        try:
+            arr = root[name]
+            if name == DIGEST:
+                ok = arr.shape == study.shape + (n_chunks(study, chunk),) and str(arr.dtype) == "uint64"
+            else:
+                ok = arr.shape == expected[name][1] and arr.chunks == expected[name][2] and \
+                    str(arr.dtype) == _dtype(vars_[name], study)
+        except Exception:  # noqa: BLE001 - missing or unreadable zarr.json
+            ok = False
+        if ok:
+            continue
+        meta = out / name / "zarr.json"
+        if meta.exists():
+            meta.unlink()
+        if name == DIGEST:
+            _create_digest(root, study, chunk)
+        else:
+            _create_variables(root, study, chunk, only=(name,))
+        repaired.append(name)
+    if repaired:
+        _consolidate(out)
+    return repaired
+
+
 @dataclass
 class Handle:
     """An open store: its group, its chunk size and the lock held while writing."""
@@ -153,6 +342,7 @@ class Handle:
     path: Path
     chunk: int
     lock: object = field(default=None, repr=False)
+    repaired: list = field(default_factory=list)
 
     def close(self) -> None:
         if self.lock is not None:
@@ -163,29 +353,45 @@ class Handle:
                 self.lock = None
 
 
-def _lock(path: Path):
-    """An exclusive, non-blocking lock on ``path/.lock`` (:class:`~deflation.montecarlo.store.StoreBusy` if another process has it)."""
+def _lock(path: Path, shared: bool = False):
+    """A non-blocking lock on ``path/.lock``: exclusive for a single writer, shared among independent
+    workers (:class:`~deflation.montecarlo.store.StoreBusy` if another process holds it in the other
+    mode). On a file system without ``flock`` workers go without it (their claims suffice)."""
     fh = open(path / ".lock", "a+")
     try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+        fcntl.flock(fh, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except OSError as err:
+        if shared and err.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            return fh
         fh.seek(0)
         who = fh.read().strip()
         fh.close()
-        raise StoreBusy(f"out = {str(path)!r} is being written by another process{f' ({who})' if who else ''}; "
+        what = "independent workers" if not shared and who.startswith("workers") else "another process"
+        raise StoreBusy(f"out = {str(path)!r} is being written by {what}{f' ({who})' if who else ''}; "
                         "wait for it to finish (then rerun to resume) or choose another --out") from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(f"pid {os.getpid()}")
-    fh.flush()
+    if not shared:
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+    else:
+        fh.seek(0)
+        if not fh.read().startswith("workers"):
+            fh.seek(0)
+            fh.truncate()
+            fh.write("workers")
+            fh.flush()
     return fh
 
 
-def open_for_writing(out, study: Study, chunk: int | None) -> Handle:
-    """Open (and lock) a store for resuming ``study``.
+def open_for_writing(out, study: Study, chunk: int | None, *, shared: bool = False) -> Handle:
+    """Open (and lock; ``shared``: as one of several independent workers) a store for resuming ``study``.
 
-    Raises :class:`~deflation.montecarlo.store.StoreMismatch` when ``out`` is not a study store, holds a different study or was
-    written with a different chunk size, and :class:`~deflation.montecarlo.store.StoreBusy` when another process writes it.
+    Raises :class:`~deflation.montecarlo.store.StoreMismatch` when ``out`` is not a study store (or one of an older format),
+    holds a different study (a file target with other contents included), was started by other
+    versions of deflation, jax or jaxlib (:func:`provenance`) or with a different chunk size, and
+    :class:`~deflation.montecarlo.store.StoreBusy` when another process writes it. A data variable
+    whose metadata was deleted is recreated (its chunks are then verified like any others).
     """
     zarr = _zarr()
     out = Path(out)
@@ -195,22 +401,48 @@ def open_for_writing(out, study: Study, chunk: int | None) -> Handle:
     except Exception as err:  # noqa: BLE001 - whatever zarr raises for something that is not a group
         raise StoreMismatch(f"out = {str(out)!r} exists and is not a deflation study store ({type(err).__name__}); "
                             "choose another --out") from None
-    if fmt != FORMAT or DIGEST not in root:
+    if fmt is None or "study" not in root.attrs:
         raise StoreMismatch(f"out = {str(out)!r} exists and is not a deflation study store (format {fmt!r}); "
                             "choose another --out")
-    stored = Study.from_json(root.attrs["study"])
-    if stored.identity() != study.identity():
+    _check_format(fmt, root.attrs, out)
+    try:
+        stored = stored_study(root, out)
+    except Exception as err:  # noqa: BLE001 - damaged attributes
+        raise StoreMismatch(f"out = {str(out)!r}: its study attributes cannot be read ({type(err).__name__}); "
+                            "choose another --out") from None
+    new_digest = target_digest(target_values(study))
+    old_digest = root.attrs.get("target_digest")
+    if _identity(stored, old_digest) != _identity(study, new_digest):
+        if old_digest != new_digest and stored.target_spec.get("kind") == study.target_spec.get("kind") == "file" \
+                and _identity(stored, None) == _identity(study.replace(target=stored.target_spec), None):
+            raise StoreMismatch(
+                f"out = {str(out)!r} was started with other target values: target.file = "
+                f"{study.target_spec['file']!r} has changed since (its a and U differ from the copy in the store); "
+                "refusing to mix two targets: restore the file or choose another --out")
         raise StoreMismatch(
             f"out = {str(out)!r} already holds a different study ({'; '.join(differences(stored, study))}); "
             "refusing to mix results: choose another --out or delete it"
         )
+    made, now = dict(root.attrs.get("provenance") or {}), provenance(study)
+    if made != now:
+        diff = ", ".join(f"{k} {made.get(k)!r} (store) vs {now.get(k)!r} (now)" for k in sorted(set(made) | set(now))
+                         if made.get(k) != now.get(k))
+        raise StoreMismatch(
+            f"out = {str(out)!r} was started by other versions ({diff}) and their results may differ: finish it "
+            "with the versions that started it, or start a new store (another --out)")
     stored_chunk = int(root.attrs["chunk"])
     if chunk is not None and chunk != stored_chunk:
         raise StoreMismatch(
             f"out = {str(out)!r} was started with chunk = {stored_chunk}, got chunk = {chunk}; resume with "
             f"--chunk {stored_chunk} (or omit it) so that the dataset stays identical to an uninterrupted run"
         )
-    return Handle(root=root, path=out, chunk=stored_chunk, lock=_lock(out))
+    lock = _lock(out, shared=shared)
+    try:
+        repaired = _repair_metadata(root, out, study, stored_chunk)
+    except BaseException:
+        lock.close()
+        raise
+    return Handle(root=root, path=out, chunk=stored_chunk, lock=lock, repaired=repaired)
 
 
 def differences(old: Study, new: Study) -> list[str]:
@@ -235,11 +467,22 @@ def region(study: Study, index: tuple[int, ...], c: int, chunk: int) -> tuple:
     return tuple(index) + (slice(lo, min(lo + chunk, study.seeds)),)
 
 
+def canonical(arr: np.ndarray) -> np.ndarray:
+    """``arr`` with every NaN as the canonical quiet NaN (the bits Zarr reads back for a chunk that
+    it did not write because it equals the fill value NaN)."""
+    arr = np.asarray(arr)
+    if arr.dtype.kind == "f":
+        nan = np.isnan(arr)
+        if nan.any():
+            arr = np.where(nan, np.array(np.nan, arr.dtype), arr)
+    return arr
+
+
 def digest(values: dict[str, np.ndarray]) -> int:
-    """BLAKE2b (8 bytes) of a chunk's values, in name order, as a non-zero uint64."""
+    """BLAKE2b (8 bytes) of a chunk's values as stored (NaNs canonical), in name order, as a non-zero uint64."""
     h = hashlib.blake2b(digest_size=8)
     for name in sorted(values):
-        arr = np.ascontiguousarray(values[name])
+        arr = np.ascontiguousarray(canonical(values[name]))
         h.update(name.encode())
         h.update(str(arr.dtype).encode())
         h.update(str(arr.shape).encode())
@@ -257,7 +500,7 @@ def write_chunk(handle: Handle, study: Study, index: tuple[int, ...], c: int, va
     rows = {}
     for name in vars_:
         arr = root[name]
-        rows[name] = np.asarray(values[name])[:n].astype(arr.dtype)
+        rows[name] = canonical(np.asarray(values[name])[:n].astype(arr.dtype))
         arr[reg] = rows[name]
     root[DIGEST][tuple(index) + (c,)] = np.uint64(digest(rows))
 
@@ -287,7 +530,7 @@ class Integrity:
 def _chunks(root, study: Study, chunk: int):
     """Every flagged chunk, read back and checked: yields ``(position, values or None, problem or
     None)`` with ``position = (grid index..., chunk)``."""
-    flags = np.asarray(root[DIGEST][...], np.uint64)
+    flags = read_flags(root)
     names = [k for k, _ in study.grid]
     for pos in np.ndindex(flags.shape):
         if flags[pos] == 0:
@@ -308,9 +551,27 @@ def _chunks(root, study: Study, chunk: int):
             yield pos, values, None
 
 
+def read_flags(root) -> np.ndarray:
+    """The chunk digests (0: not computed). An unreadable digest file reads as 0 (so its chunk is
+    recomputed)."""
+    arr = root[DIGEST]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.asarray(arr[...], np.uint64)
+    except Exception:  # noqa: BLE001 - a damaged digest file: read them one by one
+        flags = np.zeros(arr.shape, np.uint64)
+        for pos in np.ndindex(arr.shape):
+            try:
+                flags[pos] = arr[pos]
+            except Exception:  # noqa: BLE001
+                flags[pos] = 0
+        return flags
+
+
 def verify(root, study: Study, chunk: int) -> Integrity:
     """Check every flagged chunk against its digest (reading its data back)."""
-    flags = np.asarray(root[DIGEST][...], np.uint64)
+    flags = read_flags(root)
     done = np.zeros(flags.shape, bool)
     damaged = np.zeros(flags.shape, bool)
     problems = []
@@ -321,6 +582,29 @@ def verify(root, study: Study, chunk: int) -> Integrity:
             damaged[pos] = True
             problems.append(problem)
     return Integrity(done=done, missing=(flags == 0), damaged=damaged, problems=problems)
+
+
+def chunk_flag(root, index: tuple[int, ...], c: int) -> int:
+    """The digest of one chunk as stored now (0: not computed, or its digest file is unreadable)."""
+    try:
+        return int(root[DIGEST][tuple(index) + (c,)])
+    except Exception:  # noqa: BLE001
+        return 0
+
+
+def finish_if_complete(root, path, study: Study, chunk: int) -> bool:
+    """If every chunk's digest is set and every chunk verifies, mark the store complete (under a
+    lock on ``<store>/.meta.lock``, so that workers finishing together consolidate one at a time).
+    Returns whether the store is complete."""
+    if not (read_flags(root) != 0).all() or not verify(root, study, chunk).complete:
+        return False
+    with open(Path(path) / ".meta.lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        except OSError:
+            pass  # no flock on this file system: zarr writes metadata atomically anyway
+        mark(root, path, complete=True)
+    return True
 
 
 def mark(root, path, complete: bool) -> None:
@@ -337,28 +621,20 @@ def load(out, *, verify_data: bool = True):
     dataset's attributes ``chunks_damaged`` and ``chunks_missing`` say which; ``complete`` is True
     only when every chunk is intact.
     """
-    zarr = _zarr()
     import xarray as xr
 
     out = Path(out)
-    try:
-        root = zarr.open_group(str(out), mode="r")
-        fmt = root.attrs.get("format")
-    except Exception as err:  # noqa: BLE001
-        raise StoreMismatch(f"{str(out)!r} is not a deflation study store ({type(err).__name__})") from None
-    if fmt != FORMAT:
-        raise StoreMismatch(f"{str(out)!r} is not a deflation study store (format {fmt!r})")
-    study = Study.from_json(root.attrs["study"])
-    chunk = int(root.attrs["chunk"])
-    ds = xr.open_zarr(str(out), consolidated=True, mask_and_scale=False)
+    root, study, chunk = open_readonly(out)
+    ds = _open_dataset(xr, out)
     ds = ds.set_coords("a").drop_vars(DIGEST)
+    ds.attrs["study"] = study.to_json()  # a file target: the store's own copy
     if not verify_data:
         return ds.load()
     # read chunk by chunk: an intact chunk's values go in; a missing or damaged one stays "not
     # computed" (the variables' fill values), and is never decoded into the dataset
     vars_ = variables(study)
     arrays = {name: np.full(ds[name].shape, var.fill, ds[name].dtype) for name, var in vars_.items()}
-    flags = np.asarray(root[DIGEST][...], np.uint64)
+    flags = read_flags(root)
     done = np.zeros(flags.shape, bool)
     problems = []
     for pos, values, problem in _chunks(root, study, chunk):
@@ -373,6 +649,17 @@ def load(out, *, verify_data: bool = True):
     ds.attrs.update(complete=bool(done.all()), chunks_damaged=problems, chunks_missing=int((flags == 0).sum()),
                     chunks_total=int(flags.size))
     return ds
+
+
+def _open_dataset(xr, out: Path):
+    """``xarray.open_zarr`` of a store, from its consolidated metadata; while a worker is marking the
+    store complete that metadata is briefly being rewritten, so it is retried, then read array by array."""
+    for attempt in range(5):
+        try:
+            return xr.open_zarr(str(out), consolidated=True, mask_and_scale=False)
+        except (ValueError, KeyError, FileNotFoundError):
+            time.sleep(0.2 * (attempt + 1))
+    return xr.open_zarr(str(out), consolidated=False, mask_and_scale=False)
 
 
 def study_of(ds) -> Study:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..integrate import SUCCESS
+from ..integrate import STATUS_NAMES, SUCCESS
 from .store import study_of
 from .wilson import wilson_interval
 
@@ -33,6 +33,45 @@ def _counts(sub):
     return ok, int(ok.sum()), int(((status >= 0) & ~ok).sum()), int((status < 0).sum())
 
 
+def _status_text(status: np.ndarray) -> str:
+    """``"ok"``, or how many computed seeds failed and why (e.g. ``"failed 8 of 8: max_steps reached"``)."""
+    computed = status[status >= 0]
+    bad = computed[computed != SUCCESS]
+    if not bad.size:
+        return "ok"
+    kinds, counts = np.unique(bad, return_counts=True)
+    why = ", ".join(f"{STATUS_NAMES.get(int(k), f'status {int(k)}')} ({c})" if len(kinds) > 1 else
+                    STATUS_NAMES.get(int(k), f"status {int(k)}") for k, c in zip(kinds, counts))
+    return f"failed {bad.size} of {computed.size}: {why}"
+
+
+def _ranges(indices) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` -> ``"0..2, 5, 7..8"`` (at most 10 ranges, then ``...``)."""
+    parts, idx = [], list(indices)
+    i = 0
+    while i < len(idx):
+        j = i
+        while j + 1 < len(idx) and idx[j + 1] == idx[j] + 1:
+            j += 1
+        parts.append(str(idx[i]) if i == j else f"{idx[i]}..{idx[j]}")
+        i = j + 1
+    return ", ".join(parts[:10]) + (", ..." if len(parts) > 10 else "")
+
+
+def failures(ds) -> list[str]:
+    """One line per grid point where computed seeds failed (solver status other than success):
+    the grid point, the seed indices and the status, e.g. ``"max_steps = 3: seeds 0..7 failed
+    (failed 8 of 8: max_steps reached)"``. Empty when every computed seed succeeded."""
+    lines = []
+    for coords, sel in grid_points(ds):
+        status = np.asarray(ds["status"].isel(sel).values)
+        bad = np.flatnonzero((status >= 0) & (status != SUCCESS))
+        if bad.size:
+            where = ", ".join(f"{k} = {v!r}" for k, v in coords.items()) or "the study"
+            lines.append(f"{where}: seeds {_ranges(bad.tolist())} failed ({_status_text(status)})")
+    return lines
+
+
 def _quantiles(x, prefix: str) -> dict:
     q = np.quantile(x, QUANTILES) if x.size else [np.nan] * len(QUANTILES)
     return {f"{prefix}_q{round(100 * qq):02d}": float(v) for qq, v in zip(QUANTILES, q)}
@@ -41,6 +80,7 @@ def _quantiles(x, prefix: str) -> dict:
 def summarize(ds):
     """A ``pandas.DataFrame``, one row per grid point and component: the grid coordinates, ``a``,
     ``n`` (intact, successful seeds), ``failed`` (solver failures), ``missing`` (not computed),
+    ``status`` (``"ok"``, or how many seeds failed and why),
     ``discovered`` (seeds that discovered the component), ``fitted`` (seeds that fitted it; flow
     and algorithm2, which record fits), ``p = discovered / n`` with its Wilson 95% interval
     ``p_lo``, ``p_hi``, and by experiment: discovery and fit time quantiles (``t_q10``, ``t_q50``,
@@ -77,7 +117,8 @@ def summarize(ds):
                 row["fitted"] = int((fe >= 0).sum())
             elif "fit_time" in sub:
                 row["fitted"] = int(np.isfinite(np.asarray(sub["fit_time"].values)[ok, i]).sum())
-            row.update(p=k / n if n else np.nan, p_lo=float(lo), p_hi=float(hi))
+            row.update(p=k / n if n else np.nan, p_lo=float(lo), p_hi=float(hi),
+                       status=_status_text(np.asarray(sub["status"].values)))
             if experiment == "algorithm2":
                 de = np.asarray(sub["discovery_epoch"].values)[ok, i]
                 row.update(_quantiles(de[de >= 0], "epoch"))
