@@ -111,14 +111,14 @@ def summarize(ds):
             k = int(disc[:, i].sum())
             lo, hi = wilson_interval(k, n)
             row = dict(coords)
-            row.update(component=i, a=float(a[i]), n=n, failed=failed, missing=missing, discovered=k)
+            row.update(component=i, a=float(a[i]), n=n, failed=failed, missing=missing,
+                       status=_status_text(np.asarray(sub["status"].values)), discovered=k)
             if experiment == "algorithm2":
                 fe = np.asarray(sub["fit_epoch"].values)[ok, i]
                 row["fitted"] = int((fe >= 0).sum())
             elif "fit_time" in sub:
                 row["fitted"] = int(np.isfinite(np.asarray(sub["fit_time"].values)[ok, i]).sum())
-            row.update(p=k / n if n else np.nan, p_lo=float(lo), p_hi=float(hi),
-                       status=_status_text(np.asarray(sub["status"].values)))
+            row.update(p=k / n if n else np.nan, p_lo=float(lo), p_hi=float(hi))
             if experiment == "algorithm2":
                 de = np.asarray(sub["discovery_epoch"].values)[ok, i]
                 row.update(_quantiles(de[de >= 0], "epoch"))
