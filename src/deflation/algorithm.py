@@ -199,7 +199,7 @@ class Algorithm2Result(eqx.Module):
         residual_norm: final ``|T - T*|_F``, (B,).
         log_norm, ubar: final state in log-norm coordinates, ``w_j = exp(log_norm_j) ubar_j``
             (exact where ``W`` underflows), (B, m), (B, d, m).
-        W: final components, (B, d, m).
+        W: final columns of ``W``, (B, d, m).
         member: final ``S_i`` index of every column, -1 outside every ``S_i``, (B, m).
         status: 0 if every solve succeeded, else the first failure's code (the run halts there), (B,).
         seeds: the seed indices of a batch (seed ``k`` used ``fold_in(key, k)``), or None.
@@ -531,14 +531,14 @@ def algorithm2_plan(B: int, d: int, m: int, r: int, grid_points: int, max_epochs
             memory available and what to change, with the argument names in ``names`` (keys
             ``seeds``, ``m``, ``event_points``, ``max_epochs``).
     """
-    names = names or dict(seeds="seeds", m="m", event_points="grid_points", max_epochs="max_epochs",
+    names = names or dict(seeds="seeds", m="m", event_points="event_points", max_epochs="max_epochs",
                           precise="the float loss (precise_loss=False)")
     available = memory.available_memory()
     estimate = memory.fit_chunk(
         lambda c: memory.algorithm2_memory(seeds=B, d=d, m=m, r=r, grid_points=grid_points, max_epochs=max_epochs,
                                            precise=precise, chunk=c), seed_chunk(B), available)
     memory.require_fits(estimate, available, f"Algorithm 2 with {B} seed(s) of m = {m} columns in d = {d} dimensions, "
-                        f"{grid_points} grid points and {max_epochs} epochs", memory.suggest(estimate, names))
+                        f"{grid_points} event points and {max_epochs} epochs", memory.suggest(estimate, names))
     return estimate
 
 
