@@ -298,7 +298,8 @@ def plot(results: dict, path: Path) -> Path:
 
 
 def add_arguments(p):
-    p.add_argument("--quick", action="store_true", help="few solvers/tolerances, small horizon (a couple of minutes)")
+    p.add_argument("--quick", action="store_true", help="few solvers/tolerances, small horizon (5 minutes or more on 2 cores: about 20 "
+                   "compilations)")
     p.add_argument("--repeats", type=int, default=None, help="timed calls after the compiling one (best taken; default 1 quick, 2 full)")
     p.add_argument("--only", type=str, default=None, help="comma list of: figure1, hard, optax, raw")
     p.add_argument("--solvers", type=str, default=None, help="comma list of solver names to keep from the grid (e.g. Tsit5)")

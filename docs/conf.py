@@ -42,6 +42,7 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
     "myst_nb",
+    "sphinx-mathjax-offline",  # MathJax 3 shipped with the site (site/html/_static/mathjax): math renders offline
     "deflation_docs",  # _ext/deflation_docs.py: module pages, reference rules, API completeness
     "deflation_cli",  # _ext/deflation_cli.py: the command line pages from build_parser()
 ]
@@ -91,4 +92,6 @@ smartquotes_action = "qe"  # quotes and ellipses, but no dashes: ``--seeds`` sta
 html_theme = "furo"
 html_title = f"deflation {release}"
 html_static_path: list[str] = []
+# no CDN: the MathJax of sphinx-mathjax-offline (a PyPI package), copied into _static/mathjax
+mathjax_path = "mathjax/tex-chtml.js"
 html_show_sourcelink = False

@@ -89,7 +89,7 @@ print(f"lam = {lam:.3g}, alpha = {alpha:.3g}, delta1 = {delta1:.3g}, delta0 = {d
 
 def run(c3):
     out = df.modified_gradient_flow(target, jax.random.key(SEED), **params.as_kwargs(), c1=C1, c2=C2, c3=c3,
-                                    max_epochs=MAX_EPOCHS, grid_points=GRID)
+                                    max_epochs=MAX_EPOCHS, event_points=GRID)
     assert not out.failed(), out.failed()
     return out, jax.tree_util.tree_map(np.asarray, out.record)
 

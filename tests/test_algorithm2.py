@@ -33,7 +33,7 @@ T1_EPOCHS = 2
 @pytest.fixture(scope="module")
 def explicit_run():
     target = spread_target(8)
-    res = deflation.modified_gradient_flow(target, jax.random.key(0), **EXPLICIT, max_epochs=6, grid_points=33)
+    res = deflation.modified_gradient_flow(target, jax.random.key(0), **EXPLICIT, max_epochs=6, event_points=33)
     return target, jax.tree_util.tree_map(np.asarray, res)
 
 
@@ -41,7 +41,7 @@ def explicit_run():
 def theorem_setup():
     target = spread_target(6)
     params = deflation.theorem1_parameters(d=6, eps=1e-2)
-    kwargs = dict(params.as_kwargs(), max_epochs=T1_EPOCHS, grid_points=33, precise_loss=False)
+    kwargs = dict(params.as_kwargs(), max_epochs=T1_EPOCHS, event_points=33, precise_loss=False)
     return target, params, kwargs
 
 
@@ -304,7 +304,7 @@ def test_cli_bad_input_is_one_line_and_exit_code_2(capsys):
     assert main(["algorithm2", "--gamma", "1.5"]) == 2
     err = capsys.readouterr().err
     assert "gamma" in err and "(0.0, 1.0)" in err and "Traceback" not in err
-    assert main(["algorithm2", "--a", "0.5", "0.5", "--geometric", "2"]) == 2
+    assert main(["algorithm2", "--a", "0.5,0.5", "--ratio", "2"]) == 2
 
 
 @pytest.mark.slow
@@ -312,7 +312,7 @@ def test_cli_writes_record_and_png(tmp_path, capsys):
     from deflation.cli import main
 
     out = tmp_path / "run"
-    assert main(["algorithm2", "--d", "4", "--geometric", "2", "--eps", "3e-2", "--max-epochs", "4", "--seeds", "3",
+    assert main(["algorithm2", "--d", "4", "--ratio", "2", "--eps", "3e-2", "--max-epochs", "4", "--seeds", "3",
                  "--chunk", "2", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "per-epoch table" in text and "seed 2:" in text

@@ -104,7 +104,7 @@ def test_gradient_flow_and_algorithm2_record_the_same_discovery_times():
     kw = dict(m=40, delta0=1e-8, delta1=1e-4, lam=2e-3, gamma=0.5, eps=1e-2, alpha=0.1)
     K = 65
     key = jax.random.key(7)
-    res = deflation.modified_gradient_flow(target, key, **kw, c1=4.5, max_epochs=1, grid_points=K, rtol=1e-9,
+    res = deflation.modified_gradient_flow(target, key, **kw, c1=4.5, max_epochs=1, event_points=K, rtol=1e-9,
                                            atol=1e-9)
     t1 = float(res.record.t1[0])
     # the same initial draw: key split once, directions from the second key (algorithm._run_batch)

@@ -15,7 +15,7 @@ from deflation.baselines import deflation_levels
 def figure1_run(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("figure1")
     out = subprocess.run(
-        [sys.executable, "-m", "deflation.cli", "figure1", "--seeds", "2", "--t-end", "150", "--points", "151",
+        [sys.executable, "-m", "deflation.cli", "figure1", "--seeds", "2", "--horizon", "150", "--points", "151",
          "--rtol", "1e-8", "--atol", "1e-8", "--out", str(out_dir)],
         capture_output=True, text=True, check=True,
     )
@@ -97,7 +97,7 @@ def test_figure1_plot_shows_the_plateaus_markers_and_a_legend_that_hides_nothing
 
 def test_figure1_command_does_not_count_unfitted_components_as_in_order(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "deflation.cli", "figure1", "--seeds", "1", "--t-end", "115", "--points", "116",
+        [sys.executable, "-m", "deflation.cli", "figure1", "--seeds", "1", "--horizon", "115", "--points", "116",
          "--rtol", "1e-8", "--atol", "1e-8", "--out", str(tmp_path)],
         capture_output=True, text=True, check=True,
     )

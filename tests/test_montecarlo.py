@@ -39,7 +39,7 @@ def make_study(experiment="flow", **changes):
     target = {"kind": "basis", "a": p.pop("a")}
     seeds = p.pop("seeds")
     return Study(experiment, seeds, target, p)
-CLI_ARGS = ["--a", "0.6,0.4", "--d", "6", "--m", "8", "--delta0", "1e-4", "--time", "3.3", "--seeds", "256",
+CLI_ARGS = ["--a", "0.6,0.4", "--d", "6", "--m", "8", "--delta0", "1e-4", "--horizon", "3.3", "--seeds", "256",
             "--event-points", "64", "--no-progress", "--quiet"]
 DISCRETE = ("discovered", "members", "status")
 TIMES = ("discovery_time", "fit_time", "loss")

@@ -378,7 +378,7 @@ def test_subnormal_thresholds_are_taken_exactly():
     np.testing.assert_allclose(tiny.discovery_time, disc, rtol=1e-5)  # the solver tolerance: steps differ
     np.testing.assert_array_equal(tiny.member, normal.member)
     res = D.modified_gradient_flow(target, jax.random.key(0), m=4, delta0=1e-310, delta1=1e-4, lam=0.05, gamma=0.5,
-                                   eps=0.1, max_epochs=2, grid_points=9)
+                                   eps=0.1, max_epochs=2, event_points=9)
     assert int(res.status) == SUCCESS and int(res.epochs) == 2
     assert np.isfinite(np.asarray(res.log_norm)).all()
 
@@ -394,8 +394,8 @@ FIGURE1_BAD = [
     (["--order", "2"], "--order"), (["--order", str(10**18)], "--order"),
     (["--init", "0"], "--init"), (["--init=-1e-15"], "--init"), (["--init", "nan"], "--init"),
     (["--init", "inf"], "--init"), (["--init", "1e300"], "--init"),
-    (["--t-end", "0"], "--t-end"), (["--t-end", "-5"], "--t-end"), (["--t-end", "nan"], "--t-end"),
-    (["--t-end", "inf"], "--t-end"), (["--t-end", "1e-310"], "--t-end"),
+    (["--horizon", "0"], "--horizon"), (["--horizon", "-5"], "--horizon"), (["--horizon", "nan"], "--horizon"),
+    (["--horizon", "inf"], "--horizon"), (["--horizon", "1e-310"], "--horizon"),
     (["--points", "1"], "--points"), (["--points", "0"], "--points"), (["--points", "1000000000"], "--points"),
     (["--lam", "-1"], "--lam"), (["--lam", "nan"], "--lam"), (["--lam", "inf"], "--lam"),
     (["--rtol", "0"], "--rtol"), (["--rtol=-1e-8"], "--rtol"), (["--rtol", "nan"], "--rtol"),
@@ -406,9 +406,9 @@ FIGURE1_BAD = [
 ]
 
 ALGORITHM2_BAD = [
-    (["--d", "1"], "--d"), (["--d", "100000"], "--m"), (["--a", "nan", "0.5"], "--a"), (["--a", "-1", "0.5"], "--a"),
-    (["--a", "0", "0"], "--a"), (["--a"] + ["0.1"] * 9, "--a"), (["--geometric", "0.5"], "--geometric"),
-    (["--geometric", "inf"], "--geometric"), (["--r", "0"], "--r"), (["--r", "9"], "--r"),
+    (["--d", "1"], "--d"), (["--d", "100000"], "--m"), (["--a", "nan,0.5"], "--a"), (["--a=-1,0.5"], "--a"),
+    (["--a", "0,0"], "--a"), (["--a", ",".join(["0.1"] * 9)], "--a"), (["--a", "0.5,x"], "--a"),
+    (["--ratio", "0.5"], "--ratio"), (["--ratio", "inf"], "--ratio"), (["--r", "0"], "--r"), (["--r", "9"], "--r"),
     (["--eps", "0"], "--eps"), (["--eps", "nan"], "--eps"), (["--eps", "inf"], "--eps"), (["--eps", "1e-300"], "--eps"),
     (["--m", "0"], "--m"), (["--m", "1"], "--m"), (["--m", "100000"], "--m"),
     (["--lam", "0"], "--lam"), (["--lam", "-1"], "--lam"), (["--lam", "nan"], "--lam"), (["--lam", "1e300"], "--lam"),
@@ -418,9 +418,9 @@ ALGORITHM2_BAD = [
     (["--c2", "-1"], "--c2"), (["--c3", "-1"], "--c3"), (["--c3", "nan"], "--c3"), (["--c-rho", "1"], "--c-rho"),
     (["--max-epochs", "0"], "--max-epochs"), (["--max-epochs", "1000000000"], "--max-epochs"),
     (["--seeds", "0"], "--seeds"), (["--seeds", str(10**12)], "--seeds"), (["--seeds", "100000000"], "--seeds"),
-    (["--seed", str(2**64)], "--seed"), (["--chunk", "0"], "--chunk"), (["--rtol", "0"], "--rtol"),
-    (["--rtol", "5"], "--rtol"), (["--atol", "inf"], "--atol"), (["--grid-points", "2"], "--grid-points"),
-    (["--grid-points", "1000000000"], "--grid-points"),
+    (["--key", str(2**64)], "--key"), (["--chunk", "0"], "--chunk"), (["--rtol", "0"], "--rtol"),
+    (["--rtol", "5"], "--rtol"), (["--atol", "inf"], "--atol"), (["--event-points", "2"], "--event-points"),
+    (["--event-points", "1000000000"], "--event-points"),
 ]
 
 
@@ -445,7 +445,7 @@ def test_figure1_every_bad_flag_value_is_one_line_naming_the_flag(capsys, tmp_pa
     # a wrong type is argparse's: its usage, then one line naming the flag, exit code 2
     from deflation.cli import main
 
-    for flag, kind in (("--seeds", "int"), ("--d", "int"), ("--init", "float"), ("--t-end", "float")):
+    for flag, kind in (("--seeds", "int"), ("--d", "int"), ("--init", "float"), ("--horizon", "float")):
         with pytest.raises(SystemExit) as exit_:
             main(["figure1", flag, "x"])
         assert exit_.value.code == 2
@@ -490,7 +490,7 @@ def test_outputs_are_written_atomically(capsys, tmp_path, monkeypatch):
     from deflation.cli import main
 
     out = tmp_path / "f1"
-    argv = ["figure1", "--seeds", "1", "--d", "4", "--r", "2", "--m", "3", "--t-end", "5", "--points", "3",
+    argv = ["figure1", "--seeds", "1", "--d", "4", "--r", "2", "--m", "3", "--horizon", "5", "--points", "3",
             "--rtol", "1e-6", "--atol", "1e-6", "--out", str(out)]
     assert main(argv) == 0
     before = (out / "figure1.npz").read_bytes()
@@ -516,10 +516,9 @@ def test_concurrent_runs_on_one_out_leave_complete_files(command, tmp_path):
     import sys
 
     out = tmp_path / "shared" / "deep"
-    args = {"figure1": ["--seeds", "1", "--d", "4", "--r", "2", "--m", "3", "--t-end", "5", "--points", "3"],
-            "algorithm2": ["--d", "3", "--geometric", "2", "--eps", "5e-2", "--max-epochs", "2", "--grid-points", "5"]}
-    procs = [subprocess.Popen([sys.executable, "-m", "deflation.cli", command, *args[command], "--key" if command ==
-                               "figure1" else "--seed", str(k), "--out", str(out)], stdout=subprocess.PIPE,
+    args = {"figure1": ["--seeds", "1", "--d", "4", "--r", "2", "--m", "3", "--horizon", "5", "--points", "3"],
+            "algorithm2": ["--d", "3", "--ratio", "2", "--eps", "5e-2", "--max-epochs", "2", "--event-points", "5"]}
+    procs = [subprocess.Popen([sys.executable, "-m", "deflation.cli", command, *args[command], "--key", str(k), "--out", str(out)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for k in range(4)]
     results = [p.communicate(timeout=600) + (p.returncode,) for p in procs]
     for stdout, stderr, code in results:

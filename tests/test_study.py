@@ -281,7 +281,7 @@ def test_kill_and_resume_is_bit_identical(experiment, tmp_path):
         study = Study("flow", 12, SMALL, dict(FLOW, m=[6, 8]), chunk=4)
     else:
         study = Study("algorithm2", 6, {"kind": "basis", "a": [0.6, 0.4]},
-                      dict(d=4, eps=[3e-2, 5e-2], max_epochs=4, grid_points=17), chunk=3)
+                      dict(d=4, eps=[3e-2, 5e-2], max_epochs=4, event_points=17), chunk=3)
     ref = run_study(study, tmp_path / "ref.zarr", progress=False, summary=False)
     p = subprocess.run([sys.executable, "-c", KILL, str(tmp_path / "k.zarr"), study.to_json(), "3"], env=cpu_env(),
                        capture_output=True, text=True, timeout=600)

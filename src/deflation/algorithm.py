@@ -18,7 +18,7 @@ epoch loop is a ``lax.scan`` of ``max_epochs`` steps over the whole batch of see
 (:class:`EpochState`) holds each seed's state, ``beta``, the ``S_i`` membership of every column
 (Definition 1) and the PRNG key, split explicitly once per epoch (the re-draw key). Each phase is
 one :func:`deflation.integrate.solve` call for the batch, each seed with its own phase length and
-its own adaptive steps, whose event grid of ``grid_points`` times per phase carries Definition 1
+its own adaptive steps, whose event grid of ``event_points`` times per phase carries Definition 1
 (:mod:`deflation.definition1`) and the Proposition 1 monitors (:mod:`deflation.monitors`). A seed
 that has converged (or was halted by a solver failure) runs its phases with length 0: no solver
 step, nothing changes, and its record says the epoch did not run. Seed ``k`` of a batch uses the
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -198,7 +199,7 @@ class Algorithm2Result(eqx.Module):
         residual_norm: final ``|T - T*|_F``, (B,).
         log_norm, ubar: final state in log-norm coordinates, ``w_j = exp(log_norm_j) ubar_j``
             (exact where ``W`` underflows), (B, m), (B, d, m).
-        W: final components, (B, d, m).
+        W: final columns of ``W``, (B, d, m).
         member: final ``S_i`` index of every column, -1 outside every ``S_i``, (B, m).
         status: 0 if every solve succeeded, else the first failure's code (the run halts there), (B,).
         seeds: the seed indices of a batch (seed ``k`` used ``fold_in(key, k)``), or None.
@@ -530,14 +531,14 @@ def algorithm2_plan(B: int, d: int, m: int, r: int, grid_points: int, max_epochs
             memory available and what to change, with the argument names in ``names`` (keys
             ``seeds``, ``m``, ``event_points``, ``max_epochs``).
     """
-    names = names or dict(seeds="seeds", m="m", event_points="grid_points", max_epochs="max_epochs",
+    names = names or dict(seeds="seeds", m="m", event_points="event_points", max_epochs="max_epochs",
                           precise="the float loss (precise_loss=False)")
     available = memory.available_memory()
     estimate = memory.fit_chunk(
         lambda c: memory.algorithm2_memory(seeds=B, d=d, m=m, r=r, grid_points=grid_points, max_epochs=max_epochs,
                                            precise=precise, chunk=c), seed_chunk(B), available)
     memory.require_fits(estimate, available, f"Algorithm 2 with {B} seed(s) of m = {m} columns in d = {d} dimensions, "
-                        f"{grid_points} grid points and {max_epochs} epochs", memory.suggest(estimate, names))
+                        f"{grid_points} event points and {max_epochs} epochs", memory.suggest(estimate, names))
     return estimate
 
 
@@ -572,9 +573,10 @@ def modified_gradient_flow(
     rtol: float = 1e-8,
     atol: float = 1e-8,
     max_steps: int = 100_000,
-    grid_points: int = 65,
+    event_points: int = 65,
     precise_loss: bool | None = None,
     d: int | None = None,
+    grid_points: int | None = None,
 ) -> Algorithm2Result:
     """Run the paper's Algorithm 2 (modified gradient flow) and record its diagnostics.
 
@@ -609,12 +611,14 @@ def modified_gradient_flow(
         solver: a diffrax solver (default ``Tsit5``); rtol, atol: its ``PIDController`` tolerances.
         max_steps: solver step budget per phase (at most 2^31 - 1); a phase that exhausts it halts
             the run (``status``), which keeps its state from the start of that phase.
-        grid_points: save points per phase for Definition 1 tracking and the traces (>= 3).
+        event_points: grid points per phase on which Definition 1's events are located and the
+            traces are recorded (>= 3); the same name as :func:`deflation.gradient_flow`'s.
         precise_loss: double-double ``|T - T*|_F`` (default: automatic by size, see
             :func:`deflation.contract.precise_by_default`).
         d: the dimension the other parameters were chosen for, if any (``ValueError`` unless it is
             ``target.d``). :meth:`deflation.Theorem1Parameters.as_kwargs` passes it, so Theorem 1
             parameters computed for another dimension are refused rather than run.
+        grid_points: deprecated spelling of ``event_points`` (a ``FutureWarning`` says so).
 
     Returns:
         an :class:`Algorithm2Result` (batch axis first when ``seeds`` is given).
@@ -653,7 +657,11 @@ def modified_gradient_flow(
     c3 = check.nonnegative("c3", c3)
     c_rho = check.in_open_interval("c_rho", c_rho, 0.0, 1.0)
     max_epochs = check.integer("max_epochs", max_epochs, 1)
-    grid_points = check.integer("grid_points", grid_points, 3)
+    if grid_points is not None:
+        warnings.warn("modified_gradient_flow(grid_points=...) is deprecated; use event_points=...", FutureWarning,
+                      stacklevel=2)
+        event_points = grid_points
+    grid_points = check.integer("event_points", event_points, 3)
     rtol = check.positive("rtol", rtol)
     atol = check.positive("atol", atol)
     max_steps = check.integer("max_steps", max_steps, 1, check.MAX_STEPS_LIMIT)

@@ -156,7 +156,7 @@ class DescentResult(eqx.Module):
 
     Attributes:
         iterations: iteration counts at which the state was recorded, (K,).
-        W: the components at those iterations, (K, d, m).
+        W: the columns of ``W`` at those iterations, (K, d, m).
         residual: ``(T* - T)(u_i^p)`` for each ground truth ``i`` at those iterations, (K, r).
     """
 
@@ -203,7 +203,7 @@ def discrete_gradient_descent(
 
     Args:
         target: the ground truth.
-        W0: initial components (d, m).
+        W0: initial columns of ``W`` (d, m).
         optimizer: an ``optax.GradientTransformation`` (``optax.sgd(1e-2)``, ``optax.adam(...)``, ...).
         steps: number of iterations (a multiple of ``record_every``).
         lam: regularization ``lam/2 |W|_F^2``.

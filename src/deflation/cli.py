@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 #: Command modules, in the order ``--help`` lists them.
 COMMANDS = [
@@ -46,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
 
     compilation_cache.enable(compilation_cache.choose(args.cache_dir))  # a second run reads compiled programs
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():  # a deprecated spelling in a study file: one line, no source line
+            warnings.showwarning = lambda message, category, *_, **__: print(
+                f"deflation {args.command}: {message}", file=sys.stderr)
+            return int(args.func(args) or 0)
     except (ValueError, TypeError, OSError) as err:  # bad input or an unusable path: one clear line, no traceback
         print(f"deflation {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2

@@ -511,7 +511,7 @@ def precise_for_tolerance(a, U, order: int, tol: float, d: int, m: int) -> bool:
 def residual_norm_sq(Xbar, omega, target: Target, precise: bool | None = None):
     """``(|T - T*|_F^2, floor)``: precise route when asked or when small enough, else float route.
 
-    ``omega = None`` takes ``Xbar`` as the raw components ``W`` (weights ``|w_j|^2``).
+    ``omega = None`` takes ``Xbar`` as the raw columns of ``W`` (weights ``|w_j|^2``).
     """
     d, m = Xbar.shape
     if precise is None:

@@ -103,7 +103,7 @@ def loss(W: ArrayLike, target: Target, lam: Any = 0.0, *, precise: bool | None =
     """``L(W) = 1/2 |T - T*|_F^2 + lam/2 |W|_F^2`` (paper Section 4), without forming T.
 
     Args:
-        W: components (d, m), any real array-like.
+        W: the columns of ``W`` (d, m), any real array-like.
         target: the ground truth.
         lam: the regularization coefficient (>= 0).
         precise: compute ``|T - T*|^2`` in double-double arithmetic (accurate to ``~1e-30 |T*|^2``)

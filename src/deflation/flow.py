@@ -328,7 +328,7 @@ def gradient_flow(
 
     Args:
         target: the ground truth ``T*``.
-        W0: initial components, of any real dtype. The flow runs in one dtype, that of ``W0`` and
+        W0: initial columns of ``W``, of any real dtype. The flow runs in one dtype, that of ``W0`` and
             the target promoted together (:func:`deflation.dynamics.working_dtype`): a float32 or
             float16 ``W0`` with a float64 target (every built-in constructor) runs in float64,
             float32 ``W0`` and target in float32; a float16 computation is refused (``TypeError``).

@@ -1,4 +1,4 @@
-"""Definition 2 of the paper: good / potential / bad (re-)initialized components.
+"""Definition 2 of the paper: good / potential / bad (re-)initialized columns of ``W``.
 
 At the start ``(s, 0)`` of epoch ``s`` each column ``v`` outside every ``S_i`` (Definition 1),
 i.e. each freshly (re-)initialized column, is classified per ground-truth direction ``i`` by its

@@ -39,7 +39,7 @@ class Theorem1Parameters(eqx.Module):
             diagnostics: ``S_i`` membership needs ``wbar_i^2 >= 1 - alpha^2``).
         delta1: re-initialization threshold.
         delta0: (re-)initialization scale.
-        m: number of components (columns of ``W``).
+        m: number of columns of ``W``.
         gamma: rate of decrease of ``beta`` per epoch.
     """
 
@@ -97,7 +97,7 @@ def theorem1_parameters(
         d: dimension (>= 2; ``log d`` appears in the formulas).
         eps: target accuracy ``|T - T*|_F <= eps`` (> 0). The theorem needs
             ``eps >= exp(-o(d / log d))``; smaller values are accepted (the formulas still apply).
-        m: number of components; default ``ceil(c_m d^m_power)`` (``poly(d)`` in the theorem).
+        m: number of columns of ``W``; default ``ceil(c_m d^m_power)`` (``poly(d)`` in the theorem).
         gamma: ``Theta(1)`` rate in (0, 1) of ``beta <- beta (1 - gamma)``; default 0.5.
         c_lam_d, c_lam_eps: ``lam = min(c_lam_d log d / d, c_lam_eps eps / sqrt d)``.
             With ``c_lam_eps = 1`` the equilibrium residual ``lam / 2`` per direction keeps

@@ -9,9 +9,11 @@ user typed (``--t-end``, ``--delta1``).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import math
 import re
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -36,6 +38,35 @@ def add_options(group, options: list[Option]) -> None:
         shown = f"{text} (default {default})" if default is not None else text
         extra = {} if kind is str else {"type": kind}
         group.add_argument(flag, default=default, help=shown, **extra)
+
+
+class _Deprecated(argparse.Action):
+    """An old spelling of a flag: stores into the new flag's attribute and prints one line on
+    stderr saying which flag to use."""
+
+    def __init__(self, option_strings, dest, new: str = "", **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        deprecated(parser.prog, option_string, self.new)
+        setattr(namespace, self.dest, values)
+
+
+def add_aliases(group, aliases: dict[str, str], options: list[Option]) -> None:
+    """Add the deprecated spellings ``aliases`` (old flag -> new flag of ``options``): hidden from
+    ``--help``, they set the new flag's value (parsed as that flag) and print a deprecation line."""
+    kinds = {flag: kind for flag, kind, *_ in options}
+    for old, new in aliases.items():
+        kind = kinds[new]
+        extra = {} if kind is str else {"type": kind}
+        group.add_argument(old, dest=dest(new), action=_Deprecated, new=new, default=argparse.SUPPRESS,
+                           help=argparse.SUPPRESS, **extra)
+
+
+def deprecated(prog: str, old: str, new: str) -> None:
+    """Print the one-line deprecation notice of an old spelling ``old`` (use ``new``) on stderr."""
+    print(f"{prog}: {old} is deprecated; use {new}", file=sys.stderr)
 
 
 def dest(flag: str) -> str:

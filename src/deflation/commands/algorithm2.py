@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from ._options import (
+    add_aliases,
     add_options,
+    deprecated,
     at_least,
     check_options,
     flag_names,
@@ -37,7 +39,7 @@ from ._output import prepare_dir, write_atomic
 
 ALGORITHM_OPTIONS = [
     ("--eps", float, 1e-2, "target accuracy |T - T*|_F <= eps", positive),
-    ("--m", int, None, "components (default 2 d^2)", at_least(1)),
+    ("--m", int, None, "number of columns of W (default 2 d^2)", at_least(1)),
     ("--lam", float, None, "regularization (default min(log d / d, eps / sqrt d))", positive),
     ("--alpha", float, None, "Definition 1 closeness (default min(lam/d^1.5, lam^2, eps^2/d^4))", fraction),
     ("--delta1", float, None, "re-initialization threshold (default alpha^1.5 / sqrt m)", positive),
@@ -51,25 +53,29 @@ ALGORITHM_OPTIONS = [
 ]
 RUN_OPTIONS = [
     ("--seeds", int, 1, "independent runs; seed k uses fold_in(key, k)", seed_count),
-    ("--seed", int, 0, "base PRNG seed", prng_seed),
+    ("--key", int, 0, "base PRNG key; seed k uses fold_in(key, k)", prng_seed),
     ("--chunk", int, 8, "seeds per compiled call", at_least(1)),
     ("--rtol", float, 1e-8, "solver relative tolerance", fraction),
     ("--atol", float, 1e-8, "solver absolute tolerance", fraction),
-    ("--grid-points", int, 65, "event grid points per phase", at_least(3)),
+    ("--event-points", int, 65, "grid (per phase) on which discovery and fit events are located", at_least(3)),
     ("--out", str, "algorithm2-out", "output directory"),
     ("--no-plot", bool, None, "do not write the PNG"),
 ]
 TARGET_OPTIONS = [
     ("--d", int, 8, "dimension", at_least(2)),
-    ("--geometric", float, None, "weights a_i / a_(i+1) = RATIO summing to 1 (default 1.2, as in Figure 1)", ratio),
-    ("--r", int, None, "number of components with --geometric (default d)", at_least(1)),
+    ("--ratio", float, None, "weights a_i / a_(i+1) = RATIO summing to 1 (default 1.2, as in Figure 1)", ratio),
+    ("--r", int, None, "number of ground-truth components with --ratio (default d)", at_least(1)),
 ]
+
+#: Old spellings of flags (deprecated; they print a notice) -> the flag to use.
+ALIASES = {"--seed": "--key", "--grid-points": "--event-points", "--geometric": "--ratio"}
 
 #: Library parameters -> the flags they come from (for errors raised by the library).
 NAMES = {"eps": "--eps", "m": "--m", "lam": "--lam", "alpha": "--alpha", "delta1": "--delta1", "delta0": "--delta0",
          "gamma": "--gamma", "c1": "--c1", "c2": "--c2", "c3": "--c3", "c_rho": "--c-rho", "max_epochs": "--max-epochs",
-         "seeds": "--seeds", "rtol": "--rtol", "atol": "--atol", "grid_points": "--grid-points", "d": "--d",
-         "target.d": "--d", "r": "--r", "a": "--a", "ratio": "--geometric", "target.a": "--a"}
+         "seeds": "--seeds", "rtol": "--rtol", "atol": "--atol", "grid_points": "--event-points",
+         "event_points": "--event-points", "d": "--d", "target.d": "--d", "r": "--r", "a": "--a", "ratio": "--ratio",
+         "target.a": "--a"}
 
 
 def register(sub):
@@ -78,17 +84,19 @@ def register(sub):
         help="run Algorithm 2 (modified gradient flow) and record the paper's diagnostics",
         description="Run the paper's Algorithm 2 on an orthogonal target T* = sum_i a_i e_i^(x)4 and print "
         "a per-epoch table. Parameters not given follow Theorem 1's scalings (deflation.theorem1_parameters). "
+        "The target's weights are --a A1,A2,... (used as given) or --ratio RATIO with --r R (Figure 1's "
+        "geometric weights, summing to 1). "
         "A bad value of a flag is refused with one line naming it (exit code 2); a run that a solver failure "
         "halted is reported with its index (exit code 1).",
     )
     g = p.add_argument_group("target")
     g.add_argument("--d", type=int, default=8, help="dimension (default 8)")
-    g.add_argument("--a", type=float, nargs="+", metavar="A", help="weights a_i of T* (used as given)")
-    g.add_argument("--geometric", type=float, metavar="RATIO",
-                   help="weights a_i / a_(i+1) = RATIO summing to 1 (default 1.2, as in Figure 1)")
-    g.add_argument("--r", type=int, help="number of components with --geometric (default d)")
+    g.add_argument("--a", nargs="+", metavar="A1,A2,...",
+                   help="weights a_i of T*, comma-separated (used as given), e.g. 0.5,0.3,0.2")
+    add_options(g, TARGET_OPTIONS[1:])
     add_options(p.add_argument_group("Algorithm 2 (default: Theorem 1 scalings)"), ALGORITHM_OPTIONS)
     add_options(p.add_argument_group("run"), RUN_OPTIONS)
+    add_aliases(p, ALIASES, TARGET_OPTIONS + ALGORITHM_OPTIONS + RUN_OPTIONS)
     p.set_defaults(func=run)
 
 
@@ -96,8 +104,9 @@ def check_args(args) -> None:
     """Every flag on its own, then together; ``ValueError`` naming the flags."""
     check_options(args, TARGET_OPTIONS + ALGORITHM_OPTIONS + RUN_OPTIONS)
     if args.a is not None:
-        if args.geometric is not None or args.r is not None:
-            raise ValueError("give either --a or --geometric/--r, not both")
+        args.a = _weights(args.a)
+        if args.ratio is not None or args.r is not None:
+            raise ValueError("give either --a or --ratio/--r, not both")
         a = np.asarray(args.a, dtype=np.float64)
         bad = ~np.isfinite(a) | (a < 0)
         if bad.any():
@@ -110,19 +119,32 @@ def check_args(args) -> None:
         raise ValueError(f"--r must be <= --d = {args.d}, got --r {args.r}")
 
 
+def _weights(tokens: list[str]) -> list[float]:
+    """``--a``'s weights: one comma-separated list (space-separated values: deprecated)."""
+    if len(tokens) > 1:
+        deprecated("deflation algorithm2", "--a with space-separated weights", f"--a {','.join(tokens)}")
+    parts = [p.strip() for t in tokens for p in str(t).split(",")]
+    try:
+        if any(p == "" for p in parts):
+            raise ValueError
+        return [float(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"--a must be a comma-separated list of numbers, got {','.join(tokens)!r}") from None
+
+
 def _check_results_fit(args, r: int, params) -> None:
     """The results of all ``--seeds`` (their records and states, kept until they are saved) must
     fit in memory; ``ValueError`` naming the flags otherwise."""
     from .. import memory
 
-    est = memory.algorithm2_memory(seeds=args.seeds, d=args.d, m=params.m, r=r, grid_points=args.grid_points,
+    est = memory.algorithm2_memory(seeds=args.seeds, d=args.d, m=params.m, r=r, grid_points=args.event_points,
                                    max_epochs=args.max_epochs, chunk=1)
     need = est.parts["record"] + est.parts["states"]
     available = memory.available_memory()
     if available is not None and need > available:
         raise ValueError(f"the results of --seeds {args.seeds} runs take an estimated {memory.gib(need)}, more than "
                          f"the {memory.gib(available)} available: use fewer --seeds (or fewer --max-epochs, "
-                         f"--grid-points, a smaller --m)")
+                         f"--event-points, a smaller --m)")
 
 
 def _target(args):
@@ -131,7 +153,7 @@ def _target(args):
     if args.a is not None:
         return Target.basis(np.asarray(args.a, dtype=np.float64), args.d)
     r = args.d if args.r is None else args.r
-    return Target.geometric(args.d, r, 1.2 if args.geometric is None else args.geometric)
+    return Target.geometric(args.d, r, 1.2 if args.ratio is None else args.ratio)
 
 
 def _run_seeds(target, key, kwargs, seeds: int, chunk: int):
@@ -180,18 +202,18 @@ def run(args) -> int:
             raise ValueError(f"--m must be >= the number of components r = {r}, got --m {params.m}")
         chunk = min(args.chunk, args.seeds)
         # refused at once if a chunk cannot fit, before the target (d x r) or anything else is built
-        algorithm2_plan(chunk, args.d, params.m, r, args.grid_points, args.max_epochs, None,
+        algorithm2_plan(chunk, args.d, params.m, r, args.event_points, args.max_epochs, None,
                         names=dict(seeds="seeds", fewer_seeds="a smaller --chunk", m="--m",
-                                   event_points="--grid-points", max_epochs="--max-epochs"))
+                                   event_points="--event-points", max_epochs="--max-epochs"))
         _check_results_fit(args, r, params)
         target = _target(args)
     kwargs = dict(params.as_kwargs(), c1=args.c1, c2=args.c2, c3=args.c3, c_rho=args.c_rho, max_epochs=args.max_epochs,
-                  rtol=args.rtol, atol=args.atol, grid_points=args.grid_points)
+                  rtol=args.rtol, atol=args.atol, event_points=args.event_points)
     print(f"Algorithm 2 on d = {target.d}, r = {target.r}, a = {np.array2string(np.asarray(target.a), precision=4)}")
     print(f"  m = {params.m}, lam = {params.lam:.4g}, alpha = {params.alpha:.4g}, delta1 = {params.delta1:.4g}, "
           f"delta0 = {params.delta0:.4g}, gamma = {params.gamma:g}, eps = {params.eps:g}, c1 = {args.c1:g}, "
           f"c2 = {args.c2:g}, c3 = {args.c3:g}, max_epochs = {args.max_epochs}, seeds = {args.seeds}")
-    key = jax.random.key(args.seed)
+    key = jax.random.key(args.key)
     start = time.perf_counter()
     with flag_names(NAMES):
         result = _run_seeds(target, key, kwargs, args.seeds, args.chunk)
@@ -224,7 +246,7 @@ def run(args) -> int:
     extra = dict(
         d=target.d, r=target.r, a=np.asarray(target.a).tolist(), eps=params.eps, m=params.m, lam=params.lam,
         alpha=params.alpha, delta1=params.delta1, delta0=params.delta0, gamma=params.gamma, c1=args.c1, c2=args.c2,
-        c3=args.c3, c_rho=args.c_rho, max_epochs=args.max_epochs, seed=args.seed, seeds=args.seeds,
+        c3=args.c3, c_rho=args.c_rho, max_epochs=args.max_epochs, key=args.key, seeds=args.seeds,
         converged=conv.tolist(), epochs=epochs.tolist(), residual=resid.tolist(), discovery_epoch=disc.tolist(),
         status=np.atleast_1d(np.asarray(result.status)).tolist(), seconds=elapsed,
     )

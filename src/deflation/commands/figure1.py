@@ -1,5 +1,6 @@
 """``deflation figure1``: the paper's Figure 1 (d = 10, five components with a_i/a_(i+1) = 1.2
-summing to 1, m = 50, initial norm 1e-15, five seeds): PNG, data (.npz) and a table of times.
+summing to 1, m = 50 columns of W at initial norm 1e-15, five seeds): PNG, data (.npz) and a
+table of times.
 
 Every bad value of a flag is refused before anything is computed, with one line naming the flag
 (exit code 2); a seed that does not complete is reported with its index and what to change
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ._options import (
+    add_aliases,
     add_options,
     at_least,
     check_options,
@@ -28,6 +30,13 @@ from ._options import (
 )
 from ._output import prepare_dir, write_atomic
 
+#: What ``deflation figure1 --help`` says (plain text: no markup).
+DESCRIPTION = ("Reproduce the paper's Figure 1 (d = 10, five ground-truth components with a_i/a_(i+1) = 1.2 "
+               "summing to 1, m = 50 columns of W at initial norm 1e-15, five seeds): PNG, data (.npz) and a table "
+               "of times. Every bad value of a flag is refused before anything is computed, with one line naming "
+               "the flag (exit code 2); a seed that does not complete is reported with its index and what to "
+               "change (exit code 1).")
+
 OPTIONS = [
     ("--seeds", int, 5, "number of random initializations", seed_count),
     ("--out", str, "figure1-out", "output directory"),
@@ -35,27 +44,31 @@ OPTIONS = [
     ("--d", int, 10, "dimension", at_least(1)),
     ("--r", int, 5, "number of ground-truth components", at_least(1)),
     ("--ratio", float, 1.2, "a_i / a_(i+1)", ratio),
-    ("--m", int, 50, "number of model components", at_least(1)),
+    ("--m", int, 50, "number of columns of W", at_least(1)),
     ("--order", int, 4, "tensor order p", at_least(3, 2**31 - 1)),
     ("--init", float, 1e-15, "initial norm delta0", positive),
-    ("--t-end", float, 300.0, "time horizon", positive),
+    ("--horizon", float, 300.0, "time horizon: the flow runs from t = 0 to this time", positive),
     ("--points", int, 601, "save points", at_least(2)),
     ("--lam", float, 0.0, "regularization lambda", nonnegative),
     ("--rtol", float, 1e-10, "relative tolerance", fraction),
     ("--atol", float, 1e-10, "absolute tolerance", fraction),
     ("--delta1", float, 1e-3, "discovery norm threshold", positive),
     ("--alpha", float, 0.1, "discovery correlation: wbar_i^2 >= 1 - alpha^2", fraction),
+    ("--event-points", int, 512, "grid on which discovery and fit events are located", at_least(2)),
     ("--progress", bool, None, "show the solver's progress bar"),
 ]
 
+#: Old spellings of flags (deprecated; they print a notice) -> the flag to use.
+ALIASES = {"--t-end": "--horizon"}
+
 #: Library parameters -> the flags they come from (for errors raised by the library).
-NAMES = {"ts": "--t-end", "t1": "--t-end", "W0": "--init", "scale": "--init", "seeds": "--seeds", "d": "--d",
+NAMES = {"ts": "--horizon", "t1": "--horizon", "W0": "--init", "scale": "--init", "seeds": "--seeds", "d": "--d",
          "r": "--r", "ratio": "--ratio", "m": "--m", "order": "--order", "lam": "--lam", "rtol": "--rtol",
-         "atol": "--atol", "delta1": "--delta1", "alpha": "--alpha", "event_points": "event points",
+         "atol": "--atol", "delta1": "--delta1", "alpha": "--alpha", "event_points": "--event-points",
          "save points (ts)": "--points"}
 
 #: What to change when a seed does not complete, by status name.
-ADVICE = {"max_steps reached": "a shorter --t-end, a smaller --lam or looser --rtol/--atol",
+ADVICE = {"max_steps reached": "a shorter --horizon, a smaller --lam or looser --rtol/--atol",
           "non-finite state": "a smaller --init or tighter --rtol/--atol",
           "loss increased": "tighter --rtol/--atol",
           "solver failed": "tighter --rtol/--atol"}
@@ -65,9 +78,10 @@ def register(sub) -> None:
     p = sub.add_parser(
         "figure1",
         help="reproduce the paper's Figure 1 (loss and residual per direction over time)",
-        description=__doc__,
+        description=DESCRIPTION,
     )
     add_options(p, OPTIONS)
+    add_aliases(p, ALIASES, OPTIONS)
     p.set_defaults(func=run)
 
 
@@ -81,9 +95,9 @@ def check_args(args) -> None:
     if args.init > limit:
         raise ValueError(f"--init must be at most {limit:.3g} for --m {args.m} (the loss, about "
                          f"(m init^2)^2 / 2, overflows float64 beyond), got {args.init!r}")
-    step = args.t_end / (args.points - 1)  # save times distinct, and no subnormal time step
-    if not (step >= np.finfo(np.float64).tiny and step > 2 * np.spacing(args.t_end)):
-        raise ValueError(f"--t-end {args.t_end!r} is too small for --points {args.points} distinct save times")
+    step = args.horizon / (args.points - 1)  # save times distinct, and no subnormal time step
+    if not (step >= np.finfo(np.float64).tiny and step > 2 * np.spacing(args.horizon)):
+        raise ValueError(f"--horizon {args.horizon!r} is too small for --points {args.points} distinct save times")
 
 
 def final_losses(loss, floor) -> str:
@@ -112,19 +126,19 @@ def run(args) -> int:
 
     seeds, points = args.seeds, args.points
     with flag_names(NAMES):
-        flow_plan(seeds, args.d, args.m, args.r, points, 512, None, 8,
+        flow_plan(seeds, args.d, args.m, args.r, points, args.event_points, None, 8,
                   names=dict(seeds="--seeds", m="--m", d="--d", save_points="--points"))  # refused at once if too large
         target = Target.geometric(args.d, args.r, args.ratio, args.order)
         # each column at norm --init exactly, in log-norm coordinates (any positive --init works)
         keys = seed_keys(jax.random.PRNGKey(args.key), range(seeds))
         ubar = jax.vmap(lambda k: unit_columns(k, args.d, args.m))(keys)
         rho = jnp.full((seeds, args.m), math.log(args.init))
-        ts = jnp.linspace(0.0, args.t_end, points)
+        ts = jnp.linspace(0.0, args.horizon, points)
 
         start = time.perf_counter()
         res = gradient_flow(
             target, (rho, ubar), ts, lam=args.lam, rtol=args.rtol, atol=args.atol, delta1=args.delta1,
-            alpha=args.alpha, progress=args.progress,
+            alpha=args.alpha, event_points=args.event_points, progress=args.progress,
         )
         jax.block_until_ready(res.loss)
     elapsed = time.perf_counter() - start
@@ -132,7 +146,7 @@ def run(args) -> int:
     disc, fit = np.asarray(res.discovery_time), np.asarray(res.fit_time)
     a = np.asarray(target.a)
     print(f"deflation figure1: d={args.d} r={args.r} ratio={args.ratio} m={args.m} p={args.order} "
-          f"init={args.init:g} seeds={seeds} t_end={args.t_end:g} ({elapsed:.1f} s incl. compilation)")
+          f"init={args.init:g} seeds={seeds} horizon={args.horizon:g} ({elapsed:.1f} s incl. compilation)")
     print(f"discovered: norm reaches delta1={args.delta1:g} with wbar_i^2 >= 1-{args.alpha:g}^2; "
           + ("fitted: a_i - ahat_i <= 2 lam" if args.lam > 0 else "fitted: residual on u_i <= 0.1 a_i"))
     print(f"{'i':>3} {'a_i':>8} {'discovery time (per seed)':>40}   {'fit time (per seed)':>40}")

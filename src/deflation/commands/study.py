@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
-from ._options import add_options
+import argparse
+from pathlib import Path
+
+from ._options import add_options, deprecated
 from ._study_run import WORKER_OPTIONS, add_execution_options, execute, summarize_store
 
 
@@ -13,15 +16,17 @@ def register(sub) -> None:
         help="Monte Carlo studies declared in a TOML file: run, plan, summarize, verify, status, init, submit",
         description="Monte Carlo studies declared in a TOML file (experiment flow, phase1 or algorithm2; target "
         "basis, random, angle or file; any list of parameter values sweeps it, several make a grid). "
-        "'run' computes (or resumes) a study into a Zarr store, 'plan' prints its size, memory and an estimated "
-        "time before anything is computed, 'summarize' prints and draws an existing store, 'verify' checks its "
-        "integrity; 'init', 'status' and 'submit' serve independent workers on one store (--worker K --workers N; "
-        "'submit' sends them as a Slurm job array through submitit).",
+        "'run' computes (or resumes) a study into a Zarr store, 'plan' prints its size without computing anything "
+        "(with --calibrate: also the memory of a chunk and an estimated time, from compiling and timing one small "
+        "chunk of each program), 'summarize' prints and draws an existing store, 'verify' checks its integrity; "
+        "'init', 'status' and 'submit' serve independent workers on one store (--worker K --workers N; 'submit' "
+        "sends them as a Slurm job array through submitit).",
     )
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     run = actions.add_parser("run", help="run (or resume) a study")
     run.add_argument("file", help="the study file (TOML)")
-    add_options(run, [("--out", str, None, "the Zarr store to create or resume (e.g. study.zarr); required")])
+    add_options(run, [("--out", str, None, "the Zarr store to create or resume; its table and figures are written "
+                                          "next to it (default out/STEM.zarr for a study file STEM.toml)")])
     add_execution_options(run.add_argument_group("execution"))
     add_options(run.add_argument_group("independent workers (one store, no coordinator)"), WORKER_OPTIONS)
     run.set_defaults(func=_run)
@@ -41,11 +46,15 @@ def register(sub) -> None:
     submit.add_argument("file", help="the study file (TOML)")
     add_options(submit, SUBMIT_OPTIONS)
     submit.set_defaults(func=_submit)
-    plan = actions.add_parser("plan", help="size, memory and estimated time of a study (a short calibration)")
+    plan = actions.add_parser("plan", help="size of a study (nothing computed); with --calibrate also its memory "
+                                           "and estimated time")
     plan.add_argument("file", help="the study file (TOML)")
     add_options(plan, [("--chunk", int, None, "seeds per chunk (default: the study's, else 512)"),
                        ("--devices", int, None, "use the first N devices (default: all)"),
-                       ("--no-calibration", bool, None, "skip the timing (no compilation, no estimate)")])
+                       ("--calibrate", bool, None, "compile each distinct program of the study and time one small "
+                                                   "chunk of it: the memory of a chunk and an estimated time "
+                                                   "(takes about one compilation per program)")])
+    plan.add_argument("--no-calibration", action="store_true", help=argparse.SUPPRESS)  # deprecated: the default
     plan.set_defaults(func=_plan)
     summary = actions.add_parser("summarize", help="table and figures of an existing study store")
     summary.add_argument("store", help="the study's Zarr store")
@@ -85,9 +94,8 @@ def _load(file: str):
 
 def _run(args) -> int:
     study = _load(args.file)  # every check on the study happens here, before JAX starts
-    if args.out is None:
-        raise ValueError("--out is required (the Zarr store to create or resume, e.g. --out study.zarr)")
-    return execute(study, args.out, args, "study run")
+    out = args.out if args.out is not None else str(Path("out") / f"{Path(args.file).stem}.zarr")
+    return execute(study, out, args, "study run")
 
 
 def _out_required(out) -> str:
@@ -110,8 +118,6 @@ def _init(args) -> int:
 
 def _status(args) -> int:
     """Exit status 0 when every chunk is done, 1 otherwise."""
-    from pathlib import Path
-
     from deflation.montecarlo import workers
 
     if not Path(args.store).exists():
@@ -124,8 +130,6 @@ def _status(args) -> int:
 
 
 def _submit(args) -> int:
-    from pathlib import Path
-
     from deflation.montecarlo import cluster
 
     _load(args.file)  # the study is checked before anything is submitted
@@ -170,15 +174,15 @@ def _plan(args) -> int:
     for flag, value in (("--chunk", args.chunk), ("--devices", args.devices)):
         if value is not None and value < 1:
             raise ValueError(f"{flag} must be a positive integer, got {value}")
-    plan = plan_study(study, chunk=args.chunk, devices=args.devices, calibrate=not args.no_calibration)
+    if args.no_calibration:
+        deprecated("deflation study plan", "--no-calibration", "nothing (a plan calibrates only with --calibrate)")
+    plan = plan_study(study, chunk=args.chunk, devices=args.devices, calibrate=bool(args.calibrate))
     print(plan.describe())
     return 0
 
 
 def _verify(args) -> int:
     """Exit status 0 when every chunk is present and intact, 1 otherwise."""
-    from pathlib import Path
-
     from deflation.montecarlo import store
 
     if not Path(args.store).exists():

@@ -163,7 +163,7 @@ def static_key(study: Study, point: dict) -> Static:
     return Static(experiment=study.experiment, d=point["d"], m=point["m"], r=study.r, order=point["order"],
                   random_target=point["target"]["kind"] == "random", key=study.key, dtype=point.get("dtype", "float64"),
                   solver=point["solver"], max_steps=point["max_steps"], event_points=point.get("event_points", 0),
-                  max_epochs=point.get("max_epochs", 0), grid_points=point.get("grid_points", 0),
+                  max_epochs=point.get("max_epochs", 0), grid_points=point["event_points"] if study.experiment == "algorithm2" else 0,
                   series_points=series["points"], series_norms=series["norms"])
 
 

@@ -86,6 +86,9 @@ class Plan:
         if np.isfinite(self.seconds):
             per = ", ".join(f"{p.seconds_per_seed * 1e3:.3g} ms/seed (compile {p.compile_s:.1f} s)" for p in self.programs)
             lines.append(f"estimated time on this machine: {_duration(self.seconds)} (calibration: {per})")
+        else:
+            lines.append(f"memory and time: not measured (a calibration compiles each of the {len(self.programs)} "
+                         f"program(s) and runs one small chunk of it: deflation study plan --calibrate)")
         return "\n".join(lines)
 
 

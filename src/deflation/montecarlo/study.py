@@ -38,6 +38,7 @@ import itertools
 import json
 import math
 import tomllib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,7 +122,8 @@ PARAMS: dict[str, Param] = {
     "atol": Param(_positive, ALL, 1e-8, "absolute tolerance of the PID step-size controller"),
     "fit_fraction": Param(_unit_interval, CONTINUOUS, 0.1, "with lam = 0 a component is fitted once its residual is "
                                                             "<= fit_fraction a_i"),
-    "event_points": Param(_int_at_least(2), CONTINUOUS, 512, "grid on which Definition 1's events are located", static=True),
+    "event_points": Param(_int_at_least(2), ALL, 512, "grid on which Definition 1's events are located (algorithm2: "
+                                                      "per phase, >= 3, default 65)", static=True),
     "coupling_tol": Param(_positive, ("phase1",), 1e-2, "phase1 flags a seed whose coupling bound exceeds this"),
     "gamma": Param(_unit_interval, ("algorithm2",), 0.5, "beta <- beta (1 - gamma) per epoch"),
     "c1": Param(_positive, ("algorithm2",), 1.0, "Phase 1 length t1 = c1 d / (beta log d) (+ c3 log(d/alpha) / beta)"),
@@ -129,13 +131,18 @@ PARAMS: dict[str, Param] = {
     "c3": Param(_nonnegative, ("algorithm2",), 0.0, "Lemma 4's third term in Phase 1's length"),
     "c_rho": Param(_unit_interval, ("algorithm2",), 0.1, "Definition 2's c_rho"),
     "max_epochs": Param(_int_at_least(1), ("algorithm2",), 30, "at most this many epochs", static=True),
-    "grid_points": Param(_int_at_least(3), ("algorithm2",), 65, "event grid points per phase", static=True),
     "max_steps": Param(_int_at_least(1, check.MAX_STEPS_LIMIT), ALL, 100_000,
                        "solver step budget per trajectory (per phase for algorithm2; at most 2^31 - 1)", static=True),
     "solver": Param(_choice(tuple(SOLVERS)), ALL, "tsit5", "diffrax solver by name", sweep=False, static=True),
     "dtype": Param(_choice(DTYPES), CONTINUOUS, "float64", "floating point type of the state", sweep=False,
                    static=True),
 }
+
+#: Old spellings of ``[params]`` keys (deprecated: a ``FutureWarning`` says so) -> the key to use.
+PARAM_ALIASES = {"grid_points": "event_points", "t_end": "horizon", "time": "horizon"}
+
+#: Default of ``event_points`` for algorithm2 (per phase; :data:`PARAMS` holds the flow's).
+ALGORITHM2_EVENT_POINTS = 65
 
 #: Defaults of the flow-experiment parameters that Theorem 1 would otherwise set.
 FLOW_DEFAULTS = {"delta0": 1e-15, "delta1": 1e-3, "alpha": 0.1, "lam": 0.0}
@@ -333,6 +340,8 @@ class Study(eqx.Module):
     def _resolve(self, chosen: dict) -> dict:
         point = {k: (chosen[k] if k in chosen else v) for k, v in self.params}
         target = {k: (chosen[k] if k in chosen else v) for k, v in self.target}
+        if self.experiment == "algorithm2":
+            point.setdefault("event_points", ALGORITHM2_EVENT_POINTS)
         for name, p in PARAMS.items():
             if self.experiment in p.experiments and name not in point and p.default is not None:
                 point[name] = p.default
@@ -390,7 +399,9 @@ class Study(eqx.Module):
 
     @classmethod
     def from_json(cls, text: str) -> "Study":
-        return cls.from_dict(json.loads(text))
+        with warnings.catch_warnings():  # a store written before a key was renamed: read silently
+            warnings.simplefilter("ignore", FutureWarning)
+            return cls.from_dict(json.loads(text))
 
     def replace(self, **changes) -> "Study":
         """A copy with top-level fields changed (``seeds=...``, ``params={...}``, ...)."""
@@ -438,6 +449,7 @@ def _check_params(experiment: str, params: dict) -> dict:
     if not isinstance(params, dict):
         raise TypeError(f"params must be a table of keys, got {type(params).__name__}")
     out = {}
+    params = _renamed(params)
     for name, value in params.items():
         if name not in PARAMS:
             raise ValueError(f"params: unknown key {name!r} (allowed: {', '.join(PARAMS)})")
@@ -453,6 +465,22 @@ def _check_params(experiment: str, params: dict) -> dict:
             raise ValueError(f"params: missing key {name!r} (experiment {experiment!r} needs {', '.join(required)})")
     if "m" not in out and "eps" not in out:
         raise ValueError("params: missing key 'm' (or give 'eps' for Theorem 1's m = 2 d^2)")
+    return out
+
+
+def _renamed(params: dict) -> dict:
+    """``params`` with the deprecated keys of :data:`PARAM_ALIASES` renamed (a ``FutureWarning``
+    each); ``ValueError`` if a key is given under both names."""
+    out = {}
+    for name, value in params.items():
+        new = PARAM_ALIASES.get(name)
+        if new is None:
+            out[name] = value
+            continue
+        if new in params:
+            raise ValueError(f"params: give {new!r} only ({name!r} is its deprecated spelling), got both")
+        warnings.warn(f"params.{name} is deprecated; use params.{new}", FutureWarning, stacklevel=5)
+        out[new] = value
     return out
 
 
@@ -571,6 +599,9 @@ def _check_point(study: Study, point: dict) -> None:
             raise ValueError(f"params.rtol and params.atol must be >= 1e-6 with dtype float32, got rtol = "
                              f"{point['rtol']!r}, atol = {point['atol']!r} ({at})")
     if study.experiment == "algorithm2":
+        if point["event_points"] < 3:
+            raise ValueError(f"params.event_points must be >= 3 for algorithm2 (points per phase), got "
+                             f"{point['event_points']!r} ({at})")
         if d < 2:
             raise ValueError(f"params.d must be >= 2 for algorithm2 (Phase 1's length has log d), got {d} ({at})")
         if m < r:
