@@ -195,3 +195,50 @@ def test_initializations_are_at_the_scale_and_reproducible():
             assert np.array_equal(Wk, Ak)
     factors = models.Asymmetric().init(key, 6, 4, 1.0, 3)
     assert not np.allclose(factors[0], factors[1])  # one key per mode
+
+
+def test_gradient_flow_of_the_plain_model_against_a_high_accuracy_raw_solve():
+    """``gradient_flow(model="plain")`` (log-norm coordinates, events) against diffrax's Dopri8 at
+    1e-12 on the plain model's raw velocity: the states, the loss series and Definition 1's
+    discovery times read off a fine grid of the reference."""
+    import diffrax
+
+    target = D.Target(np.array([0.6, 0.4]), np.eye(4)[:, :2], 4)
+    W0 = D.sample_sphere(jax.random.PRNGKey(2), 4, 3, 0.3)
+    ts = jnp.linspace(0.0, 40.0, 4001)
+    delta1, alpha = 0.5, 0.5
+    res = D.gradient_flow(target, W0, ts, model="plain", rtol=1e-10, atol=1e-10, delta1=delta1, alpha=alpha)
+    assert res.status == 0
+    term = diffrax.ODETerm(lambda t, W, _: models.Plain().velocity(W, target, 0.0))
+    ref = diffrax.diffeqsolve(term, diffrax.Dopri8(), 0.0, 40.0, 1e-3, W0, saveat=diffrax.SaveAt(ts=ts),
+                              stepsize_controller=diffrax.PIDController(rtol=1e-12, atol=1e-12), max_steps=100_000).ys
+    np.testing.assert_allclose(res.W, ref, atol=1e-7)
+    np.testing.assert_allclose(res.loss, jax.vmap(lambda W: D.loss(W, target, model="plain"))(ref), rtol=1e-5,
+                               atol=1e-12)
+    # Definition 1 on the reference: the first upward crossing of |w_k| = delta1 while aligned with u_i
+    norms = np.linalg.norm(ref, axis=1)  # (K, m)
+    cos2 = (np.asarray(ref)[:, :2, :] / norms[:, None, :]) ** 2  # (K, r, m): e_i = u_i
+    want = np.full(2, np.inf)
+    for k in range(3):
+        up = np.flatnonzero((norms[:-1, k] < delta1) & (norms[1:, k] >= delta1))
+        for j in up[:1]:
+            i = int(np.argmax(cos2[j + 1, :, k]))
+            if cos2[j + 1, i, k] >= 1 - alpha**2:
+                want[i] = min(want[i], float(ts[j + 1]))
+    assert np.isfinite(want).any()
+    assert np.array_equal(np.isfinite(res.discovery_time), np.isfinite(want))
+    found = np.isfinite(want)
+    np.testing.assert_allclose(res.discovery_time[found], want[found], atol=2 * float(ts[1] - ts[0]))
+    # the plain model's T carries |w|^4 per column: the normalized model's flow is another trajectory
+    other = D.gradient_flow(target, W0, ts[:11], rtol=1e-10, atol=1e-10)
+    assert not np.allclose(other.W[-1], res.W[10], atol=1e-3)
+
+
+def test_gradient_flow_refuses_models_and_orders_it_does_not_integrate():
+    W0 = jnp.full((3, 2), 0.1)
+    with pytest.raises(ValueError, match="model 'asymmetric' is not integrated by gradient_flow yet"):
+        D.gradient_flow(D.Target.geometric(3, 2), W0, [1.0], model="asymmetric")
+    with pytest.raises(ValueError, match="order >= 3, got order 2"):
+        D.gradient_flow(D.Target.geometric(3, 2, order=2), W0, [1.0])
+    with pytest.raises(ValueError, match="model must be one of"):
+        D.gradient_flow(D.Target.geometric(3, 2), W0, [1.0], model="Plain")

@@ -6,7 +6,8 @@
 - :class:`Asymmetric` (``"asymmetric"``): ``T = sum_j w_j^(1) (x) ... (x) w_j^(p)``.
 
 Each is an ``eqx.Module`` value; :func:`as_model` turns a name into one. A new model is a new file
-with a subclass of :class:`AbstractModel` (or :class:`SymmetricModel`) registered in :data:`MODELS`.
+with a subclass of :class:`AbstractModel` (or :class:`SymmetricModel`) registered in ``MODELS`` (every
+model by name).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .normalized import Normalized
 from .plain import Plain
 from .symmetric import SymmetricModel
 
-#: Every model by name.
+# every model by name (documented in the module docstring)
 MODELS: dict[str, AbstractModel] = {model.name: model for model in (Normalized(), Plain(), Asymmetric())}
 
 

@@ -4,13 +4,13 @@ The state is a tuple ``(W_1, ..., W_p)`` of ``(d_k, m)`` matrices, fitted to a g
 ``T* = sum_i a_i u_i^(1) (x) ... (x) u_i^(p)`` (Razin, Maman, Cohen, ICML 2021; at ``p = 2`` it is
 matrix factorization ``W_1 W_2^T``). The target's factor matrices are ``target.factors`` when it
 has them, else ``(U, ..., U)`` (a symmetric target). With the Gram matrices
-``G_k = W_k^T W_k``, ``C_k = U_k^T W_k``, ``H_k = U_k^T U_k`` and ``*`` the entrywise product,
+``G_k = W_k^T W_k``, ``C_k = U_k^T W_k``, ``H_k = U_k^T U_k`` and ``*`` the entrywise product::
 
     |T - T*|_F^2 = 1^T (*_k G_k) 1 - 2 a^T (*_k C_k) 1 + a^T (*_k H_k) a,
     dW_k/dt = -grad_{W_k} L = U_k (a * (*_{l != k} C_l)) - W_k (*_{l != k} G_l) - lam W_k,
 
 ``O(p m^2 d + p m r d)`` per evaluation. In log-norm coordinates ``w_j^(k) = exp(rho_jk) ubar_jk``,
-with ``s_j = sum_k rho_jk`` the log-size of term ``j``, the same flow reads exactly
+with ``s_j = sum_k rho_jk`` the log-size of term ``j``, the same flow reads exactly::
 
     g_k = e^{s - 2 rho_k} (U_k (a * (*_{l != k} Cbar_l)) - Ubar_k (e^{s} * (*_{l != k} Gbar_l))),
     d rho_k/dt = <ubar_k, g_k> - lam,     d ubar_k/dt = g_k - <ubar_k, g_k> ubar_k

@@ -18,6 +18,7 @@ class Normalized(SymmetricModel):
     """``T = sum_j w_j^{(x)p} / |w_j|^{p-2}`` (``q = 2``: see :mod:`deflation.models.symmetric`)."""
 
     name: ClassVar[str] = "normalized"
+    fit_by_weight: ClassVar[bool] = True
 
     def norm_power(self, order: int) -> int:
         return 2

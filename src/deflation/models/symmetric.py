@@ -2,12 +2,12 @@
 
 The paper's normalized model has ``q = 2`` (``T = sum_j w_j^{(x)p} / |w_j|^{p-2}``), the plain CP
 model ``q = p`` (``T = sum_j w_j^{(x)p}``). With ``R = T* - T`` and ``wbar = w / |w|``, the gradient
-flow of ``L = 1/2 |T - T*|_F^2 + lam/2 |W|_F^2`` is, column by column,
+flow of ``L = 1/2 |T - T*|_F^2 + lam/2 |W|_F^2`` is, column by column::
 
     dw/dt = |w|^{q-1} (p R(wbar^{p-1}, I) - (p - q) R(wbar^p) wbar) - lam w
 
 (paper Section 4 for ``q = 2``: ``p R(wbar^{p-2}, w, I) - (p-2) R(wbar^p) w - lam w``), and in
-log-norm coordinates ``w = exp(rho) ubar``, exactly,
+log-norm coordinates ``w = exp(rho) ubar``, exactly::
 
     d rho/dt = q e^{(q-2) rho} R(ubar^p) - lam,    d ubar/dt = p e^{(q-2) rho} (I - ubar ubar^T) R(ubar^{p-1}, I).
 
@@ -21,7 +21,7 @@ paper's normalization speeds up). Everything goes through the Gram contractions 
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +40,18 @@ from .base import AbstractModel
 
 
 class SymmetricModel(AbstractModel):
-    """``T = sum_j |w_j|^q wbar_j^{(x)p}`` with ``q = norm_power(p)``; ``W`` is (d, m)."""
+    """``T = sum_j |w_j|^q wbar_j^{(x)p}`` with ``q = norm_power(p)``; ``W`` is (d, m).
+
+    Definition 1 (paper Section 5.1) reads the same for every symmetric model: column ``k`` joins
+    ``S_i`` when ``|w_k| = delta1`` while ``wbar_{k,i}^2 >= 1 - alpha^2``; ``ahat_i = sum_{k in S_i}
+    |w_k|^q`` (the weight of the column's rank-one term in ``T``); ``i`` is discovered when ``S_i`` is
+    non-empty and fitted when its residual ``(T* - T)(u_i^p)`` falls to ``fit_fraction a_i`` (or, for
+    a model with :attr:`fit_by_weight` and ``lam > 0``, when ``a_i - ahat_i <= 2 lam``).
+    """
+
+    #: Whether ``lam > 0`` fits are read from ``a_i - ahat_i <= 2 lam`` (paper Lemma 7, proved for
+    #: the normalized model) rather than from the residual.
+    fit_by_weight: ClassVar[bool] = False
 
     @abc.abstractmethod
     def norm_power(self, order: int) -> int:
