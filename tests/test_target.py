@@ -55,7 +55,7 @@ def test_dense_refuses_large_sizes():
         (lambda: D.Target([0.5, 0.5], 2 * np.eye(3)[:, :2]), "unit columns"),
         (lambda: D.Target([0.5, 0.5], np.array([[1.0, 0.6], [0.0, 0.8], [0.0, 0.0]]), orthogonal=True), "orthonormal"),
         (lambda: D.Target([0.5, 0.5, 0.1], np.eye(3)[:, :2]), "columns"),
-        (lambda: D.Target([0.5], np.eye(3)[:, :1], order=2), "order"),
+        (lambda: D.Target([0.5], np.eye(3)[:, :1], order=1), "order"),
         (lambda: D.Target([0.5], np.eye(3)[:, :1], order=3.0), "order"),
         (lambda: D.Target([[0.5]], np.eye(3)[:, :1]), "dimensions"),
         (lambda: D.Target.basis([0.5, 0.5], 1), "d must be >= r"),

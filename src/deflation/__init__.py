@@ -32,6 +32,7 @@ from .flow import FlowResult, gradient_flow  # noqa: E402
 from .init import sample_sphere, sample_sphere_batch, seed_keys  # noqa: E402
 from .partition import Partition, partition  # noqa: E402
 from .integrate import EventConfig, Solution, SolverConfig, solve  # noqa: E402
+from . import models  # noqa: E402  (normalized, plain, asymmetric: the model= of every function)
 from .target import Target  # noqa: E402
 from .theorem import Theorem1Parameters, theorem1_parameters  # noqa: E402
 from . import montecarlo  # noqa: E402  (studies; xarray and zarr are imported when a study runs)
@@ -50,6 +51,7 @@ __all__ = [
     "from_lognorm",
     "gradient_flow",
     "loss",
+    "models",
     "modified_gradient_flow",
     "partition",
     "residual",

@@ -50,7 +50,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
 from .contract import log_positive, matmul, residual_norm_sq, residual_on, sum_rows
-from .dynamics import normalize
+from .dynamics import DEFAULT_MODEL, normalize
+from .models import as_model
 from .target import Target
 
 #: Bisection steps locating a root of the cubic Hermite interpolant on a grid interval (2^-60 of it).
@@ -82,7 +83,7 @@ class Observation(eqx.Module):
     dresidual_norm: Float[Array, "*n"]
 
 
-def observe(target: Target, y, dydt, member: Int[Array, " m"], *, norm: bool = False) -> Observation:
+def observe(target: Target, y, dydt, member: Int[Array, " m"], *, norm: bool = False, model=None) -> Observation:
     """The event quantities of Definition 1 and the fit criterion at a log-norm state ``y = (rho,
     ubar)`` with time derivative ``dydt`` (the vector field at ``y``, or a dense output's
     derivative), each with its exact time derivative.
@@ -92,13 +93,15 @@ def observe(target: Target, y, dydt, member: Int[Array, " m"], *, norm: bool = F
         y, dydt: state and its time derivative.
         member: each column's ``S_i`` index, or -1 (decides the reference direction).
         norm: also return ``|T - T*|_F`` and its derivative (one more Gram product, ``2 m^2 d``).
+        model: the symmetric model whose ``T`` the residuals are of (``None``: normalized).
     """
     U = target.U
+    model = as_model(DEFAULT_MODEL if model is None else model)
 
     def quantities(state):
         rho, ubar = state
         u = normalize(ubar)
-        omega = jnp.exp(2.0 * rho)
+        omega = model.weights(rho, target.order)
         C = matmul(U.T, u)  # (r, m)
         # 1 - wbar_i^2 as |u - <u_i, u> u_i|^2 for every i (resolved even for Theorem 1's tiny
         # alpha), one row per i: XLA fuses each into its sum over d
@@ -296,7 +299,8 @@ _GROUP_REDUCTIONS = {jax.ops.segment_sum: (jnp.sum, 0), jax.ops.segment_max: (jn
 
 
 def track(t: Float[Array, " K"], obs: Observation, member: Int[Array, " m"], a: Float[Array, " r"], lam,
-          delta1, alpha, fit_fraction, from_above: Bool[Array, " m"] | None = None) -> Tracked:
+          delta1, alpha, fit_fraction, from_above: Bool[Array, " m"] | None = None, *, model=None,
+          order: int = 4) -> Tracked:
     """Definition 1 membership, discovery and fit times over one grid.
 
     Args:
@@ -306,7 +310,13 @@ def track(t: Float[Array, " K"], obs: Observation, member: Int[Array, " m"], a: 
         a: ground-truth weights (r,); lam, delta1, alpha, fit_fraction: scalars.
         from_above: (m,) columns initialized at or above ``delta1`` at the start of the grid (see
             the module docstring); None: none (every column's norm must cross ``delta1``).
+        model, order: the symmetric model (``None``: normalized) and the tensor order: ``ahat_i``
+            sums the model's weights ``|w_k|^q`` (``q = 2`` for the normalized model, ``p`` for the
+            plain one), and the fit test ``a_i - ahat_i <= 2 lam`` is used only for a model whose
+            ``fit_by_weight`` is set (the normalized one: paper Lemma 7); the others use the
+            residual test at every ``lam``.
     """
+    model = as_model(DEFAULT_MODEL if model is None else model)
     r = a.shape[0]
     rho, drho, mis, dmis, ref = obs.rho, obs.drho, obs.mis, obs.dmis, obs.ref
     m = rho.shape[1]
@@ -369,7 +379,7 @@ def track(t: Float[Array, " K"], obs: Observation, member: Int[Array, " m"], a: 
 
     # membership on the grid, ahat, discovery and fit times
     member_t = jnp.where(free[None, :] & (t[:, None] < join_time[None, :]), -1, new_member[None, :])  # (K, m)
-    omega = jnp.exp(2.0 * rho)
+    omega = model.weights(rho, order)
     ahat = by_group(jax.ops.segment_sum, omega, member_t, r)  # (K, r)
     was_empty = ~discovered(member, r)
     newly = free & joins
@@ -378,14 +388,14 @@ def track(t: Float[Array, " K"], obs: Observation, member: Int[Array, " m"], a: 
     joined = jax.ops.segment_sum(newly.astype(jnp.int32), group, num_segments=r + 1)[:r]
 
     def by_norm():  # lam > 0: a_i - ahat_i <= 2 lam
-        dahat = by_group(jax.ops.segment_sum, 2.0 * omega * drho, member_t, r)
+        dahat = by_group(jax.ops.segment_sum, float(model.norm_power(order)) * omega * drho, member_t, r)
         return first_crossing(t, a[None, :] - ahat - 2.0 * lam, -dahat, downward=True)
 
     def by_residual():  # lam = 0: the residual on u_i drops to fit_fraction a_i
         return first_crossing(t, obs.residual - fit_fraction * a[None, :], obs.dresidual, downward=True)
 
     # only the criterion in use is located (a select of both where lam differs across a batch)
-    fit_time = jax.lax.cond(lam > 0, by_norm, by_residual)
+    fit_time = jax.lax.cond(lam > 0, by_norm, by_residual) if model.fit_by_weight else by_residual()
     return Tracked(
         member=new_member.astype(jnp.int32), join_time=join_time, member_t=member_t.astype(jnp.int32),
         joined=joined, bad_crossings=bad.sum().astype(jnp.int32),

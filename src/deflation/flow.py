@@ -26,6 +26,7 @@ from .integrate import (
     seed_chunk,
     solve,
 )
+from .models import MODELS, SymmetricModel, as_model
 from .target import Target, as_target
 
 class FlowResult(eqx.Module):
@@ -121,7 +122,7 @@ def loss_increased(loss: Float[Array, "*B K"], floor: Float[Array, "*B K"]) -> B
 
 @eqx.filter_jit
 def _flow(target, y0, ts, t0, lam, solver: SolverConfig, events: EventConfig, frozen, precise, progress, chunk: int,
-          block: int):
+          block: int, model):
     """One compiled call: :func:`deflation.integrate.solve` and the loss and residual time series,
     ``chunk`` seeds at a time, the series ``block`` saved states at a time (both chosen by
     :func:`deflation.memory.flow_plan`; neither changes a seed's result)."""
@@ -132,9 +133,10 @@ def _flow(target, y0, ts, t0, lam, solver: SolverConfig, events: EventConfig, fr
     def series(rho, ubar):
         """Per saved state: ``W``, the loss, its accuracy floor and the residual on every u_i."""
         u = materialize(normalize(ubar))  # computed once: the Gram products read every entry m times
-        omega = jnp.exp(2.0 * rho)
+        omega = model.weights(rho, p)  # T = sum_j omega_j u_j^(x)p
         sq, floor = residual_norm_sq(u, omega, target, precise)
-        loss = 0.5 * sq + 0.5 * lam * omega.sum(-1)
+        norms_sq = omega if model.norm_power(p) == 2 else jnp.exp(2.0 * rho)  # |w_j|^2
+        loss = 0.5 * sq + 0.5 * lam * norms_sq.sum(-1)
         floor = jnp.maximum(floor, (10 * (p + 2) * jnp.maximum(tol, eps) * omega.sum(-1)) ** 2)
         residual = residual_on(u, omega, target, precise=bool(precise))
         W = jnp.exp(rho)[..., None, :] * u  # deflation.dynamics.from_lognorm, from the u at hand
@@ -158,7 +160,7 @@ def _flow(target, y0, ts, t0, lam, solver: SolverConfig, events: EventConfig, fr
         start = jnp.minimum(i * chunk, B - chunk)
         y = jax.tree_util.tree_map(lambda x: jax.lax.dynamic_slice_in_dim(x, start, chunk), y0)
         sol = solve(target, y, t1=ts[-1], save_ts=ts, t0=t0, lam=lam, solver=solver, events=events, frozen=frozen,
-                    progress=progress, save_into=(saved, start))
+                    progress=progress, save_into=(saved, start), model=model)
         n = chunk * K  # this chunk's states, from state start * K of the buffers in row order
 
         def series_block(j, carry):
@@ -206,6 +208,26 @@ def _flow(target, y0, ts, t0, lam, solver: SolverConfig, events: EventConfig, fr
         lambda x: jnp.concatenate([x[:-1].reshape((-1,) + x.shape[2:]), x[-1, overlap:]]), per_chunk)
     out.update(log_norm=saved[0], W=saved[1])
     return out
+
+
+def flow_model(model: Any, target: Target) -> SymmetricModel:
+    """The model ``model`` names, checked to be one that :func:`gradient_flow` integrates: a symmetric
+    model (one factor matrix ``W``) at order ``p >= 3``.
+
+    Raises:
+        ValueError / TypeError: an unknown model, the asymmetric one (its state is ``p`` factor
+            matrices: its loss and velocity are in :mod:`deflation.models`, its flow is not
+            integrated yet), or order 2 (where a single column means nothing and Definition 1
+            must be read from the spectrum of ``W W^T``, which is not implemented yet).
+    """
+    model = as_model(model)
+    if not isinstance(model, SymmetricModel):
+        raise ValueError(f"model {model.name!r} is not integrated by gradient_flow yet: it takes a symmetric model "
+                         f"({', '.join(repr(k) for k, v in MODELS.items() if isinstance(v, SymmetricModel))})")
+    if target.order < 3:
+        raise ValueError(f"gradient_flow needs a target of order >= 3, got order {target.order} (the matrix case: "
+                         "its loss and velocity work, its spectral Definition 1 is not implemented yet)")
+    return model
 
 
 def flow_plan(B: int, d: int, m: int, r: int, K: int, P: int, precise: bool | None, itemsize: int,
@@ -312,6 +334,7 @@ def gradient_flow(
     event_points: int = 512,
     precise_loss: bool | None = None,
     frozen: bool = False,
+    model: Any = "normalized",
 ) -> FlowResult:
     """Integrate the gradient flow ``dW/dt = -grad L(W)`` from ``W0`` at ``t0`` and save at ``ts``.
 
@@ -354,6 +377,11 @@ def gradient_flow(
             sets falls below the float route's rounding (:func:`deflation.contract.precise_for_tolerance`;
             Figure 1: precise at ``rtol = 1e-10``, float at ``1e-6``), and the size is moderate.
         frozen: integrate the tensor-power dynamics (paper Eq. 1, ``R`` frozen at ``T*``) instead.
+        model: the factorization model, a name or a :mod:`deflation.models` value: ``"normalized"``
+            (the paper's ``T = sum_j w_j^{(x)p} / |w_j|^{p-2}``, the default) or ``"plain"``
+            (``T = sum_j w_j^{(x)p}``, whose escape from a small ``delta0`` takes a time
+            ``~ delta0^{-(p-2)}``: practical from ``delta0 ~ 1e-3``). Definition 1 and the loss
+            are the model's (:class:`deflation.models.SymmetricModel`).
 
     Returns:
         a :class:`FlowResult`; a trajectory whose solve failed, whose saved state overflowed or
@@ -365,6 +393,7 @@ def gradient_flow(
             and what to change).
     """
     target = as_target(target)
+    model = flow_model(model, target)
     y0, batched = _as_initial_state(W0, target)
     lam = check.nonnegative("lam", lam)
     t0 = check.finite("t0", t0)
@@ -406,7 +435,7 @@ def gradient_flow(
                         else precise_by_default(target.d, m, target.r))
     plan = flow_plan(B, target.d, m, target.r, ts_np.size, events.points, precise_loss, np.dtype(dtype).itemsize)
     out = _flow(target, y0, jnp.asarray(ts_np, dtype), jnp.asarray(t0, dtype), jnp.asarray(lam, dtype), config,
-                events, frozen, precise_loss, progress, plan.chunk, plan.block)
+                events, frozen, precise_loss, progress, plan.chunk, plan.block, model)
     if not batched:
         out = {k: v[0] for k, v in out.items()}
     return FlowResult(ts=jnp.asarray(ts_np, dtype), **out)

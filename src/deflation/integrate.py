@@ -211,6 +211,7 @@ def solve(
     progress: bool = False,
     chunk: int | None = None,
     save_into: tuple[tuple[Array, Array], Any] | None = None,
+    model: Any = None,
 ) -> Solution:
     """Integrate the gradient flow (or, ``frozen=True``, the tensor-power dynamics of paper
     Eq. 1) in log-norm coordinates for a batch of initial states, and locate Definition 1's events.
@@ -244,6 +245,8 @@ def solve(
             solves a large batch chunk by chunk writes one output array in place (see
             :func:`deflation.stepping.solve_batch`). The batch is then solved at once (``chunk``
             is not used).
+        model: a symmetric model of :mod:`deflation.models` (``None``: the paper's normalized
+            model): its log-norm field is integrated, and Definition 1 reads its weights.
 
     Returns:
         a :class:`Solution`.
@@ -262,7 +265,7 @@ def solve(
     batch = dict(y=(rho0, ubar0), t1=t1, save_ts=save_ts, member=member, event_ts=event_ts,
                  target=target if target.batched else None)
     run = lambda b: _solve_chunk(target if b["target"] is None else b["target"], b, t0, lam, solver, events,  # noqa: E731
-                                 from_above, frozen, progress, save_into)
+                                 from_above, frozen, progress, save_into, model)
     if save_into is not None:
         return run(batch)
     return map_chunks(run, batch, seed_chunk(B) if chunk is None else int(chunk))
@@ -283,22 +286,23 @@ def map_chunks(fn, batch, chunk: int):
 
 
 def _solve_chunk(target, batch, t0, lam, config: SolverConfig, events, from_above, frozen, progress,
-                 save_into) -> Solution:
+                 save_into, model) -> Solution:
     """:func:`solve` for one chunk of seeds (a dict of batched inputs). A batched target (one per
     seed) travels as the term's per-trajectory ``args``; a single one is a constant of the field."""
     per_seed = target.batched
     if per_seed:
-        term = diffrax.ODETerm(lambda t, y, args: lognorm_vector_field(y, args, lam, frozen))
+        term = diffrax.ODETerm(lambda t, y, args: lognorm_vector_field(y, args, lam, frozen, model))
         targets = target
     else:
-        term = diffrax.ODETerm(lambda t, y, args: lognorm_vector_field(y, target, lam, frozen))
+        term = diffrax.ODETerm(lambda t, y, args: lognorm_vector_field(y, target, lam, frozen, model))
         targets = None
     seed_target = lambda tg: tg if per_seed else target  # noqa: E731  (inside a vmap over seeds)
     meter = diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter()
     y0, t1, save_ts, member, event_ts = (batch[k] for k in ("y", "t1", "save_ts", "member", "event_ts"))
     norm = events is not None and events.norm
     if events is not None:
-        event_fn = lambda t, y, dydt, args: observe(seed_target(args[1]), y, dydt, args[0], norm=norm)  # noqa: E731
+        event_fn = lambda t, y, dydt, args: observe(seed_target(args[1]), y, dydt, args[0], norm=norm,
+                                                                model=model)  # noqa: E731
     else:
         event_fn = None
     dummy = jnp.zeros(member.shape[:1])
@@ -337,12 +341,13 @@ def _solve_chunk(target, batch, t0, lam, config: SolverConfig, events, from_abov
 
     def post(y, last, res, ob, mem, ets, tg):
         tg = seed_target(tg)
-        f0 = lognorm_vector_field(y, tg, lam, frozen)
+        f0 = lognorm_vector_field(y, tg, lam, frozen, model)
         status = _status(res, y, last, f0)
         if events is None:
             return status, None
         above = (y[0] >= log_positive(events.delta1)) if from_above else None
-        tr = track(ets, ob, mem, tg.a, lam, events.delta1, events.alpha, events.fit_fraction, above)
+        tr = track(ets, ob, mem, tg.a, lam, events.delta1, events.alpha, events.fit_fraction, above, model=model,
+                   order=tg.order)
         return status, tr
 
     # a few seeds at a time rather than the whole chunk at once: each of track's intermediates is

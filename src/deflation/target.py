@@ -27,8 +27,12 @@ class Target(eqx.Module):
         a: weights ``(r,)``, finite and ``>= 0`` (the paper sorts them and makes them sum to 1;
             this class does not require it).
         U: components ``(d, r)`` with unit columns.
-        order: the tensor order ``p``, ``3 <= p <= 2^31 - 1`` (the paper's case is 4).
+        order: the tensor order ``p``, ``2 <= p <= 2^31 - 1`` (the paper's case is 4; order 2 is
+            the matrix case, for the models of :mod:`deflation.models`).
         orthogonal: whether the columns of ``U`` were asked to be orthonormal (checked).
+        factors: ``None`` for a symmetric target; for a general one,
+            ``T* = sum_i a_i u_i^(1) (x) ... (x) u_i^(p)``, the ``p`` factor matrices ``(d, r)``
+            (``U`` is the first), built with :meth:`asymmetric`; only the asymmetric model reads them.
 
     Construct with ``Target(a, U, order=4)`` for arbitrary unit columns (non-orthogonal targets,
     paper Appendix E), or with :meth:`basis` (``U = I[:, :r]``, the paper's case),
@@ -43,15 +47,31 @@ class Target(eqx.Module):
     U: Float[Array, "*B d r"]
     order: int = eqx.field(static=True, default=4)
     orthogonal: bool = eqx.field(static=True, default=False)
+    factors: tuple[Float[Array, "*B d r"], ...] | None = None
 
-    def __init__(self, a: Any, U: Any, order: int = 4, *, orthogonal: bool = False):
-        order = check.integer("order", order, 3, MAX_ORDER)
+    def __init__(self, a: Any, U: Any, order: int = 4, *, orthogonal: bool = False, factors: Any = None):
+        order = check.integer("order", order, 2, MAX_ORDER)
         if check.is_concrete((a, U)):
             check_values(a, U, orthogonal)
+        if factors is not None:
+            factors = tuple(factors)
+            if len(factors) != order:
+                raise ValueError(f"factors must hold one (d, r) matrix per mode (order = {order}), "
+                                 f"got {len(factors)}")
+            if check.is_concrete(factors):
+                for k, Uk in enumerate(factors):
+                    try:
+                        check_values(a, Uk)
+                    except (TypeError, ValueError) as err:
+                        raise type(err)(f"factors[{k}]: {err}") from None
+                    if np.shape(Uk) != np.shape(U):
+                        raise ValueError(f"factors[{k}] must have the shape of U, {np.shape(U)}, got {np.shape(Uk)}")
+            factors = tuple(_floating(Uk) for Uk in factors)
         self.a = _floating(a)
         self.U = _floating(U)
         self.order = order
         self.orthogonal = bool(orthogonal)
+        self.factors = factors
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -96,6 +116,16 @@ class Target(eqx.Module):
             raise ValueError(f"angle must give a valid Gram matrix: 0 < angle <= 180 degrees with cos(angle) > "
                              f"-1/(r - 1) = {-1.0 / max(r - 1, 1):.3g} for r = {r} components, got angle = {angle!r}")
         return cls(a_np.astype(np.float64), np.asarray(equiangular_columns(d, r, c)), order, orthogonal=angle == 90.0)
+
+    @classmethod
+    def asymmetric(cls, a: Any, factors: Any) -> "Target":
+        """A general target ``T* = sum_i a_i u_i^(1) (x) ... (x) u_i^(p)``: one ``(d, r)`` matrix of
+        unit columns per mode, ``p = len(factors) >= 2`` (at ``p = 2``, ``U_1 diag(a) U_2^T``).
+        Fitted by the asymmetric model (:class:`deflation.models.Asymmetric`)."""
+        factors = tuple(factors)
+        if len(factors) < 2:
+            raise ValueError(f"factors must hold at least 2 factor matrices (one per mode), got {len(factors)}")
+        return cls(a, factors[0], len(factors), factors=factors)
 
     @classmethod
     def geometric(cls, d: int, r: int, ratio: float = 1.2, order: int = 4) -> "Target":
