@@ -23,14 +23,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike
 from jaxtyping import Array, Float
 
 from . import _validate as check
 from .contract import column_norms
 from .models import AbstractModel, as_model
-from .state import check_W, normalize, working_dtype
+from .state import check_W, normalize, working_dtype  # noqa: F401  (check_W: re-exported for flow, baselines)
 from .target import Target, as_target
 
 LogNormState = tuple[Float[Array, "*B m"], Float[Array, "*B d m"]]
