@@ -85,7 +85,7 @@ def test_the_smoke_subset_touches_every_layer_and_is_never_slow():
     tensor, a flow, a command, a study and its store; a smoke test is a quick one (never ``slow``)."""
     smoke, slow = _marked("smoke"), _marked("slow")
     for layer in ("test_architecture", "test_target", "test_contract", "test_flow", "test_packaging", "test_study",
-                  "test_store"):
+                  "test_montecarlo"):
         assert layer in smoke, layer
     both = {f: smoke[f] & slow.get(f, set()) for f in smoke}
     assert not any(both.values()), both

@@ -94,7 +94,6 @@ def test_damaged_chunks_are_found_reported_and_recomputed(damage, reference, tmp
     assert cli.main(["study", "verify", str(out)]) == 0
 
 
-@pytest.mark.smoke
 def test_the_store_opens_in_xarray_without_warnings(reference):
     import xarray as xr
 
