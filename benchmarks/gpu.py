@@ -23,8 +23,8 @@ interrupted run keeps the parts that finished):
    command's default target (r = d, a_i / a_(i+1) = 1.2), 64 seeds: the first call (compilation
    included) and a second, compiled one; seeds/s, converged fraction, epochs.
 
-``--tiny`` runs every part at a size a CPU does in well under a minute (the test suite does so),
-and names the files ``*_tiny_<device>.json``. Each file records the device (name, count), the host
+``--tiny`` runs every part at a size whose running time on a CPU is negligible (the time is the
+compilation of its seven programs: minutes on 2 cores; the test suite runs it so), and names the files ``*_tiny_<device>.json``. Each file records the device (name, count), the host
 CPU (model, vector ISA), ``XLA_FLAGS`` and the versions of jax and jaxlib. Files are named after
 the device the run found (``_gpu`` on a GPU, ``_cpu`` otherwise): a run that fell back to the CPU
 never writes a ``*_gpu.json``. They go to ``benchmarks/out/`` (ignored by git), to
