@@ -48,6 +48,7 @@ def theorem_setup():
 # ---------------------------------------------------------------------------- Theorem 1 parameters
 
 
+@pytest.mark.smoke
 def test_theorem1_parameters_follow_the_scalings():
     d, eps = 6, 1e-2
     p = deflation.theorem1_parameters(d=d, eps=eps)

@@ -63,6 +63,7 @@ def graph() -> dict[str, set[str]]:
     return edges
 
 
+@pytest.mark.smoke
 def test_there_is_no_import_cycle():
     edges = graph()
     state: dict[str, int] = {}
@@ -86,6 +87,7 @@ def test_there_is_no_import_cycle():
     assert len(edges) > 20  # the walk saw the package
 
 
+@pytest.mark.smoke
 def test_no_module_imports_another_modules_private_name():
     known = modules()
     bad = [(importer, target, n) for importer, target, names in imports(known) for n in names

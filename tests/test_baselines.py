@@ -125,6 +125,7 @@ def test_numpy_lognorm_rhs_matches_vector_field():
     np.testing.assert_allclose(got, np.concatenate([np.asarray(dr), np.asarray(du).ravel()]), rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.slow  # a flow program compiled for it alone; its right-hand side: test_numpy_lognorm_rhs_*
 def test_scipy_flow_agrees_with_gradient_flow():
     pytest.importorskip("scipy")
     tg = D.Target.geometric(5, 2)

@@ -55,7 +55,7 @@ def _velocities(layout, target, W):
 
 
 @pytest.mark.parametrize("p", [3, 4])
-@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("layout", [pytest.param(x, marks=pytest.mark.smoke) if x == "batched" else x for x in LAYOUTS])
 def test_velocity_in_every_layout_is_minus_grad_of_dense_loss(layout, p, monkeypatch):
     """One small seed (the target's products as fused outer products, two dots), one seed by dots
     ([U, X]^T X, then two products; forced here by UNROLL_MAX = 0), a batch (fused outer

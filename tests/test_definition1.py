@@ -95,6 +95,7 @@ def test_observer_misalignment_resolves_tiny_alpha_and_its_derivative():
     assert float(obs["residual_norm"]) == pytest.approx(np.linalg.norm(R), rel=1e-10)
 
 
+@pytest.mark.slow  # an Algorithm 2 program and a flow program compiled for this comparison alone
 def test_gradient_flow_and_algorithm2_record_the_same_discovery_times():
     """Algorithm 2's first Phase 1 is a gradient flow of length t1 from its own initial draw:
     deflation.gradient_flow from that same draw, with the same lam, delta1, alpha, tolerances and

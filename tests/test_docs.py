@@ -95,6 +95,7 @@ def test_site_text_stands_alone(site):
             assert needle not in text, f"{page.relative_to(site)} mentions {needle!r}"
 
 
+@pytest.mark.slow  # a second whole build of the site
 def test_broken_reference_fails_the_build(tmp_path):
     """The same strict build, on a copy of docs/ with a broken reference in a page and one in a
     docstring: it must fail and name both (nitpicky + -W are what make a wrong name an error)."""

@@ -95,6 +95,7 @@ def test_figure1_plot_shows_the_plateaus_markers_and_a_legend_that_hides_nothing
         assert not ax.get_legend().get_window_extent().overlaps(ax.get_window_extent()), ax.get_title()
 
 
+@pytest.mark.slow  # a second command run, compiling its own programs
 def test_figure1_command_does_not_count_unfitted_components_as_in_order(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "deflation.cli", "figure1", "--seeds", "1", "--horizon", "115", "--points", "116",

@@ -22,6 +22,7 @@ def numpy_velocity(W, a, U, p, lam):
     return n * (p * Rvec - (p - 2) * Rp * Wb) - lam * W
 
 
+@pytest.mark.smoke
 def test_trajectory_matches_scipy_dop853():
     rng = np.random.default_rng(0)
     d, m, p, lam = 5, 7, 4, 0.02

@@ -36,6 +36,7 @@ def test_seed_result_independent_of_batch_size():
         _assert_same(alone, one)
 
 
+@pytest.mark.slow  # (31 s of CPU without a cache) the default suite's chunked case: the overlapping-blocks test below
 def test_chunked_batch_equals_unchunked(monkeypatch):
     tg, W0 = _problem(8)
     kw = dict(rtol=1e-9, atol=1e-9, event_points=64)

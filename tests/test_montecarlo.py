@@ -67,6 +67,7 @@ def reference(tmp_path_factory):
     return out, ds
 
 
+@pytest.mark.smoke  # a tiny study (one compiled program) and its store
 def test_reference_dataset(reference):
     out, ds = reference
     assert ds["discovered"].dims == ("seed", "component")

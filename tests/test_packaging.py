@@ -5,7 +5,10 @@ import subprocess
 import sys
 from importlib import metadata
 
+import pytest
 
+
+@pytest.mark.smoke
 def test_import_does_not_pull_tensorflow():
     code = "import sys, deflation, deflation.cli, deflation.plots; deflation.cli.build_parser(); " \
            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tensorboard', 'keras')))"
@@ -38,6 +41,7 @@ def test_dependency_closure_has_no_tensorflow():
     assert not [d for d in installed if d.startswith("tensorflow") or d == "tf-nightly"]
 
 
+@pytest.mark.smoke
 def test_cli_help_lists_commands():
     out = subprocess.run([sys.executable, "-m", "deflation.cli", "--help"], capture_output=True, text=True, check=True)
     assert "figure1" in out.stdout
@@ -45,6 +49,7 @@ def test_cli_help_lists_commands():
     assert bad.returncode == 2 and "--seeds must be an integer >= 1" in bad.stderr
 
 
+@pytest.mark.smoke
 def test_ci_runs_exactly_the_readme_test_command():
     """``.ci/run`` ends with the README's set-up command number 2 (install, then the tests)."""
     from pathlib import Path
@@ -57,3 +62,34 @@ def test_ci_runs_exactly_the_readme_test_command():
     ci = [line for line in (root / ".ci" / "run").read_text().splitlines() if line.strip() and not line.startswith("#")]
     assert ci[-1].strip() == commands[1].strip()
     assert "slow or not slow" in commands[1]  # CI runs every test, the slow ones too
+
+
+def _marked(mark: str) -> dict[str, set[str]]:
+    """``{test file: {test function, ...}}`` of the tests decorated with ``pytest.mark.<mark>``."""
+    import ast
+    from pathlib import Path
+
+    found: dict[str, set[str]] = {}
+    for path in sorted((Path(__file__).resolve().parent).glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                # on the function, or on some of its parameters (pytest.param(..., marks=...))
+                if any(f"pytest.mark.{mark}" in ast.unparse(d) for d in node.decorator_list):
+                    found.setdefault(path.stem, set()).add(node.name)
+    return found
+
+
+@pytest.mark.smoke
+def test_the_smoke_subset_touches_every_layer_and_is_never_slow():
+    """``-m smoke`` (README) covers the import graph, the target, the contractions against the dense
+    tensor, a flow, a command, a study and its store; a smoke test is a quick one (never ``slow``)."""
+    smoke, slow = _marked("smoke"), _marked("slow")
+    for layer in ("test_architecture", "test_target", "test_contract", "test_flow", "test_packaging", "test_study",
+                  "test_montecarlo"):
+        assert layer in smoke, layer
+    both = {f: smoke[f] & slow.get(f, set()) for f in smoke}
+    assert not any(both.values()), both
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert ".venv/bin/python -m pytest -m smoke" in readme

@@ -18,7 +18,13 @@ def _problem(B=4, d=6, m=8):
     return tg, term, jax.vmap(to_lognorm)(W0)
 
 
-@pytest.mark.parametrize("solver", [diffrax.Tsit5(), diffrax.Dopri5(), diffrax.Heun(), diffrax.Bosh3()],
+def _slow(*values):
+    """``pytest.param`` of each value, marked slow: the same unrolled-tableau code as the default
+    suite's cases (Tsit5, Heun, ...), each one more compilation."""
+    return [pytest.param(v, marks=pytest.mark.slow) for v in values]
+
+
+@pytest.mark.parametrize("solver", [diffrax.Tsit5(), diffrax.Heun(), *_slow(diffrax.Dopri5(), diffrax.Bosh3())],
                          ids=lambda s: type(s).__name__)
 def test_erk_step_equals_diffrax_step(solver):
     """The unrolled explicit Runge-Kutta step: same y1, error estimate and dense output as diffrax's."""
@@ -70,9 +76,12 @@ CASES = {
     "Heun-clip": (diffrax.Heun(), diffrax.ClipStepSizeController(_pid(), jump_ts=[1.3])),
     "overridden-step": (HalfErrorTsit5(), _pid()),
 }
+#: under -m slow: the default suite keeps Euler (constant steps), Heun (second order), Tsit5 (the
+#: default, FSAL), Tsit5 with step and jump times, and an overridden step
+SLOW_CASES = ("Midpoint", "Ralston", "Bosh3", "Dopri5", "Dopri8", "Heun-clip")
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", [*(n for n in CASES if n not in SLOW_CASES), *_slow(*SLOW_CASES)])
 def test_batch_loop_equals_diffeqsolve_per_seed(name):
     """Every seed: same accepted/rejected steps and the same saved states as diffrax.diffeqsolve,
     for every solver and controller the loop takes. ``dt0`` is given: with ``dt0=None``
@@ -198,8 +207,8 @@ def test_overflowing_trial_step_is_rejected_and_recovers():
     np.testing.assert_allclose(np.asarray(sol.ys[:, 0]), exact, rtol=1e-6)
 
 
-@pytest.mark.parametrize("solver", [diffrax.Tsit5(), diffrax.Dopri5(), diffrax.Dopri8(), diffrax.Bosh3(),
-                                    diffrax.Heun(), diffrax.Ralston(), diffrax.Midpoint()],
+@pytest.mark.parametrize("solver", [diffrax.Tsit5(), diffrax.Dopri8(), diffrax.Heun(),
+                                    *_slow(diffrax.Dopri5(), diffrax.Bosh3(), diffrax.Ralston(), diffrax.Midpoint())],
                          ids=lambda s: type(s).__name__)
 def test_dense_output_as_weights_matches_diffrax(solver):
     """The saving loop's dense output (weights on (y0, y1, k) applied as one combination) is

@@ -112,6 +112,7 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_store(reference, t
     run_study(STUDY, out, progress=False, summary=False)  # released: fine
 
 
+@pytest.mark.slow  # two processes compiling; the default suite's case: test_a_second_writer_is_refused_*
 def test_concurrent_processes_on_one_out_never_mix(tmp_path):
     """Two processes started at once on the same --out: one computes, the other is refused with
     one line (exit 2) or finds the finished store; the store ends intact and complete."""

@@ -106,6 +106,8 @@ def test_the_flow_study_file_runs_and_summarizes(tmp_path, capsys):
         assert (tmp_path / name).stat().st_size > 1000
 
 
+@pytest.mark.slow  # (85 s of CPU without a compilation cache) Algorithm 2 studies stay in the default suite through
+# test_kill_and_resume_is_bit_identical[algorithm2], study files through test_bad_study_files_*
 def test_the_algorithm2_study_file_runs_and_summarizes(tmp_path, capsys):
     (tmp_path / "a2.toml").write_text(ALGORITHM2_FILE)
     assert cli.main(["study", "run", str(tmp_path / "a2.toml"), "--out", str(tmp_path / "a2.zarr"),
@@ -275,7 +277,8 @@ KILL = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("experiment", ["flow", "algorithm2"])
+# flow under -m slow: test_montecarlo.py::test_kill_and_resume_matches_uninterrupted kills and resumes a flow study
+@pytest.mark.parametrize("experiment", [pytest.param("flow", marks=pytest.mark.slow), "algorithm2"])
 def test_kill_and_resume_is_bit_identical(experiment, tmp_path):
     if experiment == "flow":
         study = Study("flow", 12, SMALL, dict(FLOW, m=[6, 8]), chunk=4)
@@ -293,6 +296,7 @@ def test_kill_and_resume_is_bit_identical(experiment, tmp_path):
     _same(resumed, ref)
 
 
+@pytest.mark.slow  # the default suite's device-count case: test_montecarlo.py::test_chunk_256_on_four_devices_*
 def test_grid_study_does_not_depend_on_the_device_count(tmp_path):
     study = Study("flow", 24, SMALL, dict(FLOW, m=[6, 8]), chunk=12)
     ref = run_study(study, tmp_path / "one.zarr", devices=1, progress=False, summary=False)
@@ -391,6 +395,7 @@ def test_resuming_and_rerunning_say_so(tmp_path, capsys):
     ("experiment = 'flows'\nseeds = 4\n[target]\na = [1.0]\n[params]\nd = 2\nm = 2\nhorizon = 1",
      "experiment must be one of"),
 ])
+@pytest.mark.smoke
 def test_bad_study_files_are_refused_with_one_line_naming_the_key(text, message, tmp_path, capsys):
     path = tmp_path / "bad.toml"
     path.write_text(text)

@@ -9,6 +9,7 @@ from dense import contract_all, dense_Tstar
 import deflation as D
 
 
+@pytest.mark.smoke
 def test_constructors():
     t = D.Target.basis([0.5, 0.3, 0.2], 6)
     np.testing.assert_array_equal(t.U, np.eye(6)[:, :3])
@@ -26,6 +27,7 @@ def test_constructors():
     assert not n.orthogonal and n.order == 5
 
 
+@pytest.mark.smoke
 def test_dense_and_norm_match_contractions():
     rng = np.random.default_rng(0)
     U = rng.standard_normal((4, 3))
