@@ -51,7 +51,6 @@ __all__ = [
     "from_lognorm",
     "gradient_flow",
     "loss",
-    "models",
     "modified_gradient_flow",
     "partition",
     "residual",
