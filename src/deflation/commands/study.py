@@ -73,7 +73,7 @@ SUBMIT_OPTIONS = [
     ("--partition", str, None, "Slurm partition"),
     ("--gpus-per-task", int, None, "GPUs per worker"),
     ("--cpus-per-task", int, None, "CPU cores per worker"),
-    ("--time", int, None, "time limit per worker, minutes (default: 240 on Slurm; a worker stopped by it loses "
+    ("--time-limit", int, None, "time limit per worker, minutes (default: 240 on Slurm; a worker stopped by it loses "
                           "only its unfinished chunk)"),
     ("--mem-gb", float, None, "memory per worker, GB"),
     ("--account", str, None, "Slurm account"),
@@ -137,7 +137,7 @@ def _submit(args) -> int:
     if args.workers is None or args.workers < 1:
         raise ValueError(f"--workers must be a positive integer (the number of array jobs), got {args.workers}")
     for flag, value in (("--gpus-per-task", args.gpus_per_task), ("--cpus-per-task", args.cpus_per_task),
-                        ("--time", args.time), ("--parallel", args.parallel), ("--chunk", args.chunk)):
+                        ("--time-limit", args.time_limit), ("--parallel", args.parallel), ("--chunk", args.chunk)):
         if value is not None and value < 1:
             raise ValueError(f"{flag} must be a positive integer, got {value}")
     if not args.claim_timeout > 0:
@@ -145,7 +145,7 @@ def _submit(args) -> int:
     logs = Path(args.logs) if args.logs else Path(out).with_name(Path(out).name + ".logs")
     executor = cluster.executor_for(args.cluster, logs, workers=args.workers, partition=args.partition,
                                     gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task,
-                                    time_min=args.time, mem_gb=args.mem_gb, account=args.account, qos=args.qos,
+                                    time_min=args.time_limit, mem_gb=args.mem_gb, account=args.account, qos=args.qos,
                                     parallel=args.parallel)
     jobs = cluster.submit(args.file, out, args.workers, executor, chunk=args.chunk, claim_timeout=args.claim_timeout)
     print(f"submitted {len(jobs)} worker(s) ({executor.cluster}): job {jobs[0].job_id.split('_')[0]}; logs in {logs}")
