@@ -83,7 +83,7 @@ def chunk_memory(study, point: dict, seeds: int, backend: str):
     d, m, r = point["d"], point["m"], study.r
     itemsize = np.dtype(point.get("dtype", "float64")).itemsize
     if study.experiment == "algorithm2":
-        return memory.algorithm2_memory(seeds=seeds, d=d, m=m, r=r, grid_points=point["grid_points"],
+        return memory.algorithm2_memory(seeds=seeds, d=d, m=m, r=r, grid_points=point["event_points"],
                                         max_epochs=point["max_epochs"], itemsize=itemsize, chunk=seed_chunk(seeds),
                                         backend=backend)
     saves = series["points"] + (COUPLING_POINTS - 1 if study.experiment == "phase1" else 1)
@@ -139,9 +139,8 @@ def check_fits(study, devices, chunk: int | None) -> None:
         at = f"d = {point['d']}, m = {point['m']}"
         one = chunk_memory(study, point, 1, devices[0].platform)
         if one.total > have:
-            points = "params.grid_points" if study.experiment == "algorithm2" else "params.event_points"
-            names = dict(_NAMES, event_points=points, fewer_seeds="fewer " + (
-                "params.grid_points" if study.experiment == "algorithm2" else "series.points"))
+            names = dict(_NAMES, event_points="params.event_points", fewer_seeds="fewer " + (
+                "params.event_points" if study.experiment == "algorithm2" else "series.points"))
             names.pop("save_points")  # one seed: a smaller chunk does not help
             raise ValueError(f"even one seed of the study at {at} needs an estimated {one.describe()} of memory, but "
                              f"{gib(have)} is available: {suggest(one, names)}")
