@@ -242,3 +242,9 @@ def test_gradient_flow_refuses_models_and_orders_it_does_not_integrate():
         D.gradient_flow(D.Target.geometric(3, 2, order=2), W0, [1.0])
     with pytest.raises(ValueError, match="model must be one of"):
         D.gradient_flow(D.Target.geometric(3, 2), W0, [1.0], model="Plain")
+
+
+def test_algorithm2_refuses_order_2():
+    with pytest.raises(ValueError, match="Algorithm 2.*order >= 3, got order 2"):
+        D.modified_gradient_flow(D.Target.geometric(3, 2, order=2), jax.random.key(0), m=4, lam=1e-3, delta0=1e-6,
+                                 delta1=1e-3, alpha=0.1, gamma=0.1, eps=1e-2)

@@ -628,6 +628,9 @@ def modified_gradient_flow(
             the call cannot fit in memory (:func:`algorithm2_plan`).
     """
     target = as_target(target)
+    if target.order < 3:
+        raise ValueError(f"modified_gradient_flow (the paper's Algorithm 2) needs a target of order >= 3, got order "
+                         f"{target.order}")
     key = _check_key(key)
     d_given, (d, r) = d, (target.d, target.r)
     if d < 2:
