@@ -17,6 +17,7 @@ import numpy as np
 from ..memory import available_memory, gib
 from .resources import DEFAULT_CHUNK, check_fits, chunk_memory, compiled_bytes, dataset_bytes, select_devices
 from .study import Study
+from .workers import format_duration
 
 #: Seeds per device in a calibration run.
 CALIBRATION_SEEDS = 8
@@ -85,19 +86,11 @@ class Plan:
                          + ("" if self.fits else "  -> does NOT fit"))
         if np.isfinite(self.seconds):
             per = ", ".join(f"{p.seconds_per_seed * 1e3:.3g} ms/seed (compile {p.compile_s:.1f} s)" for p in self.programs)
-            lines.append(f"estimated time on this machine: {_duration(self.seconds)} (calibration: {per})")
+            lines.append(f"estimated time on this machine: {format_duration(self.seconds)} (calibration: {per})")
         else:
             lines.append(f"memory and time: not measured (a calibration compiles each of the {len(self.programs)} "
                          f"program(s) and runs one small chunk of it: deflation study plan --calibrate)")
         return "\n".join(lines)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def plan_study(study: Study, *, chunk: int | None = None, devices: int | None = None, calibrate: bool = True) -> Plan:

@@ -293,18 +293,10 @@ class Status:
             lines.append("time left: unknown (no worker is running now, or no chunk has been timed yet)"
                          if self.remaining else "")
         else:
-            lines.append(f"time left: about {_duration(eta)} at {self.active_workers} active worker(s) "
+            lines.append(f"time left: about {format_duration(eta)} at {self.active_workers} active worker(s) "
                          f"({self.seconds_per_chunk:.3g} s per chunk)")
         lines += [f"  damaged: {p}" for p in self.problems[:10]]
         return "\n".join(line for line in lines if line)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def status(out, *, timeout: float = DEFAULT_CLAIM_TIMEOUT, verify: bool = True) -> Status:
@@ -352,3 +344,12 @@ def status(out, *, timeout: float = DEFAULT_CLAIM_TIMEOUT, verify: bool = True) 
     return Status(total=int(done.size), done=n_done, claimed=claimed, missing=max(0, missing), damaged=n_damaged,
                   stale=stale, per_worker=per_worker, seconds_per_chunk=float(np.mean(times)) if times else None,
                   active_workers=len(active), problems=problems)
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` for a reader: "45 s", "12.5 min" or "3.1 h"."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
