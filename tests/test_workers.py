@@ -149,12 +149,45 @@ def test_bad_worker_options_are_one_line(argv, message, tmp_path, capsys):
     (["--workers", "2", "--cluster", "pbs"], "cluster must be 'slurm', 'local' or 'debug'"),
 ])
 def test_bad_submit_options_are_one_line(argv, message, tmp_path, capsys):
-    pytest.importorskip("submitit")
+    _submitit()
     (tmp_path / "s.toml").write_text(TOML)
     assert cli.main(["study", "submit", str(tmp_path / "s.toml"), "--out", str(tmp_path / "x.zarr"), *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x.zarr").exists()
+
+
+def _submitit():
+    """submitit through the package's guarded import (a plain import closes the stream absl's
+    handler holds: pytest's own capture of stderr, once optax has been imported), or skip."""
+    from deflation.montecarlo import cluster
+
+    try:
+        return cluster.import_submitit()
+    except ValueError:
+        pytest.skip("submitit is not installed")
+
+
+def test_importing_submitit_leaves_other_handlers_streams_open():
+    """optax imports absl, whose logging handler keeps the stderr of its import time; a plain
+    ``import submitit`` (its dictConfig) closes that stream. Through the package's import it stays
+    open, and submitit's logger still writes warnings to stderr."""
+    pytest.importorskip("submitit")  # only to know it is installed: the check runs in a new process
+    code = (
+        "import io, sys\n"
+        "held = io.StringIO(); real = sys.stderr; sys.stderr = held\n"
+        "import optax, absl.logging\n"
+        "sys.stderr = real\n"
+        "from deflation.montecarlo import cluster\n"
+        "cluster.import_submitit()\n"
+        "import logging\n"
+        "logging.getLogger('submitit').warning('hello')\n"
+        "print('closed' if held.closed else 'open')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "open"
+    assert "submitit WARNING" in proc.stderr and "hello" in proc.stderr
 
 
 def test_process_0_whose_peer_never_comes_exits_2_with_one_line_within_the_timeout(tmp_path):
@@ -206,7 +239,7 @@ def _same_store(a: Path, b: Path) -> None:
 
 @pytest.mark.slow
 def test_three_local_workers_one_killed_mid_chunk_then_a_rerun_equal_a_single_process(tmp_path, capsys):
-    submitit = pytest.importorskip("submitit")
+    submitit = _submitit()
     from deflation.montecarlo import cluster
 
     (tmp_path / "s.toml").write_text(TOML)

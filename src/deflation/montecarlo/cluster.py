@@ -8,13 +8,52 @@ workers=N)`` on the study file (see :mod:`deflation.montecarlo.workers`). The eq
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
+import sys
 from pathlib import Path
 
 from .workers import DEFAULT_CLAIM_TIMEOUT, check_worker
 
 #: A worker's time limit on Slurm when none is given (minutes); local processes get a week.
 DEFAULT_TIME_MIN = 240
+
+
+def import_submitit():
+    """``submitit``, imported without its logging set-up closing other libraries' handlers.
+
+    On import, submitit calls ``logging.config.dictConfig``, which closes every logging handler
+    of the process; absl's handler (imported with optax) then closes the stream it was created
+    with, which is ``sys.stderr`` as it was at that time (in a notebook or a test runner, a
+    replaced stream, still in use). Here submitit is imported with ``SUBMITIT_LOG_LEVEL=NOCONFIG``
+    (unless the user set that variable) and its ``submitit`` logger gets the two handlers it would
+    have configured (info to stdout, warnings to stderr), so its messages stay the same.
+    Raises ``ValueError`` with the install line when submitit is missing."""
+    if "submitit" in sys.modules:
+        return sys.modules["submitit"]
+    own = "SUBMITIT_LOG_LEVEL" not in os.environ
+    if own:
+        os.environ["SUBMITIT_LOG_LEVEL"] = "NOCONFIG"
+    try:
+        import submitit
+    except ImportError as err:
+        raise ValueError("deflation study submit needs submitit: pip install submitit (or pip install "
+                         "'deflation[cluster]')") from err
+    finally:
+        if own:
+            del os.environ["SUBMITIT_LOG_LEVEL"]
+    if own:
+        logger = logging.getLogger("submitit")
+        fmt = logging.Formatter("%(name)s %(levelname)s (%(asctime)s) - %(message)s")
+        out, err = logging.StreamHandler(sys.stdout), logging.StreamHandler(sys.stderr)
+        out.setLevel(logging.DEBUG)
+        err.setLevel(logging.WARNING)
+        for handler in (err, out):
+            handler.setFormatter(fmt)
+            logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    return submitit
 
 
 def run_worker(study_file: str, out: str, worker: int, workers: int, chunk: int | None = None,
@@ -37,11 +76,7 @@ def executor_for(cluster: str | None, logs, *, workers: int, partition: str | No
     """A submitit executor: ``cluster`` ``"slurm"``, ``"local"``, ``"debug"`` or None (Slurm when
     ``sbatch`` is found, else local processes), with the job array's resources (``time_min``:
     each worker's time limit, default :data:`DEFAULT_TIME_MIN` on Slurm, a week locally)."""
-    try:
-        import submitit
-    except ImportError as err:
-        raise ValueError("deflation study submit needs submitit: pip install submitit (or pip install "
-                         "'deflation[cluster]')") from err
+    submitit = import_submitit()
     if cluster not in (None, "slurm", "local", "debug"):
         raise ValueError(f"cluster must be 'slurm', 'local' or 'debug', got {cluster!r}")
     cluster = cluster or ("slurm" if shutil.which("sbatch") else "local")
