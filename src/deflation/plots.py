@@ -451,12 +451,32 @@ def _integer_valued(values) -> bool:
     return bool(v.size and np.all(np.isfinite(v)) and np.all(v == np.round(v)))
 
 
-def _grid_axis(ax, values, name: str) -> None:
+def _value(v) -> str:
+    """A grid coordinate as text: numbers in ``%g``, names (``model``) as they are."""
+    return f"{v:g}" if isinstance(v, (int, float, np.number)) else str(v)
+
+
+def _categorical(values) -> bool:
+    """Whether a swept parameter's values are names (``model``), drawn at positions 0, 1, ..."""
+    return not all(isinstance(v, (int, float, np.number)) for v in np.asarray(values, dtype=object).ravel())
+
+
+def _grid_x(column, levels) -> np.ndarray:
+    """x positions of a swept parameter's values: the values, or for names their index in ``levels``."""
+    return np.asarray([levels.index(v) for v in column], float) if levels else np.asarray(column, float)
+
+
+def _grid_axis(ax, values, name: str, levels=None) -> None:
     """The x axis of a swept parameter: log scale when its values span more than a factor 20,
     ticks at the values themselves when there are at most 12 of them (else integer ticks for an
-    integer parameter), labelled plainly."""
+    integer parameter), labelled plainly; names (``levels``) at positions 0, 1, ..."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
+    if levels:
+        ax.set_xticks(range(len(levels)), [str(v) for v in levels])
+        ax.set_xlim(-0.5, len(levels) - 0.5)
+        ax.set_xlabel(name)
+        return
     v = np.unique(np.asarray(values, float))
     if _log_axis(v):
         ax.set_xscale("log")
@@ -638,16 +658,17 @@ def _line_plots(df, ds, name: str, what: str, alg2: bool):
     markers = ["o", "s", "D", "v", "P", "X", "<", ">", "h", "*"]
     fig = _figure(figsize=(12, 4.8), dpi=120, layout="constrained")
     ax, bx = fig.subplots(1, 2)
-    values = df[name].astype(float).to_numpy()
-    log = _log_axis(values)
+    levels = list(ds[name].values) if _categorical(ds[name].values) else None
+    values = _grid_x(df[name], levels)
+    log = not levels and _log_axis(values)
     for i, g in df.groupby("component"):
-        x = _dodge(g[name].astype(float), i, r, log)
+        x = _dodge(_grid_x(g[name], levels), i, r, log, share=0.06 if levels else 0.025)
         ax.errorbar(x, g["p"], yerr=_yerr(g), marker=markers[i % len(markers)], ms=5, capsize=3, elinewidth=1.2,
-                    color=colors[i], label=f"$u_{{{i + 1}}}$ ($a$ = {g['a'].iloc[0]:.3g})")
+                    ls="none" if levels else "-", color=colors[i], label=f"$u_{{{i + 1}}}$ ($a$ = {g['a'].iloc[0]:.3g})")
     ax.set_ylim(-0.04, 1.06)
     ax.set_ylabel(what)
     ax.set_title(what + " (side by side where equal)", fontsize=9)
-    _grid_axis(ax, values, name)
+    _grid_axis(ax, values, name, levels)
     ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncol=min(r, 6),
@@ -655,26 +676,31 @@ def _line_plots(df, ds, name: str, what: str, alg2: bool):
                       "colour = component (both panels); left: bars are 95% Wilson intervals"), title_fontsize=8)
     if alg2:
         g = df[df["component"] == 0]
-        bx.errorbar(g[name].astype(float), g["p_converged"], yerr=_yerr(g, "p_converged"), marker="s", color="k",
+        bx.errorbar(_grid_x(g[name], levels), g["p_converged"], yerr=_yerr(g, "p_converged"), marker="s", color="k",
                     capsize=4)
         bx.set_ylim(-0.04, 1.06)
         bx.set_ylabel(r"P(converged: $\|T - T^*\|_F \leq \epsilon$)")
         bx.set_title("P(Algorithm 2 converged within max_epochs), 95% Wilson intervals", fontsize=9)
     else:
+        drawn = []
         for i, g in df.groupby("component"):
             ok = np.isfinite(g["t_q50"].to_numpy())
             if not ok.any():
                 continue
             g = g[ok]
-            x = _dodge(g[name].astype(float), i, r, log)
+            x = _dodge(_grid_x(g[name], levels), i, r, log, share=0.06 if levels else 0.025)
             bx.errorbar(x, g["t_q50"], yerr=[g["t_q50"] - g["t_q10"], g["t_q90"] - g["t_q50"]],
-                        marker=markers[i % len(markers)], ms=5, capsize=3, color=colors[i])
+                        marker=markers[i % len(markers)], ms=5, capsize=3, color=colors[i], ls="none" if levels else "-")
+            drawn.append(g[["t_q10", "t_q90"]].to_numpy().ravel())
         bx.set_ylabel("discovery time t")
+        if drawn and _log_axis(np.concatenate(drawn)):
+            bx.set_yscale("log")
+            plain_log_ticks(bx.yaxis)
         never = sorted(set(range(r)) - set(df.loc[np.isfinite(df["t_q50"]), "component"]))
         bx.set_title("discovery time: median, bars 10-90% of the seeds that discover"
                      + ("\nnever discovered (not drawn): " + ", ".join(f"$u_{{{i + 1}}}$" for i in never)
                         if never else ""), fontsize=9)
-    _grid_axis(bx, values, name)
+    _grid_axis(bx, values, name, levels)
     bx.grid(alpha=0.3)
     fig.suptitle(_study_title(ds, "", 12), fontsize=9)
     return fig
@@ -740,15 +766,15 @@ def _heatmaps(df, ds, grid, what: str, alg2: bool):
                     dark = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] < 0.5
                     ax.text(xi, yi, f"{z:.2f}\n[{LO[yi, xi]:.2f}, {HI[yi, xi]:.2f}]", ha="center", va="center",
                             fontsize=size, color="white" if dark else "black", linespacing=1.3)
-            ax.set_xticks(range(len(xv)), [f"{v:g}" for v in xv])
-            ax.set_yticks(range(len(yv)), [f"{v:g}" for v in yv])
+            ax.set_xticks(range(len(xv)), [_value(v) for v in xv])
+            ax.set_yticks(range(len(yv)), [_value(v) for v in yv])
             ax.set_xlabel(xdim)
             if col == 0:
                 ax.set_ylabel(ydim)
             a = g["a"].iloc[0] if len(g) and column == "p" else None
             title = label if a is None else f"{label} ($a$ = {a:.3g})"
             if combo:
-                title += " | " + ", ".join(f"{k}={v:g}" for k, v in zip(rest, combo))
+                title += " | " + ", ".join(f"{k}={_value(v)}" for k, v in zip(rest, combo))
             ax.set_title(title, fontsize=9)
     bar = fig.colorbar(image, ax=axes, shrink=0.9, label=f"probability (scale: the data's range, {vmin:g} to {vmax:g})")
     from matplotlib.ticker import MaxNLocator
@@ -764,7 +790,7 @@ def _heatmaps(df, ds, grid, what: str, alg2: bool):
 
 
 def _point_label(row, grid) -> str:
-    return ", ".join(f"{k}={row[k]:g}" for k in grid) if grid else "all seeds"
+    return ", ".join(f"{k}={_value(row[k])}" for k in grid) if grid else "all seeds"
 
 
 def _curve_styles(n: int) -> list[tuple]:

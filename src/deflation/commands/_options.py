@@ -113,6 +113,17 @@ def ratio(flag: str, value: Any) -> float:
     return out
 
 
+def one_of(names: tuple[str, ...]) -> Check:
+    """One of the names ``names``."""
+
+    def pick(flag: str, value: Any) -> str:
+        if value not in names:
+            raise ValueError(f"{flag} must be one of {', '.join(names)}, got {value!r}")
+        return value
+
+    return pick
+
+
 def prng_seed(flag: str, value: Any) -> int:
     """A seed of ``jax.random.key``: a 64-bit signed integer."""
     return check.integer(flag, value, -(2**63), 2**63 - 1)

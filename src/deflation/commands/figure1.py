@@ -23,6 +23,7 @@ from ._options import (
     flag_names,
     fraction,
     nonnegative,
+    one_of,
     positive,
     prng_seed,
     ratio,
@@ -46,6 +47,9 @@ OPTIONS = [
     ("--ratio", float, 1.2, "a_i / a_(i+1)", ratio),
     ("--m", int, 50, "number of columns of W", at_least(1)),
     ("--order", int, 4, "tensor order p", at_least(3, 2**31 - 1)),
+    ("--model", str, "normalized", "factorization model: normalized (the paper's T = sum_j w_j^p / |w_j|^(p-2)) or "
+                                   "plain (T = sum_j w_j^p, which leaves --init only after a time ~ init^-(p-2): use "
+                                   "e.g. --init 0.05 --delta1 0.5 --horizon 2000)", one_of(("normalized", "plain"))),
     ("--init", float, 1e-15, "initial norm delta0", positive),
     ("--horizon", float, 300.0, "time horizon: the flow runs from t = 0 to this time", positive),
     ("--points", int, 601, "save points", at_least(2)),
@@ -90,6 +94,9 @@ def check_args(args) -> None:
     check_options(args, OPTIONS)
     if args.r > args.d:
         raise ValueError(f"--r must be <= --d = {args.d} (U = I[:, :r]), got --r {args.r}")
+    if not args.init < args.delta1:
+        raise ValueError(f"--init must be < --delta1 = {args.delta1:g} (a component is discovered when a column grows "
+                         f"from its initial norm to delta1), got --init {args.init:g}")
     # the initial loss is about (m init^2)^2 / 2: it must stay a float64
     limit = math.sqrt(1e150 / args.m)
     if args.init > limit:
@@ -120,6 +127,7 @@ def run(args) -> int:
     import jax.numpy as jnp
 
     from .. import Target, gradient_flow
+    from ..models import as_model
     from ..flow import flow_plan
     from ..init import seed_keys, unit_columns
     from ..plots import plot_figure1
@@ -137,7 +145,7 @@ def run(args) -> int:
 
         start = time.perf_counter()
         res = gradient_flow(
-            target, (rho, ubar), ts, lam=args.lam, rtol=args.rtol, atol=args.atol, delta1=args.delta1,
+            target, (rho, ubar), ts, model=args.model, lam=args.lam, rtol=args.rtol, atol=args.atol, delta1=args.delta1,
             alpha=args.alpha, event_points=args.event_points, progress=args.progress,
         )
         jax.block_until_ready(res.loss)
@@ -145,10 +153,11 @@ def run(args) -> int:
 
     disc, fit = np.asarray(res.discovery_time), np.asarray(res.fit_time)
     a = np.asarray(target.a)
-    print(f"deflation figure1: d={args.d} r={args.r} ratio={args.ratio} m={args.m} p={args.order} "
+    print(f"deflation figure1: model={args.model} d={args.d} r={args.r} ratio={args.ratio} m={args.m} p={args.order} "
           f"init={args.init:g} seeds={seeds} horizon={args.horizon:g} ({elapsed:.1f} s incl. compilation)")
+    by_weight = args.lam > 0 and as_model(args.model).fit_by_weight  # Lemma 7's rule, for the paper's model
     print(f"discovered: norm reaches delta1={args.delta1:g} with wbar_i^2 >= 1-{args.alpha:g}^2; "
-          + ("fitted: a_i - ahat_i <= 2 lam" if args.lam > 0 else "fitted: residual on u_i <= 0.1 a_i"))
+          + ("fitted: a_i - ahat_i <= 2 lam" if by_weight else "fitted: residual on u_i <= 0.1 a_i"))
     print(f"{'i':>3} {'a_i':>8} {'discovery time (per seed)':>40}   {'fit time (per seed)':>40}")
     for i in range(args.r):
         d_txt = " ".join(f"{x:7.2f}" for x in disc[:, i])
@@ -157,12 +166,17 @@ def run(args) -> int:
     order_ok = [bool(np.all(np.isfinite(fit[s])) and np.all(np.diff(fit[s]) > 0)) for s in range(seeds)]  # all fitted, in order
     print(f"fitted in order u_1, ..., u_{args.r}: {sum(order_ok)}/{seeds} seeds; "
           f"final loss: {final_losses(res.loss[:, -1], res.loss_floor[:, -1])}")
+    if not np.isfinite(disc).any():
+        print(f"NOTE: no component was discovered by --horizon {args.horizon:g}"
+              + (f" (the plain model leaves --init {args.init:g} only after a time ~ init^-(p-2): try e.g. --init 0.05 --delta1 0.5 "
+                 "--horizon 2000)" if args.model == "plain" else " (try a longer --horizon)"))
     failed = res.failed()
     for b, why in failed:
         print(f"WARNING: seed {b} did not complete: {why} (try {ADVICE.get(why, 'other settings')})")
 
-    fit_rule = r"$a_i - \hat a_i \leq 2\lambda$" if args.lam > 0 else r"residual on $u_i$ $\leq 0.1\,a_i$"
-    title = (f"Gradient flow on $T^* = \\sum_i a_i e_i^{{\\otimes {args.order}}}$ (d={args.d}, r={args.r}, "
+    fit_rule = r"$a_i - \hat a_i \leq 2\lambda$" if by_weight else r"residual on $u_i$ $\leq 0.1\,a_i$"
+    model = "" if args.model == "normalized" else f" of the {args.model} model $T = \\sum_j w_j^{{\\otimes {args.order}}}$"
+    title = (f"Gradient flow{model} on $T^* = \\sum_i a_i e_i^{{\\otimes {args.order}}}$ (d={args.d}, r={args.r}, "
              f"$a_i/a_{{i+1}}$={args.ratio:g}), m={args.m} columns of initial norm {args.init:g}, {seeds} seeds;\n"
              f"fitted one by one in the order $u_1, \\dots, u_{{{args.r}}}$ (largest first) in {sum(order_ok)} "
              f"of {seeds} seeds")

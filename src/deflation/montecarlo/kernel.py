@@ -25,6 +25,7 @@ from ..contract import log_positive, residual_norm_sq, residual_on
 from ..dynamics import normalize
 from ..init import equiangular_columns, orthonormal_columns, seed_keys, unit_columns
 from ..integrate import EventConfig, SolverConfig, solve, solver_by_name
+from ..models import MODELS
 from ..target import Target
 from .study import Study, weights
 
@@ -155,6 +156,7 @@ class Static:
     grid_points: int
     series_points: int
     series_norms: int
+    model: str = "normalized"
 
 
 def static_key(study: Study, point: dict) -> Static:
@@ -164,7 +166,7 @@ def static_key(study: Study, point: dict) -> Static:
                   random_target=point["target"]["kind"] == "random", key=study.key, dtype=point.get("dtype", "float64"),
                   solver=point["solver"], max_steps=point["max_steps"], event_points=point.get("event_points", 0),
                   max_epochs=point.get("max_epochs", 0), grid_points=point["event_points"] if study.experiment == "algorithm2" else 0,
-                  series_points=series["points"], series_norms=series["norms"])
+                  series_points=series["points"], series_norms=series["norms"], model=point.get("model", "normalized"))
 
 
 # ---------------------------------------------------------------------------- pieces
@@ -211,21 +213,25 @@ def _per_seed(target: Target, fn, *args):
     return jax.vmap(fn, in_axes=(axis,) + (0,) * len(args))(target, *args)
 
 
-def _loss(tg, rho, ubar, lam):
-    omega = jnp.exp(2.0 * rho)
+def _loss(model, tg, rho, ubar, lam):
+    """The loss of ``(rho, ubar)`` under a symmetric ``model`` (``T = sum_j omega_j ubar_j^p``)."""
+    omega = model.weights(rho, tg.order)
     sq, _ = residual_norm_sq(normalize(ubar), omega, tg, None)
-    return 0.5 * sq + 0.5 * lam * omega.sum(-1)
+    norms_sq = omega if model.norm_power(tg.order) == 2 else jnp.exp(2.0 * rho)  # |w_j|^2
+    return 0.5 * sq + 0.5 * lam * norms_sq.sum(-1)
 
 
 def _series(s: Static, target: Target, rho, ubar, times, horizon, lam):
     """The time series at the save points ``times`` (``rho`` (B, K, m)), one time point at a time
     (bounded memory), NaN past the horizon."""
 
+    model = MODELS[s.model]
+
     def at(k):
         r_k, u_k = rho[:, k], ubar[:, k]
-        loss = _per_seed(target, lambda tg, rh, ub: _loss(tg, rh, ub, lam), r_k, u_k)
-        res = _per_seed(target, lambda tg, rh, ub: residual_on(normalize(ub), jnp.exp(2.0 * rh), tg, precise=True),
-                        r_k, u_k)
+        loss = _per_seed(target, lambda tg, rh, ub: _loss(model, tg, rh, ub, lam), r_k, u_k)
+        res = _per_seed(target, lambda tg, rh, ub: residual_on(normalize(ub), model.weights(rh, tg.order), tg,
+                                                               precise=True), r_k, u_k)
         norms = -jnp.sort(-r_k, axis=-1)[:, : s.series_norms]
         return loss, res, jnp.exp(norms)
 
@@ -240,17 +246,18 @@ def _series(s: Static, target: Target, rho, ubar, times, horizon, lam):
 
 
 def _flow(s: Static, seed_idx, p):
-    """Gradient flow to the horizon for a local batch of seeds."""
+    """Gradient flow of the study's model to the horizon for a local batch of seeds."""
+    model = MODELS[s.model]
     target = study_target(s, seed_idx, p)
     y0 = initial_state(s, seed_idx, p["delta0"])
     solver, events = _configs(s, p)
     times = jnp.minimum(p["series_ts"], p["horizon"]) if s.series_points else p["horizon"][None]
-    sol = solve(target, y0, t1=p["horizon"], save_ts=times, solver=solver, lam=p["lam"], events=events)
+    sol = solve(target, y0, t1=p["horizon"], save_ts=times, solver=solver, lam=p["lam"], events=events, model=model)
     tr = sol.tracked
     out = dict(
         discovered=jnp.isfinite(tr.discovery_time), discovery_time=tr.discovery_time, fit_time=tr.fit_time,
         members=_members(tr.member, s.r), status=sol.status.astype(jnp.int8), num_steps=sol.num_steps.astype(jnp.int32),
-        loss=_per_seed(target, lambda tg, rh, ub: _loss(tg, rh, ub, p["lam"]), sol.rho[:, -1], sol.ubar[:, -1]),
+        loss=_per_seed(target, lambda tg, rh, ub: _loss(model, tg, rh, ub, p["lam"]), sol.rho[:, -1], sol.ubar[:, -1]),
     )
     if s.series_points:
         out.update(_series(s, target, sol.rho, sol.ubar, p["series_ts"], p["horizon"], p["lam"]))

@@ -263,7 +263,12 @@ def create(out: str | os.PathLike, study: Study, chunk: int, attrs: dict) -> Non
         if "epoch" in sizes:
             coords["epoch"] = np.arange(sizes["epoch"], dtype=np.int64)
         for name, values in coords.items():
-            root.create_array(name, data=np.asarray(values), chunks=np.shape(values), dimension_names=(name,))
+            values = np.asarray(values)
+            if values.dtype.kind in "US":  # names (model): zarr's variable-length UTF-8 strings
+                root.create_array(name, shape=values.shape, dtype=str, chunks=values.shape,
+                                  dimension_names=(name,))[...] = values.astype(object)
+            else:
+                root.create_array(name, data=values, chunks=values.shape, dimension_names=(name,))
         grid = tuple(k for k, _ in study.grid)
         a = np.stack([weights(p) for p in study.points()]).reshape(study.shape + (study.r,))
         arr = root.create_array("a", data=a, chunks=a.shape, dimension_names=grid + ("component",))

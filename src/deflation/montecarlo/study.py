@@ -15,6 +15,7 @@ A study is declared in Python (:class:`~deflation.montecarlo.Study`) or in a TOM
     d = [6, 10]                  # a list sweeps the parameter; several lists make a Cartesian grid
     m = [8, 24]
     horizon = 60
+    model = "normalized"         # or "plain"; a list compares models on the same seeds
     [series]                     # optional: time series on a coarse grid, per seed
     points = 31
     norms = 3
@@ -49,6 +50,7 @@ import numpy as np
 
 from .. import _validate as check
 from ..integrate import SOLVERS
+from ..models import MODELS, SymmetricModel
 from ..target import MAX_ORDER
 from ..theorem import theorem1_parameters
 
@@ -107,6 +109,9 @@ class Param:
 #: ``d``, ``m``, ``horizon``; algorithm2: ``d``, ``eps``), or, with ``eps`` given, Theorem 1's
 #: scaling (:func:`deflation.theorem1_parameters`) at each grid point for ``m``, ``lam``, ``alpha``,
 #: ``delta1`` and ``delta0``.
+#: The models a study integrates (the symmetric ones of :mod:`deflation.models`).
+FLOW_MODELS = tuple(name for name, model in MODELS.items() if isinstance(model, SymmetricModel))
+
 PARAMS: dict[str, Param] = {
     "d": Param(_int_at_least(1), ALL, None, "dimension", static=True),
     "m": Param(_int_at_least(1), ALL, None, "number of columns of W (algorithm2: Theorem 1's default 2 d^2)", static=True),
@@ -133,6 +138,9 @@ PARAMS: dict[str, Param] = {
     "max_epochs": Param(_int_at_least(1), ("algorithm2",), 30, "at most this many epochs", static=True),
     "max_steps": Param(_int_at_least(1, check.MAX_STEPS_LIMIT), ALL, 100_000,
                        "solver step budget per trajectory (per phase for algorithm2; at most 2^31 - 1)", static=True),
+    "model": Param(_choice(FLOW_MODELS), ALL, "normalized",
+                   "factorization model: normalized (the paper's T = sum_j w_j^p / |w_j|^(p-2)) or plain "
+                   "(T = sum_j w_j^p; escapes delta0 in a time ~ delta0^-(p-2)); flow only for plain", static=True),
     "solver": Param(_choice(tuple(SOLVERS)), ALL, "tsit5", "diffrax solver by name", sweep=False, static=True),
     "dtype": Param(_choice(DTYPES), CONTINUOUS, "float64", "floating point type of the state", sweep=False,
                    static=True),
@@ -598,6 +606,9 @@ def _check_point(study: Study, point: dict) -> None:
         if min(point["rtol"], point["atol"]) < 1e-6:
             raise ValueError(f"params.rtol and params.atol must be >= 1e-6 with dtype float32, got rtol = "
                              f"{point['rtol']!r}, atol = {point['atol']!r} ({at})")
+    if point.get("model", "normalized") != "normalized" and study.experiment != "flow":
+        raise ValueError(f"params.model = {point['model']!r} runs only with experiment 'flow' (experiment "
+                         f"{study.experiment!r} is defined for the paper's normalized model) ({at})")
     if study.experiment == "algorithm2":
         if point["event_points"] < 3:
             raise ValueError(f"params.event_points must be >= 3 for algorithm2 (points per phase), got "

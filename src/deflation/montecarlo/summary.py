@@ -16,6 +16,11 @@ from .wilson import wilson_interval
 #: Quantiles of the discovery and fit times (among seeds where the event happened).
 QUANTILES = (0.1, 0.5, 0.9)
 
+def _scalar(v):
+    """A coordinate value as a Python number or string."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
 def grid_points(ds):
     """``[(coords dict, isel dict), ...]`` over the study's grid (one entry without a grid)."""
     grid = list(ds.attrs.get("grid") or [])
@@ -23,7 +28,7 @@ def grid_points(ds):
     out = []
     for index in np.ndindex(shape):
         sel = dict(zip(grid, index))
-        out.append(({k: ds[k].values[i].item() for k, i in sel.items()}, sel))
+        out.append(({k: _scalar(ds[k].values[i]) for k, i in sel.items()}, sel))
     return out
 
 
