@@ -29,6 +29,7 @@ from .dynamics import (  # noqa: E402
     velocity,
 )
 from .flow import FlowResult, gradient_flow  # noqa: E402
+from .gd import GDResult, gradient_descent  # noqa: E402
 from .init import sample_sphere, sample_sphere_batch, seed_keys  # noqa: E402
 from .partition import Partition, partition  # noqa: E402
 from .integrate import EventConfig, Solution, SolverConfig, solve  # noqa: E402
@@ -42,6 +43,7 @@ __all__ = [
     "EpochRecord",
     "EventConfig",
     "FlowResult",
+    "GDResult",
     "Partition",
     "Solution",
     "SolverConfig",
@@ -49,6 +51,7 @@ __all__ = [
     "Theorem1Parameters",
     "__version__",
     "from_lognorm",
+    "gradient_descent",
     "gradient_flow",
     "loss",
     "modified_gradient_flow",
