@@ -129,6 +129,7 @@ def test_theorem1_parameters_for_another_dimension_are_refused(monkeypatch):
 # ---------------------------------------------------------------------------- re-initialization
 
 
+@pytest.mark.slow
 def test_reinitialize_touches_only_small_columns_and_draws_on_the_delta0_sphere():
     d, m = 5, 400
     delta0, delta1 = 1e-40, 1e-20
@@ -205,6 +206,7 @@ def test_partition_matches_definition_2():
 # ---------------------------------------------------------------------------- the algorithm
 
 
+@pytest.mark.slow
 def test_explicit_run_converges_and_follows_the_deflation_order(explicit_run):
     target, res = explicit_run
     rec, a, r = res.record, np.asarray(target.a), target.r
@@ -254,6 +256,7 @@ def test_explicit_run_converges_and_follows_the_deflation_order(explicit_run):
     assert rec.beta[0] == pytest.approx(float(target.norm()), rel=1e-12)  # |T(0,0) - T*| with T(0,0) ~ 1e-20
 
 
+@pytest.mark.slow
 def test_theorem1_run_completes_without_nan(theorem_setup):
     target, params, kwargs = theorem_setup
     res = deflation.modified_gradient_flow(target, jax.random.key(11), **kwargs)
@@ -274,6 +277,7 @@ def test_theorem1_run_completes_without_nan(theorem_setup):
     np.testing.assert_allclose(np.linalg.norm(res.W[:, small], axis=0), np.exp(res.log_norm[small]), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_same_key_same_bits_and_batch_independence(theorem_setup):
     target, params, kwargs = theorem_setup
     base = jax.random.key(2021)
@@ -328,6 +332,7 @@ def test_cli_writes_record_and_png(tmp_path, capsys):
     np.testing.assert_allclose(data["log_norm"][1], np.asarray(alone.log_norm), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_plot_algorithm2_colours_markers_labels_and_legends(explicit_run):
     from matplotlib.colors import to_rgb
 

@@ -16,6 +16,7 @@ def _orthogonal_target(d=8, r=4, seed=0):
     return D.Target.random_orthonormal(jax.random.PRNGKey(seed), a, d)
 
 
+@pytest.mark.slow
 def test_power_deflation_recovers_orthogonal_components_in_order():
     tg = _orthogonal_target()
     out = bl.tensor_power_deflation(tg, jax.random.PRNGKey(1), restarts=8, iterations=40)
@@ -30,6 +31,7 @@ def test_power_deflation_recovers_orthogonal_components_in_order():
     np.testing.assert_allclose(np.asarray(dense_model(out.W, 4)), np.asarray(tg.dense()), atol=1e-10)
 
 
+@pytest.mark.slow
 def test_power_deflation_matches_tensorly():
     tl_sym = pytest.importorskip("tensorly.decomposition._symmetric_cp")
     tg = _orthogonal_target(d=6, r=3, seed=3)
@@ -66,6 +68,7 @@ def test_power_deflation_rejects_bad_input():
         bl.tensor_power_deflation(np.eye(3), jax.random.PRNGKey(0))
 
 
+@pytest.mark.slow
 def test_optax_sgd_is_euler_on_the_flow():
     tg = D.Target.geometric(6, 3)
     W0 = D.sample_sphere(jax.random.PRNGKey(2), 6, 10, 0.3)
@@ -100,6 +103,7 @@ def test_descent_fit_iterations_and_checks():
 
 
 @pytest.mark.parametrize("order", [3, 4])
+@pytest.mark.slow
 def test_dense_numpy_gradient_is_minus_velocity(order):
     d, m = 5, 7
     a = np.array([0.5, 0.3, 0.2])
@@ -113,6 +117,7 @@ def test_dense_numpy_gradient_is_minus_velocity(order):
     np.testing.assert_allclose(g, np.asarray(gj), rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.slow
 def test_numpy_lognorm_rhs_matches_vector_field():
     from deflation.dynamics import lognorm_vector_field, to_lognorm
 

@@ -102,6 +102,7 @@ def test_gpu_script_at_a_tiny_size_on_the_cpu(tmp_path):
         assert part in p.stdout
 
 
+@pytest.mark.slow
 def test_gpu_script_refuses_an_unknown_part(tmp_path):
     p = _run("gpu.py", "--tiny", "--only", "flow,nope", "--out", str(tmp_path), timeout=300)
     assert p.returncode == 2 and "--only must be a comma list of flow, float32, study, algorithm2" in p.stderr

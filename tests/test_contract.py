@@ -75,6 +75,7 @@ def test_velocity_in_every_layout_is_minus_grad_of_dense_loss(layout, p, monkeyp
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.slow
 def test_velocity_derivative_in_every_layout_is_dense_hessian(layout, monkeypatch):
     """Forward derivative (what implicit solvers use) and reverse derivative of the velocity
     through each layout equal those of the dense route."""
@@ -108,6 +109,7 @@ def test_seed_by_seed_is_chosen_for_large_seeds_only():
     assert ("scan" in primitives(f, large)) == on_cpu
 
 
+@pytest.mark.slow
 def test_sum_rows_and_materialize_are_exact():
     X = jax.random.normal(jax.random.PRNGKey(0), (5, 7, 11))
     np.testing.assert_allclose(contract.sum_rows(X[0]), X[0].sum(axis=0), rtol=1e-15)
@@ -119,6 +121,7 @@ def test_sum_rows_and_materialize_are_exact():
     assert same_bits.all()  # bit for bit (normal floats; see the docstring for subnormals)
 
 
+@pytest.mark.slow
 def test_batched_matmul_equals_plain_and_is_differentiable():
     """contract.matmul: the fused outer-product form used under vmap on CPU equals ``@``, and
     forward and reverse derivatives (also under vmap) equal those of ``@``."""
@@ -135,6 +138,7 @@ def test_batched_matmul_equals_plain_and_is_differentiable():
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the outer-product layouts are CPU-only")
+@pytest.mark.slow
 def test_small_seed_in_a_batch_of_one_or_five_gives_the_same_bits():
     """A small seed's R(x^{p-1}, I) is the same bit for bit in a batch of one and in a batch of
     five (a batch of one once took dots, which round differently); alone, it differs by rounding."""

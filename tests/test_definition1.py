@@ -18,6 +18,7 @@ from deflation.init import unit_columns
 from deflation.monitors import proposition1
 
 
+@pytest.mark.slow
 def test_track_phase_locates_crossings_and_membership():
     """Synthetic phase with known trajectories: rho_k(t) = log(delta0) + c_k t, 1 - wbar^2 known."""
     delta0, delta1, alpha, lam = 1e-8, 1e-4, 0.1, 1e-3
@@ -63,6 +64,7 @@ def test_track_phase_locates_crossings_and_membership():
     assert out2["member"][0] == 0 and np.isinf(out2["discovery_time"][0])
 
 
+@pytest.mark.slow
 def test_observer_misalignment_resolves_tiny_alpha_and_its_derivative():
     from deflation.dynamics import lognorm_vector_field
 
@@ -120,6 +122,7 @@ def test_gradient_flow_and_algorithm2_record_the_same_discovery_times():
     assert np.isinf(np.asarray(flow.discovery_time)[~in_phase1]).all()
 
 
+@pytest.mark.slow
 def test_a_later_qualifying_crossing_counts_and_a_member_keeps_its_direction():
     """Definition 1 allows any crossing of |w| = delta1 after the latest re-draw: a column that
     first crosses upward misaligned, falls back below delta1 and crosses again aligned joins at
@@ -143,6 +146,7 @@ def test_a_later_qualifying_crossing_counts_and_a_member_keeps_its_direction():
     assert tr.discovery_time[0] == pytest.approx(second_up, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_initialization_above_delta1_joins_when_aligned():
     """gradient_flow from a large initialization (norm above delta1 from the start): the norm
     condition counts as met from t0, so a component is discovered when a column becomes aligned

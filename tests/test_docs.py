@@ -59,6 +59,7 @@ def site(tmp_path_factory) -> Path:
     return out / "html"
 
 
+@pytest.mark.slow
 def test_site_has_every_page(site):
     for page in ["index", "getting-started", "cli", "notebooks", "architecture", "api/index", "api/deflation",
                  "api/montecarlo", "api/baselines", "api/plots", *(f"notebooks/{n}" for n in NOTEBOOKS)]:

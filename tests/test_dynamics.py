@@ -22,6 +22,7 @@ CASES = [(p, kind, lam) for p in (3, 4, 5) for kind in ("orthogonal", "general")
 
 
 @pytest.mark.parametrize("p,kind,lam", CASES)
+@pytest.mark.slow
 def test_velocity_is_minus_grad_of_dense_loss(p, kind, lam):
     rng = np.random.default_rng(p * 10 + len(kind) + int(lam * 100))
     d, r, m = 4, 3, 5
@@ -45,6 +46,7 @@ def test_velocity_is_minus_grad_of_dense_loss(p, kind, lam):
 
 
 @pytest.mark.parametrize("p,kind", [(3, "general"), (4, "orthogonal"), (4, "general"), (5, "orthogonal")])
+@pytest.mark.slow
 def test_loss_and_residual_match_dense(p, kind):
     rng = np.random.default_rng(7 * p)
     d, r, m = 5, 3, 6
@@ -63,6 +65,7 @@ def test_loss_and_residual_match_dense(p, kind):
     np.testing.assert_allclose(target.dense(), dense_Tstar(a, U, p), atol=1e-15)
 
 
+@pytest.mark.slow
 def test_tensor_power_velocity_is_gradient_with_residual_frozen_at_target():
     """Paper Eq. (1): R frozen at T*, i.e. dW/dt = grad_W <T*, T(W)> - lam W."""
     rng = np.random.default_rng(3)
@@ -102,6 +105,7 @@ def _exact_loss(W, a, U, p):
 
 
 @pytest.mark.parametrize("level", [1e-8, 1e-14, 1e-20, 1e-24])
+@pytest.mark.slow
 def test_precise_loss_is_truthful_far_below_float_resolution(level):
     """At the Figure 1 size (d = 10, m = 50, r = 5), the reported loss matches the exact loss of
     the same float64 W to 1e-6 relative down to 1e-20 |T*|^2 and below."""
@@ -127,6 +131,7 @@ def test_precise_loss_is_truthful_far_below_float_resolution(level):
         assert abs(fast - exact) >= 0.5 * exact, (fast, exact)
 
 
+@pytest.mark.slow
 def test_functions_jit_and_vmap():
     rng = np.random.default_rng(5)
     target = make_target("general", 4, 2, 4, rng)

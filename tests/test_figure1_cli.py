@@ -22,6 +22,7 @@ def figure1_run(tmp_path_factory):
     return out_dir, out.stdout
 
 
+@pytest.mark.slow
 def test_figure1_command_writes_png_data_and_table(figure1_run):
     tmp_path, stdout = figure1_run
     assert "fitted in order u_1, ..., u_5: 2/2 seeds" in stdout

@@ -53,6 +53,7 @@ def figure1_run():
     return target, W0, ts, D.gradient_flow(target, W0, ts)
 
 
+@pytest.mark.slow
 def test_figure1_setting_deflates_in_order(figure1_run):
     target, W0, ts, res = figure1_run
     assert (np.asarray(res.status) == SUCCESS).all()
@@ -70,6 +71,7 @@ def test_figure1_setting_deflates_in_order(figure1_run):
     assert (np.abs(np.asarray(res.residual[:, -1])) < 1e-5).all()
 
 
+@pytest.mark.slow
 def test_loss_above_its_floor_is_accurate(figure1_run):
     """Where the reported loss exceeds ``loss_floor`` it agrees with a rtol = atol = 1e-12 solve
     to 10%; where it is below, it is not claimed (it would be integration noise)."""
@@ -82,6 +84,7 @@ def test_loss_above_its_floor_is_accurate(figure1_run):
     assert (np.asarray(ref.loss_floor) < 1e-20).all()
 
 
+@pytest.mark.slow
 def test_tiny_initialization_1e100_same_order():
     target = D.Target.geometric(6, 3, 1.5)
     U0 = D.sample_sphere(jax.random.PRNGKey(1), 6, 12, 1.0)
@@ -101,6 +104,7 @@ def test_tiny_initialization_1e100_same_order():
     assert int(deep.status) == SUCCESS and np.isfinite(np.asarray(deep.log_norm)).all()
 
 
+@pytest.mark.slow
 def test_event_times_match_dense_reference():
     """Discovery and fit times (default grid, rtol 1e-8) against a reference: rtol 1e-12,
     states saved every 0.01 time units, crossings found by linear interpolation here."""
@@ -139,6 +143,7 @@ def test_event_times_match_dense_reference():
     np.testing.assert_allclose(fast.fit_time, fit, rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_fit_time_with_regularization_uses_ahat():
     """lam > 0: fitted when a_i - ahat_i <= 2 lam, ahat_i = sum of |w|^2 over S_i (Definition 1)."""
     target = D.Target.geometric(6, 3, 1.5)
@@ -159,6 +164,7 @@ def test_fit_time_with_regularization_uses_ahat():
         assert abs(float(res.fit_time[i]) - want) <= 1e-3 * want
 
 
+@pytest.mark.slow
 def test_failing_trajectories_are_flagged_with_index_and_others_intact():
     target = D.Target.geometric(4, 2, 1.5)
     W0 = D.sample_sphere_batch(jax.random.PRNGKey(3), range(3), 4, 5, 1e-3)
@@ -187,6 +193,7 @@ def test_failing_trajectories_are_flagged_with_index_and_others_intact():
     assert list(np.asarray(adaptive.status) != SUCCESS) == [False, True, False]
 
 
+@pytest.mark.slow
 def test_any_diffrax_solver_and_controller():
     target = D.Target.geometric(4, 2, 1.5)
     W0 = D.sample_sphere(jax.random.PRNGKey(5), 4, 6, 1e-2)

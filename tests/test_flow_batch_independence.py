@@ -26,6 +26,7 @@ def _assert_same(a, b, tol=1e-12):
         np.testing.assert_allclose(x[fin], y[fin], rtol=tol, atol=tol * max(1.0, np.abs(x[fin]).max(initial=0)), err_msg=f)
 
 
+@pytest.mark.slow
 def test_seed_result_independent_of_batch_size():
     tg, W0 = _problem(8)
     kw = dict(rtol=1e-9, atol=1e-9, event_points=64)
@@ -47,6 +48,7 @@ def test_chunked_batch_equals_unchunked(monkeypatch):
     _assert_same(whole, chunked)
 
 
+@pytest.mark.slow
 def test_series_blocks_that_overlap_give_the_same_result(monkeypatch):
     """The saved directions are turned into W in place, block by block; a last block that overlaps
     the one before (a chunk's states not a multiple of the block) must not convert a state twice

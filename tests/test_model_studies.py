@@ -23,6 +23,7 @@ TARGET = {"kind": "basis", "a": [0.6, 0.4]}
 SEEDS = 8
 
 
+@pytest.mark.slow
 def test_a_model_sweep_is_a_grid_dimension_on_common_random_numbers(tmp_path):
     both = run_study(Study("flow", SEEDS, TARGET, dict(PARAMS, model=["normalized", "plain"]), chunk=4),
                      tmp_path / "both.zarr", progress=False)
@@ -73,6 +74,7 @@ def test_unknown_model_names_the_choices():
         Study("flow", 4, TARGET, dict(PARAMS, model="asymmetric"))
 
 
+@pytest.mark.slow
 def test_figure1_runs_the_plain_model_and_says_so(tmp_path, capsys):
     out = tmp_path / "f1"
     argv = ["figure1", "--model", "plain", "--d", "4", "--r", "2", "--m", "4", "--seeds", "2", "--init", "0.05",

@@ -72,6 +72,7 @@ def case(model, p, seed):
 @pytest.mark.parametrize("lam", LAMS)
 @pytest.mark.parametrize("p", ORDERS)
 @pytest.mark.parametrize("model", list(models.MODELS))
+@pytest.mark.slow
 def test_loss_and_velocity_match_dense_autodiff(model, p, lam):
     target, W, dense_loss, T = case(model, p, seed=int(lam * 100))
     want = dense_loss(W, lam)
@@ -197,6 +198,7 @@ def test_initializations_are_at_the_scale_and_reproducible():
     assert not np.allclose(factors[0], factors[1])  # one key per mode
 
 
+@pytest.mark.slow
 def test_gradient_flow_of_the_plain_model_against_a_high_accuracy_raw_solve():
     """``gradient_flow(model="plain")`` (log-norm coordinates, events) against diffrax's Dopri8 at
     1e-12 on the plain model's raw velocity: the states, the loss series and Definition 1's

@@ -96,6 +96,7 @@ def _wait(procs):
         assert p.returncode == 0, text
 
 
+@pytest.mark.slow
 def test_chunk_256_on_four_devices_gives_the_same_dataset(reference, tmp_path):
     """chunk 256 sharded over four forced host devices vs chunk 64 on one device."""
     _, ref = reference
@@ -135,6 +136,7 @@ KILL_DRIVER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_kill_and_resume_matches_uninterrupted(reference, tmp_path):
     _, ref = reference
     out = tmp_path / "killed.zarr"
@@ -149,6 +151,7 @@ def test_kill_and_resume_matches_uninterrupted(reference, tmp_path):
         np.testing.assert_array_equal(ds[v].values, ref[v].values, err_msg=v)  # bit-identical
 
 
+@pytest.mark.slow
 def test_agrees_with_direct_gradient_flow_loop(reference):
     """Per-component probabilities from a loop of single gradient_flow calls lie in the Wilson
     interval of the study, and vice versa."""
@@ -185,6 +188,7 @@ def test_sweep_dimension_matches_single_study(reference, tmp_path):
     assert (tmp_path / "sweep.png").exists()
 
 
+@pytest.mark.slow
 def test_decoupled_mode_close_to_full_flow(reference, tmp_path):
     _, ref = reference
     ds = run_study(make_study("phase1"), tmp_path / "dec.zarr", chunk=256, progress=False)

@@ -25,6 +25,7 @@ def _small_flow(W0, target=None, **kw):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.slow
 def test_narrow_W0_with_float64_target_runs_in_float64(dtype):
     """float32 / float16 W0 with a float64 target crashed inside diffrax ("switch branches must
     have equal output types"); it runs in the promoted dtype, float64, exactly as the same values
@@ -52,6 +53,7 @@ def test_float16_computation_is_refused_before_tracing_naming_both_dtypes():
         D.loss(W0, target16)
 
 
+@pytest.mark.slow
 def test_integer_W_is_accepted_by_loss_like_velocity_and_residual():
     """loss() refused integer W ("not inexact") that velocity() and residual() accepted."""
     target = D.Target.geometric(4, 2, 1.5)
@@ -120,6 +122,7 @@ def test_velocity_of_tiny_columns_is_not_zero():
         np.testing.assert_allclose(v, ref, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_flow_from_tiny_scales_matches_the_log_norm_route():
     """Initial scales 1e-155 .. 1e-300 (and subnormal entries) integrate like the same state given
     as log-norms: same discovery order and times, finite log-norms. Before, 1e-155 gave rho = -inf
@@ -173,6 +176,7 @@ def test_loss_increased_compares_each_rise_with_the_smaller_floor():
     assert list(np.asarray(D.flow.loss_increased(jnp.asarray(loss), jnp.asarray(floor)))) == [False, True, False]
 
 
+@pytest.mark.slow
 def test_a_loss_that_rises_is_not_reported_as_success():
     """rtol = atol = 1e-1 on a d = 4 target: the loss of the solve goes down and back up (or
     overflows at a save point) and was reported as success."""
@@ -236,6 +240,7 @@ def test_a_call_that_cannot_fit_is_refused_before_compiling():
     assert time.perf_counter() - start < 10.0
 
 
+@pytest.mark.slow
 def test_ordinary_calls_fit_and_a_tight_memory_splits_the_batch(monkeypatch):
     """The Figure 1 call is not refused; with too little memory for all seeds at once the batch is
     solved in smaller chunks, with the same result per seed."""
@@ -349,6 +354,7 @@ def test_seed_indices_that_would_wrap_or_truncate_are_refused():
         D.modified_gradient_flow(target, jax.random.key(0), seeds=2**32 + 1, **kw)
 
 
+@pytest.mark.slow
 def test_save_times_are_checked_in_the_dtype_of_the_flow():
     """A float32 flow rounds ts to float32: distinct float64 times that round together, or times
     beyond float32's range, crashed inside the solver."""
@@ -362,6 +368,7 @@ def test_save_times_are_checked_in_the_dtype_of_the_flow():
     assert res.W.dtype == jnp.float32 and int(res.status) == SUCCESS
 
 
+@pytest.mark.slow
 def test_subnormal_thresholds_are_taken_exactly():
     """log(delta) of a subnormal delta was -inf inside XLA (subnormal operands flush to zero):
     Algorithm 2 from delta0 = 1e-310 stopped at once with infinite log-norms, and Definition 1
@@ -484,6 +491,7 @@ def test_an_unusable_out_is_one_line_naming_out(command, capsys, tmp_path, monke
     assert "cannot write" in line and "Permission denied" in line
 
 
+@pytest.mark.slow
 def test_outputs_are_written_atomically(capsys, tmp_path, monkeypatch):
     """A writer that fails half-way leaves the previous complete file in place, and the command
     says so in one line (before: a torn file and a raw OSError)."""

@@ -26,6 +26,7 @@ def _slow(*values):
 
 @pytest.mark.parametrize("solver", [diffrax.Tsit5(), diffrax.Heun(), *_slow(diffrax.Dopri5(), diffrax.Bosh3())],
                          ids=lambda s: type(s).__name__)
+@pytest.mark.slow
 def test_erk_step_equals_diffrax_step(solver):
     """The unrolled explicit Runge-Kutta step: same y1, error estimate and dense output as diffrax's."""
     tg, term, y = _problem(1)
@@ -82,6 +83,7 @@ SLOW_CASES = ("Midpoint", "Ralston", "Bosh3", "Dopri5", "Dopri8", "Heun-clip")
 
 
 @pytest.mark.parametrize("name", [*(n for n in CASES if n not in SLOW_CASES), *_slow(*SLOW_CASES)])
+@pytest.mark.slow
 def test_batch_loop_equals_diffeqsolve_per_seed(name):
     """Every seed: same accepted/rejected steps and the same saved states as diffrax.diffeqsolve,
     for every solver and controller the loop takes. ``dt0`` is given: with ``dt0=None``
@@ -103,6 +105,7 @@ def test_batch_loop_equals_diffeqsolve_per_seed(name):
             np.testing.assert_allclose(np.asarray(got[b]), np.asarray(want), rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_overridden_step_and_jumps_change_the_steps():
     """The two special cases above are not vacuous: the overriding subclass and the jump times
     each change the step sequence against plain Tsit5."""
@@ -142,6 +145,7 @@ def test_installed_diffrax_is_a_tested_release():
     assert version("diffrax") in SpecifierSet(stepping.DIFFRAX_TESTED)
 
 
+@pytest.mark.slow
 def test_max_steps_is_per_seed():
     """A seed that runs out of steps is flagged; the others finish and keep their results."""
     tg, term, y0 = _problem(3)
@@ -165,6 +169,7 @@ def test_max_steps_is_per_seed():
         assert np.isinf(np.asarray(got)[worst]).all()  # never reached: not a made-up value
 
 
+@pytest.mark.slow
 def test_save_into_writes_only_its_rows_and_ends_where_each_seed_stopped():
     """``save_into``: the batch's saved states go to rows ``row..row+B-1`` of the given buffers,
     equal to a fresh solve's; every other row keeps what it held. ``y_final`` is the state at t1."""
@@ -183,6 +188,7 @@ def test_save_into_writes_only_its_rows_and_ends_where_each_seed_stopped():
         np.testing.assert_allclose(np.asarray(end), np.asarray(last)[:, -1], rtol=1e-13, atol=1e-15)
 
 
+@pytest.mark.slow
 def test_progress_bar_reaches_the_end(capfd):
     tg = D.Target.geometric(6, 3, ratio=1.5)
     W0 = D.sample_sphere_batch(jax.random.PRNGKey(3), jnp.arange(3), 6, 10, 1e-6)
@@ -210,6 +216,7 @@ def test_overflowing_trial_step_is_rejected_and_recovers():
 @pytest.mark.parametrize("solver", [diffrax.Tsit5(), diffrax.Dopri8(), diffrax.Heun(),
                                     *_slow(diffrax.Dopri5(), diffrax.Bosh3(), diffrax.Ralston(), diffrax.Midpoint())],
                          ids=lambda s: type(s).__name__)
+@pytest.mark.slow
 def test_dense_output_as_weights_matches_diffrax(solver):
     """The saving loop's dense output (weights on (y0, y1, k) applied as one combination) is
     diffrax's own interpolation of the same step, at the ends and inside it."""

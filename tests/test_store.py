@@ -50,6 +50,7 @@ def _same(ds, ref):
 
 
 @pytest.mark.parametrize("damage", ["delete", "truncate", "empty", "bitflip", "delete_variable"])
+@pytest.mark.slow
 def test_damaged_chunks_are_found_reported_and_recomputed(damage, reference, tmp_path, capsys):
     out = _copy(reference, tmp_path)
     target = _chunk_file(out, "discovery_time", 1, 2)
@@ -133,6 +134,7 @@ def test_concurrent_processes_on_one_out_never_mix(tmp_path):
     assert cli.main(["study", "verify", str(tmp_path / "c.zarr")]) == 0
 
 
+@pytest.mark.slow
 def test_a_missing_out_folder_is_created(tmp_path):
     """The README's ``--out out/discovery.zarr`` from a fresh clone: the folder ``out`` is made."""
     toml = tmp_path / "s.toml"

@@ -56,6 +56,7 @@ def test_an_all_nan_chunk_is_digested_as_stored_and_verifies(tmp_path):
     assert found.done[0] and not found.damaged.any(), found.problems
 
 
+@pytest.mark.slow
 def test_a_grid_point_whose_seeds_all_fail_completes_and_is_reported(tmp_path, capsys):
     toml = tmp_path / "f.toml"
     toml.write_text("experiment = 'flow'\nseeds = 4\nchunk = 2\n[target]\na = [1.0]\n[params]\n"
@@ -86,6 +87,7 @@ def file_store(tmp_path_factory):
     return tmp, toml, out, ds
 
 
+@pytest.mark.slow
 def test_a_changed_target_file_is_refused_on_resume(file_store, tmp_path, capsys):
     tmp, toml, out, _ = file_store
     work = tmp_path / "w"

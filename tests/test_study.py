@@ -159,6 +159,7 @@ def kinds(tmp_path_factory):
 
 
 @pytest.mark.parametrize("kind", ["basis", "random", "angle", "file"])
+@pytest.mark.slow
 def test_each_target_kind_matches_gradient_flow_seed_by_seed(kinds, kind):
     runs, U_file = kinds
     study, ds = runs[kind]
@@ -189,6 +190,7 @@ def test_random_targets_differ_per_seed_and_are_orthonormal():
     assert np.abs(Us[0] - Us[1]).max() > 0.1
 
 
+@pytest.mark.slow
 def test_phase1_study_matches_the_frozen_flow(tmp_path):
     study = Study("phase1", 4, SMALL, dict(FLOW), key=1)
     ds = run_study(study, tmp_path / "p1.zarr", progress=False, summary=False)
@@ -210,6 +212,7 @@ def grid(tmp_path_factory):
     return tmp, study, run_study(study, tmp / "grid.zarr", progress=False)
 
 
+@pytest.mark.slow
 def test_a_two_dimensional_grid_has_named_dimensions_and_its_points_are_single_studies(grid, tmp_path):
     tmp, study, ds = grid
     assert ds["discovery_time"].dims == ("delta0", "ratio", "seed", "component")
@@ -229,6 +232,7 @@ def test_a_two_dimensional_grid_has_named_dimensions_and_its_points_are_single_s
     assert both.any() and (t_large[both] < t_small[both]).all()
 
 
+@pytest.mark.slow
 def test_time_series_match_gradient_flow(grid):
     tmp, study, ds = grid
     times = ds["time"].values
@@ -341,6 +345,7 @@ def test_random_and_basis_targets_give_the_same_discovery_probabilities(tmp_path
 # ---------------------------------------------------------------------------- plan, messages, bad input
 
 
+@pytest.mark.slow
 def test_plan_reports_size_memory_and_time_and_refuses_what_does_not_fit(monkeypatch, capsys, tmp_path):
     from deflation.montecarlo import plan as plan_module
 
@@ -360,6 +365,7 @@ def test_plan_reports_size_memory_and_time_and_refuses_what_does_not_fit(monkeyp
         run_study(study, tmp_path / "big.zarr", progress=False)
 
 
+@pytest.mark.slow
 def test_resuming_and_rerunning_say_so(tmp_path, capsys):
     study = Study("flow", 8, SMALL, dict(FLOW), chunk=4)
     run_study(study, tmp_path / "s.zarr", progress=True, summary=False)
@@ -407,6 +413,7 @@ def test_bad_study_files_are_refused_with_one_line_naming_the_key(text, message,
     assert not (tmp_path / "x.zarr").exists()  # nothing was started
 
 
+@pytest.mark.slow
 def test_an_out_holding_another_study_is_refused(tmp_path, capsys):
     (tmp_path / "a.toml").write_text("experiment = 'flow'\nseeds = 4\n[target]\na = [0.6, 0.4]\n[params]\n"
                                      "d = 6\nm = 8\nhorizon = 1\ndelta0 = 1e-4\nevent_points = 16")

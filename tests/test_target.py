@@ -72,6 +72,7 @@ def test_bad_input(make, match):
         make()
 
 
+@pytest.mark.slow
 def test_sample_sphere():
     W = D.sample_sphere(jax.random.PRNGKey(3), 7, 4000, 1e-15)
     np.testing.assert_allclose(jnp.linalg.norm(W, axis=0), 1e-15, rtol=1e-13)

@@ -49,6 +49,7 @@ def test_a_claim_is_exclusive_and_finishing_records_it(tmp_path):
     assert claim.worker == 0 and claim.state == "done" and claim.seconds >= 0
 
 
+@pytest.mark.slow
 def test_a_stale_claim_is_taken_over_and_a_live_one_is_respected(tmp_path):
     dead = workers.Claims(tmp_path, 0, 2, timeout=0.5)
     assert dead.claim((0, 0))  # and then the worker dies: no heartbeat
@@ -91,6 +92,7 @@ print(" ".join(won))
 """
 
 
+@pytest.mark.slow
 def test_racing_processes_claim_each_chunk_once(tmp_path):
     script = RACE.format(path=workers.__file__, folder=str(tmp_path), start=time.time() + 3)
     procs = [subprocess.Popen([sys.executable, "-c", script, str(k)], stdout=subprocess.PIPE, text=True)
@@ -168,6 +170,7 @@ def _submitit():
         pytest.skip("submitit is not installed")
 
 
+@pytest.mark.slow
 def test_importing_submitit_leaves_other_handlers_streams_open():
     """optax imports absl, whose logging handler keeps the stderr of its import time; a plain
     ``import submitit`` (its dictConfig) closes that stream. Through the package's import it stays
@@ -190,6 +193,7 @@ def test_importing_submitit_leaves_other_handlers_streams_open():
     assert "submitit WARNING" in proc.stderr and "hello" in proc.stderr
 
 
+@pytest.mark.slow
 def test_process_0_whose_peer_never_comes_exits_2_with_one_line_within_the_timeout(tmp_path):
     (tmp_path / "s.toml").write_text(TOML)
     import socket
