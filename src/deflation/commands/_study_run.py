@@ -168,6 +168,8 @@ def show_summary(ds, out, csv=None, png=None) -> int:
 
     table = mc.summarize(ds)
     print(mc.format_table(table))
+    print("discovered every component, in the order of decreasing weight (95% Wilson interval):")
+    print(mc.format_table(mc.discovery_order(ds)))
     print(mc.integrity(ds))
     flagged = flagged_seeds(table)
     if flagged:

@@ -5,7 +5,9 @@ A :class:`Study` names an experiment (``flow``, ``phase1``, ``algorithm2``), a t
 Cartesian grid) and a number of seeds; :func:`run_study` computes it chunk by chunk into a Zarr
 store (resumable, sharded over devices and ``jax.distributed`` processes, results independent of
 the chunking and the device count); :func:`open_study` reads it back as an ``xarray.Dataset``;
-:func:`summarize`, :func:`discovery_cdf` and :func:`convergence` turn it into tables.
+:func:`summarize`, :func:`discovery_cdf` and :func:`convergence` turn it into tables, and
+:func:`discovery_order`, :func:`order_distribution` and :func:`plateau_times` say in which order
+the components were discovered and how long each plateau lasted.
 
     from deflation.montecarlo import Study, run_study, summarize, format_table
     study = Study.from_toml("study.toml")          # or Study("flow", 64, {"kind": "basis", ...}, {...})
@@ -15,6 +17,7 @@ the chunking and the device count); :func:`open_study` reads it back as an ``xar
 
 from ..plots import plot_convergence, plot_discovery_cdf, plot_study
 from .distributed import CoordinatorUnreachable, initialize as initialize_distributed
+from .order import discovery_order, order_distribution, plateau_times
 from .plan import Plan, plan_study
 from .resources import DEFAULT_CHUNK, select_devices
 from .run import init_study, open_study, run_study
@@ -39,6 +42,7 @@ __all__ = [
     "Study",
     "convergence",
     "discovery_cdf",
+    "discovery_order",
     "failures",
     "format_table",
     "init_study",
@@ -46,7 +50,9 @@ __all__ = [
     "integrity",
     "load",
     "open_study",
+    "order_distribution",
     "plan_study",
+    "plateau_times",
     "plot_convergence",
     "plot_discovery_cdf",
     "plot_study",

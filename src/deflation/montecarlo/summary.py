@@ -32,7 +32,9 @@ def grid_points(ds):
     return out
 
 
-def _counts(sub):
+def seed_counts(sub):
+    """``(ok, n, failed, missing)`` of one grid point: the mask of its intact, successful seeds,
+    their number, the seeds whose solve failed and the seeds not computed."""
     status = np.asarray(sub["status"].values)
     ok = status == SUCCESS
     return ok, int(ok.sum()), int(((status >= 0) & ~ok).sum()), int((status < 0).sum())
@@ -103,7 +105,7 @@ def summarize(ds):
     rows = []
     for j, (coords, sel) in enumerate(grid_points(ds)):
         sub = ds.isel(sel)
-        ok, n, failed, missing = _counts(sub)
+        ok, n, failed, missing = seed_counts(sub)
         disc = np.asarray(sub["discovered"].values)[ok]
         a = np.asarray(sub["a"].values)
         extra = {}
@@ -156,7 +158,7 @@ def discovery_cdf(ds, num: int = 101):
     frames = []
     for j, (coords, sel) in enumerate(grid_points(ds)):
         sub = ds.isel(sel)
-        ok, n, _, _ = _counts(sub)
+        ok, n, _, _ = seed_counts(sub)
         times = np.linspace(0.0, points[j]["horizon"], num)
         t = np.asarray(sub["discovery_time"].values)[ok]  # (n, r)
         for i in range(t.shape[1]):
@@ -182,7 +184,7 @@ def convergence(ds):
     ks = np.arange(1, E + 1)
     for coords, sel in grid_points(ds):
         sub = ds.isel(sel)
-        ok, n, _, _ = _counts(sub)
+        ok, n, _, _ = seed_counts(sub)
         conv = np.asarray(sub["converged"].values)[ok]
         epochs = np.asarray(sub["epochs"].values)[ok]
         k = ((conv[None, :]) & (epochs[None, :] <= ks[:, None])).sum(axis=1)
@@ -218,12 +220,14 @@ def integrity(ds) -> str:
 
 
 def default_paths(out) -> dict[str, Path]:
-    """The summary files next to a store ``X.zarr``: ``X.csv``, ``X.png`` and ``X_cdf.png``
+    """The summary files next to a store ``X.zarr``: ``X.csv``, ``X_order.csv`` (the discovery
+    orders), ``X_plateaus.csv`` (the times between discoveries), ``X.png`` and ``X_cdf.png``
     (algorithm2: ``X_convergence.png``)."""
     out = Path(out)
     base = out.with_suffix("") if out.suffix == ".zarr" else out
     name = base.name
-    return dict(csv=base.with_name(name + ".csv"), png=base.with_name(name + ".png"),
+    return dict(csv=base.with_name(name + ".csv"), order=base.with_name(name + "_order.csv"),
+                plateaus=base.with_name(name + "_plateaus.csv"), png=base.with_name(name + ".png"),
                 cdf=base.with_name(name + "_cdf.png"), convergence=base.with_name(name + "_convergence.png"))
 
 
@@ -253,22 +257,30 @@ def _write(path: Path, write, out) -> Path:
 
 
 def write_summary(ds, out, csv=None, png=None) -> dict[str, Path]:
-    """Write the summary table (CSV) and figures, each atomically; returns their paths. By default
-    they go next to the store (:func:`default_paths`); with ``png`` the second figure goes next to
-    it (``<png stem>_cdf.png``, algorithm2: ``_convergence.png``)."""
+    """Write the summary tables (CSV: per component, the discovery orders, the plateaus) and
+    figures, each atomically; returns their paths. By default they go next to the store
+    (:func:`default_paths`); with ``csv`` the other two tables go next to it (``<csv
+    stem>_order.csv``, ``_plateaus.csv``), with ``png`` the second figure goes next to it (``<png
+    stem>_cdf.png``, algorithm2: ``_convergence.png``)."""
     from ..plots import plot_convergence, plot_discovery_cdf, plot_study
 
     paths = default_paths(out)
     if csv is not None:
-        paths["csv"] = Path(csv)
+        csv = Path(csv)
+        paths.update(csv=csv, order=csv.with_name(csv.stem + "_order.csv"),
+                     plateaus=csv.with_name(csv.stem + "_plateaus.csv"))
     if png is not None:
         png = Path(png)
         paths.update(png=png, cdf=png.with_name(png.stem + "_cdf.png"),
                      convergence=png.with_name(png.stem + "_convergence.png"))
+    from .order import order_distribution, plateau_times
+
     df = summarize(ds)
     _write(paths["csv"], lambda tmp: df.to_csv(tmp, index=False), out)
+    _write(paths["order"], lambda tmp: order_distribution(ds).to_csv(tmp, index=False), out)
+    _write(paths["plateaus"], lambda tmp: plateau_times(ds).to_csv(tmp, index=False), out)
     _write(paths["png"], lambda tmp: plot_study(df, ds, tmp), out)
-    written = dict(csv=paths["csv"], png=paths["png"])
+    written = dict(csv=paths["csv"], order=paths["order"], plateaus=paths["plateaus"], png=paths["png"])
     if ds.attrs["experiment"] == "algorithm2":
         _write(paths["convergence"], lambda tmp: plot_convergence(convergence(ds), ds, tmp), out)
         written["convergence"] = paths["convergence"]
