@@ -22,8 +22,12 @@ def dense_T(W, q, p):
     return total
 
 
-@pytest.mark.parametrize("model, q", [("normalized", 2), ("plain", 4)])
-@pytest.mark.parametrize("momentum", [None, 0.5])
+@pytest.mark.parametrize("model, q, momentum", [
+    ("normalized", 2, None),
+    pytest.param("plain", 4, None, marks=pytest.mark.slow),
+    pytest.param("normalized", 2, 0.5, marks=pytest.mark.slow),
+    pytest.param("plain", 4, 0.5, marks=pytest.mark.slow),
+])
 def test_iterates_are_gradient_steps_on_the_dense_loss(model, q, momentum):
     rng = np.random.default_rng(7)
     d, r, m, p, lam, lr, n = 4, 2, 3, 4, 0.05, 0.1, 5
@@ -69,6 +73,7 @@ def test_times_converge_to_the_flow_at_first_order_in_lr():
     assert (1.6 < ratio).all() and (ratio < 2.4).all(), ratio  # halving lr halves the error: first order
 
 
+@pytest.mark.slow
 def test_a_step_too_large_is_reported_per_seed():
     tg = D.Target.geometric(d=6, r=3, ratio=1.5)
     W0 = D.sample_sphere_batch(jax.random.PRNGKey(0), range(3), 6, 8, 1e-6)

@@ -263,7 +263,8 @@ def test_ordinary_calls_fit_and_a_tight_memory_splits_the_batch(monkeypatch):
         D.gradient_flow(target, W0, [20.0, 60.0], **kw)
 
 
-@pytest.mark.parametrize("precise", [None, pytest.param(False, marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("precise", [None, False])
 def test_loss_series_in_blocks_is_bit_identical(precise, monkeypatch):
     """The loss series is evaluated a block of saved states at a time (memory); the block size
     changes no bit of any result (double-double and float loss)."""

@@ -95,6 +95,7 @@ def test_damaged_chunks_are_found_reported_and_recomputed(damage, reference, tmp
     assert cli.main(["study", "verify", str(out)]) == 0
 
 
+@pytest.mark.slow
 def test_the_store_opens_in_xarray_without_warnings(reference):
     import xarray as xr
 
@@ -104,6 +105,7 @@ def test_the_store_opens_in_xarray_without_warnings(reference):
         assert ds["discovered"].dims == ("m", "seed", "component")
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_while_the_first_holds_the_store(reference, tmp_path, capsys):
     out = _copy(reference, tmp_path)
     with open(out / ".lock", "a+") as fh:  # as a running process holds it
@@ -113,7 +115,7 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_store(reference, t
     run_study(STUDY, out, progress=False, summary=False)  # released: fine
 
 
-@pytest.mark.slow  # two processes compiling; the default suite's case: test_a_second_writer_is_refused_*
+@pytest.mark.slow  # two processes compiling (the default suite's case of a busy store: test_workers' claims)
 def test_concurrent_processes_on_one_out_never_mix(tmp_path):
     """Two processes started at once on the same --out: one computes, the other is refused with
     one line (exit 2) or finds the finished store; the store ends intact and complete."""

@@ -26,7 +26,6 @@ too large for the iterates to descend) are reported, never dropped.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
@@ -129,32 +128,42 @@ def gradient_descent(
     alpha = check.in_open_interval("alpha", alpha, 0.0, 1.0)
     fit_fraction = check.in_open_interval("fit_fraction", fit_fraction, 0.0, 1.0)
     event_points = check.integer("event_points", event_points, 2, 2**20)
-    wanted = math.ceil(horizon / lr)
-    if wanted > check.MAX_STEPS_LIMIT:
-        raise ValueError(f"horizon / lr = {horizon:g} / {lr:g} is {wanted} iterations, more than "
-                         f"{check.MAX_STEPS_LIMIT}: take a larger lr or a shorter horizon")
-    event_points = min(event_points, wanted + 1)  # at most one grid point per iteration
-    stride = math.ceil(wanted / (event_points - 1))
+    stride, event_points = event_grid(horizon, lr, event_points)
     W = check_W("W0", W0, target, batch=True)
     batched = W.ndim == 3
     W = W if batched else W[None]
     dtype = W.dtype
     out = _run(target, W, jnp.asarray(lr, dtype), jnp.asarray(lam, dtype), jnp.asarray(delta1, dtype),
-               jnp.asarray(alpha, dtype), jnp.asarray(fit_fraction, dtype), model, momentum, stride, event_points)
+               jnp.asarray(alpha, dtype), jnp.asarray(fit_fraction, dtype), model=model, momentum=momentum,
+               stride=stride, points=event_points)
     if not batched:
         out = jax.tree_util.tree_map(lambda x: x[0], out)
     ts = jnp.arange(event_points, dtype=dtype) * (stride * lr)
     return GDResult(ts=ts, iterations=stride * (event_points - 1), **out)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "momentum", "stride", "points"))
-def _run(target, W0, lr, lam, delta1, alpha, fit_fraction, model, momentum, stride: int, points: int):
-    """The iterations of every seed (vmapped), observed every ``stride`` iterations."""
+def event_grid(horizon: float, lr: float, event_points: int) -> tuple[int, int]:
+    """``(s, K)``: the iterations between grid points and the grid's size for a run of ``n =
+    ceil(horizon / lr)`` iterations (module docstring: ``K = min(event_points, n + 1)``, ``s =
+    ceil(n / (K - 1))``). Raises ``ValueError`` past ``2^31 - 1`` iterations."""
+    wanted = math.ceil(horizon / lr)
+    if wanted > check.MAX_STEPS_LIMIT:
+        raise ValueError(f"horizon / lr = {horizon:g} / {lr:g} is {wanted} iterations, more than "
+                         f"{check.MAX_STEPS_LIMIT}: take a larger lr or a shorter horizon")
+    points = min(event_points, wanted + 1)  # at most one grid point per iteration
+    return math.ceil(wanted / (points - 1)), points
+
+
+def descend(target, W0, lr, lam, delta1, alpha, fit_fraction, *, model, momentum, stride: int, points: int):
+    """The traceable core of :func:`gradient_descent` (the studies call it inside their compiled
+    chunk): every seed of ``W0`` (B, d, m) for ``stride (points - 1)`` iterations, observed every
+    ``stride``; ``target`` may hold one target per seed (``target.batched``). Returns a dict of
+    :class:`GDResult`'s per-seed arrays."""
     opt = optimizer(lr, momentum)
     ts = jnp.arange(points, dtype=W0.dtype) * (stride * lr)
     m = W0.shape[-1]
 
-    def at(W):
+    def at(W, target):
         y = to_lognorm(W)
         dydt = model.lognorm_field(y, target, lam)
         ob = observe(target, y, dydt, jnp.full((m,), -1, jnp.int32), model=model)
@@ -162,7 +171,7 @@ def _run(target, W0, lr, lam, delta1, alpha, fit_fraction, model, momentum, stri
         sq, floor = residual_norm_sq(Wbar, omega, target, True)  # double-double: a rise is resolved
         return ob, (0.5 * sq + 0.5 * lam * jnp.sum(W * W), 0.5 * floor)
 
-    def one(W):
+    def one(W, target):
         def step(carry, _):
             W, state = carry
             grad = -model.velocity(W, target, lam)
@@ -171,9 +180,9 @@ def _run(target, W0, lr, lam, delta1, alpha, fit_fraction, model, momentum, stri
 
         def interval(carry, _):
             carry, _ = jax.lax.scan(step, carry, None, length=stride)
-            return carry, at(carry[0])
+            return carry, at(carry[0], target)
 
-        first = at(W)
+        first = at(W, target)
         (W_end, _), rest = jax.lax.scan(interval, (W, opt.init(W)), None, length=points - 1)
         obs, (loss, floor) = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
         tr = track(ts, obs, jnp.full((m,), -1, jnp.int32), target.a, lam, delta1, alpha, fit_fraction, model=model,
@@ -184,4 +193,7 @@ def _run(target, W0, lr, lam, delta1, alpha, fit_fraction, model, momentum, stri
         return dict(loss=loss, discovery_time=tr.discovery_time, fit_time=tr.fit_time, member=tr.member, W=W_end,
                     status=status)
 
-    return jax.vmap(one)(W0)
+    return jax.vmap(one, in_axes=(0, 0 if target.batched else None))(W0, target)
+
+
+_run = jax.jit(descend, static_argnames=("model", "momentum", "stride", "points"))

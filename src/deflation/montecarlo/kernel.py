@@ -22,7 +22,8 @@ from jax.sharding import Mesh, PartitionSpec as P
 
 from ..algorithm import Algorithm2Params, run_algorithm2
 from ..contract import log_positive, residual_norm_sq, residual_on
-from ..dynamics import normalize
+from ..dynamics import from_lognorm, normalize
+from ..gd import descend, event_grid
 from ..init import equiangular_columns, orthonormal_columns, seed_keys, unit_columns
 from ..integrate import EventConfig, SolverConfig, solve, solver_by_name
 from ..models import MODELS
@@ -68,6 +69,17 @@ VARIABLES: dict[str, dict[str, Var]] = {
         "coupling": Var((), "float", np.nan, "upper bound on int_0^H p sum_j |w_j|^2 dt: the integrated drift the "
                                              "full flow adds to each column's (log-norm, direction)"),
     },
+    "gd": {
+        "discovered": Var(_COMPONENT, "bool", False, "component discovered by the horizon (Definition 1)"),
+        "discovery_time": Var(_COMPONENT, "float", np.nan, "first time (lr x iterations) a column joins S_i (inf: not "
+                                                           "by the horizon)"),
+        "fit_time": Var(_COMPONENT, "float", np.nan, "first time (lr x iterations) component i is fitted (inf: not by "
+                                                     "the horizon)"),
+        "members": Var(_COMPONENT, "int32", -1, "columns in S_i at the horizon"),
+        "status": Var((), "int8", -1, "0 success, 2 non-finite iterate, 4 the loss increased between grid points (-1: "
+                                      "not computed); see deflation.integrate.STATUS_NAMES"),
+        "loss": Var((), "float", np.nan, "loss L(W) at the last iterate"),
+    },
     "algorithm2": {
         "converged": Var((), "bool", False, "|T - T*|_F <= eps within max_epochs"),
         "epochs": Var((), "int32", -1, "epochs that ran"),
@@ -103,7 +115,7 @@ def variables(study: Study) -> dict[str, Var]:
 #: Parameters passed to the compiled function as values (a sweep over any of them reuses one
 #: compilation); everything in :func:`~deflation.montecarlo.kernel.static_key` changes the program.
 TRACED = ("delta0", "delta1", "alpha", "lam", "horizon", "rtol", "atol", "fit_fraction", "eps", "gamma", "c1", "c2",
-          "c3", "c_rho")
+          "c3", "c_rho", "lr")
 
 
 def series_times(study: Study) -> np.ndarray | None:
@@ -157,16 +169,22 @@ class Static:
     series_points: int
     series_norms: int
     model: str = "normalized"
+    gd_stride: int = 0  # gd: iterations between event grid points
+    momentum: float = 0.0  # gd: heavy-ball momentum (0: plain steps)
 
 
 def static_key(study: Study, point: dict) -> Static:
     """The :class:`~deflation.montecarlo.kernel.Static` of a grid point: grid points with the same one share a compiled program."""
     series = study.series_spec or {"points": 0, "norms": 0}
+    stride, points = 0, point.get("event_points", 0)
+    if study.experiment == "gd":  # the number of iterations is part of the program
+        stride, points = event_grid(point["horizon"], point["lr"], point["event_points"])
     return Static(experiment=study.experiment, d=point["d"], m=point["m"], r=study.r, order=point["order"],
                   random_target=point["target"]["kind"] == "random", key=study.key, dtype=point.get("dtype", "float64"),
-                  solver=point["solver"], max_steps=point["max_steps"], event_points=point.get("event_points", 0),
+                  solver=point.get("solver", ""), max_steps=point.get("max_steps", 0), event_points=points,
                   max_epochs=point.get("max_epochs", 0), grid_points=point["event_points"] if study.experiment == "algorithm2" else 0,
-                  series_points=series["points"], series_norms=series["norms"], model=point.get("model", "normalized"))
+                  series_points=series["points"], series_norms=series["norms"], model=point.get("model", "normalized"),
+                  gd_stride=stride, momentum=point.get("momentum", 0.0))
 
 
 # ---------------------------------------------------------------------------- pieces
@@ -329,7 +347,20 @@ def _algorithm2(s: Static, seed_idx, p):
     )
 
 
-EXPERIMENT_FUNCTIONS = {"flow": _flow, "phase1": _phase1, "algorithm2": _algorithm2}
+def _gd(s: Static, seed_idx, p):
+    """Gradient descent (:func:`deflation.gradient_descent`) from the same initialization as the
+    flow's seed ``k``, for the grid point's ``horizon / lr`` iterations."""
+    model = MODELS[s.model]
+    target = study_target(s, seed_idx, p)
+    W0 = from_lognorm(*initial_state(s, seed_idx, p["delta0"]))
+    out = descend(target, W0, p["lr"], p["lam"], p["delta1"], p["alpha"], p["fit_fraction"], model=model,
+                  momentum=s.momentum or None, stride=s.gd_stride, points=s.event_points)
+    return dict(discovered=jnp.isfinite(out["discovery_time"]), discovery_time=out["discovery_time"],
+                fit_time=out["fit_time"], members=_members(out["member"], s.r), status=out["status"].astype(jnp.int8),
+                loss=out["loss"][:, -1])
+
+
+EXPERIMENT_FUNCTIONS = {"flow": _flow, "phase1": _phase1, "algorithm2": _algorithm2, "gd": _gd}
 
 
 def compile_chunk(static: Static, mesh: Mesh):

@@ -3,7 +3,7 @@
 A study is declared in Python (:class:`~deflation.montecarlo.Study`) or in a TOML file
 (:meth:`~deflation.montecarlo.Study.from_toml`)::
 
-    experiment = "flow"          # "flow", "phase1" or "algorithm2"
+    experiment = "flow"          # "flow", "phase1", "algorithm2" or "gd"
     seeds = 64                   # seeds 0 .. 63 at every grid point
     chunk = 32                   # seeds per compiled call and per stored chunk (default 512)
     key = 0                      # base PRNG key
@@ -54,11 +54,15 @@ from ..models import MODELS, SymmetricModel
 from ..target import MAX_ORDER
 from ..theorem import theorem1_parameters
 
-EXPERIMENTS = ("flow", "phase1", "algorithm2")
+EXPERIMENTS = ("flow", "phase1", "algorithm2", "gd")
 TARGET_KINDS = ("basis", "random", "angle", "file")
 DTYPES = ("float64", "float32")
 ALL = EXPERIMENTS
 CONTINUOUS = ("flow", "phase1")
+#: The experiments an ODE solver integrates (its tolerances, solver and step budget apply).
+SOLVED = ("flow", "phase1", "algorithm2")
+#: The experiments run to a time ``horizon`` and recording fit times: the flow and gradient descent.
+TIMED = ("flow", "phase1", "gd")
 #: The most seeds a study may have: seed indices are 32-bit (seed ``k`` uses ``fold_in(key, k)``
 #: with ``k`` a uint32), so seeds ``0 .. 2^32 - 1``; more would wrap around into repeated seeds.
 MAX_SEEDS = check.SEED_LIMIT + 1
@@ -81,6 +85,13 @@ def _unit_interval(name, v):
 
 def _int_at_least(lo: int, hi: int | None = None) -> Callable[[str, Any], int]:
     return lambda name, v: check.integer(name, v, lo, hi)
+
+
+def _momentum(name, v):
+    out = check.real_scalar(name, v)
+    if not 0.0 <= out < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {v!r}")
+    return out
 
 
 def _choice(options) -> Callable[[str, Any], str]:
@@ -122,10 +133,13 @@ PARAMS: dict[str, Param] = {
     "lam": Param(_nonnegative, ALL, None, "regularization lam/2 |W|^2 (default 0)"),
     "eps": Param(_positive, ALL, None, "Theorem 1's target accuracy: algorithm2's stopping rule; sets the defaults "
                                        "of m, lam, alpha, delta1, delta0 by Theorem 1's scalings"),
-    "horizon": Param(_positive, CONTINUOUS, None, "time allowed"),
-    "rtol": Param(_positive, ALL, 1e-8, "relative tolerance of the PID step-size controller"),
-    "atol": Param(_positive, ALL, 1e-8, "absolute tolerance of the PID step-size controller"),
-    "fit_fraction": Param(_unit_interval, CONTINUOUS, 0.1, "with lam = 0 a component is fitted once its residual is "
+    "horizon": Param(_positive, TIMED, None, "time allowed (gd: lr x iterations)"),
+    "lr": Param(_positive, ("gd",), None, "gd: the learning rate; the run takes horizon / lr iterations"),
+    "momentum": Param(_momentum, ("gd",), 0.0, "gd: heavy-ball momentum in [0, 1) (optax.sgd's; 0: plain steps)",
+                      static=True),
+    "rtol": Param(_positive, SOLVED, 1e-8, "relative tolerance of the PID step-size controller"),
+    "atol": Param(_positive, SOLVED, 1e-8, "absolute tolerance of the PID step-size controller"),
+    "fit_fraction": Param(_unit_interval, TIMED, 0.1, "with lam = 0 a component is fitted once its residual is "
                                                             "<= fit_fraction a_i"),
     "event_points": Param(_int_at_least(2), ALL, 512, "grid on which Definition 1's events are located (algorithm2: "
                                                       "per phase, >= 3, default 65)", static=True),
@@ -136,12 +150,13 @@ PARAMS: dict[str, Param] = {
     "c3": Param(_nonnegative, ("algorithm2",), 0.0, "Lemma 4's third term in Phase 1's length"),
     "c_rho": Param(_unit_interval, ("algorithm2",), 0.1, "Definition 2's c_rho"),
     "max_epochs": Param(_int_at_least(1), ("algorithm2",), 30, "at most this many epochs", static=True),
-    "max_steps": Param(_int_at_least(1, check.MAX_STEPS_LIMIT), ALL, 100_000,
+    "max_steps": Param(_int_at_least(1, check.MAX_STEPS_LIMIT), SOLVED, 100_000,
                        "solver step budget per trajectory (per phase for algorithm2; at most 2^31 - 1)", static=True),
     "model": Param(_choice(FLOW_MODELS), ALL, "normalized",
                    "factorization model: normalized (the paper's T = sum_j w_j^p / |w_j|^(p-2)) or plain "
-                   "(T = sum_j w_j^p; escapes delta0 in a time ~ delta0^-(p-2)); flow only for plain", static=True),
-    "solver": Param(_choice(tuple(SOLVERS)), ALL, "tsit5", "diffrax solver by name", sweep=False, static=True),
+                   "(T = sum_j w_j^p; escapes delta0 in a time ~ delta0^-(p-2)); flow and gd only for plain",
+                   static=True),
+    "solver": Param(_choice(tuple(SOLVERS)), SOLVED, "tsit5", "diffrax solver by name", sweep=False, static=True),
     "dtype": Param(_choice(DTYPES), CONTINUOUS, "float64", "floating point type of the state", sweep=False,
                    static=True),
 }
@@ -467,7 +482,8 @@ def _check_params(experiment: str, params: dict) -> dict:
                              f"(it applies to {', '.join(p.experiments)})")
         vals = tuple(p.check(f"params.{name}", v) for v in _values(f"params.{name}", value, p.sweep))
         out[name] = list(vals) if _is_list(value) else vals[0]
-    required = {"flow": ("d", "m", "horizon"), "phase1": ("d", "m", "horizon"), "algorithm2": ("d", "eps")}[experiment]
+    required = {"flow": ("d", "m", "horizon"), "phase1": ("d", "m", "horizon"), "algorithm2": ("d", "eps"),
+                "gd": ("d", "m", "horizon", "lr")}[experiment]
     for name in required:
         if name not in out:
             raise ValueError(f"params: missing key {name!r} (experiment {experiment!r} needs {', '.join(required)})")
@@ -606,9 +622,16 @@ def _check_point(study: Study, point: dict) -> None:
         if min(point["rtol"], point["atol"]) < 1e-6:
             raise ValueError(f"params.rtol and params.atol must be >= 1e-6 with dtype float32, got rtol = "
                              f"{point['rtol']!r}, atol = {point['atol']!r} ({at})")
-    if point.get("model", "normalized") != "normalized" and study.experiment != "flow":
-        raise ValueError(f"params.model = {point['model']!r} runs only with experiment 'flow' (experiment "
+    if point.get("model", "normalized") != "normalized" and study.experiment not in ("flow", "gd"):
+        raise ValueError(f"params.model = {point['model']!r} runs only with experiments 'flow' and 'gd' (experiment "
                          f"{study.experiment!r} is defined for the paper's normalized model) ({at})")
+    if study.experiment == "gd":
+        from ..gd import event_grid
+
+        try:
+            event_grid(point["horizon"], point["lr"], point["event_points"])
+        except ValueError as err:
+            raise ValueError(f"params.horizon and params.lr: {err} ({at})") from None
     if study.experiment == "algorithm2":
         if point["event_points"] < 3:
             raise ValueError(f"params.event_points must be >= 3 for algorithm2 (points per phase), got "
