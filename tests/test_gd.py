@@ -4,6 +4,8 @@ symmetric models); its Definition 1 times against the gradient flow's as ``lr ->
 in ``lr``, as forward Euler); a step too large for descent reported per seed; bad arguments
 refused by name."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -92,3 +94,35 @@ def test_bad_arguments_are_named(kwargs, message):
     tg = D.Target.geometric(d=4, r=2, ratio=1.5)
     with pytest.raises(ValueError, match=message):
         gradient_descent(tg, jnp.ones((4, 3)) * 1e-3, 10.0, **kwargs)
+
+
+@pytest.mark.slow
+def test_a_gd_study_is_gradient_descent_seed_by_seed(tmp_path):
+    pytest.importorskip("zarr")
+    from deflation.montecarlo import Study, run_study, summarize
+
+    study = Study("gd", 6, {"kind": "basis", "a": [0.6, 0.4]},
+                  dict(d=4, m=4, delta0=1e-6, horizon=40.0, event_points=64, lr=[0.1, 0.05]), chunk=4)
+    ds = run_study(study, tmp_path / "gd.zarr", progress=False)
+    assert ds["discovery_time"].dims == ("lr", "seed", "component")
+    W0 = D.sample_sphere_batch(jax.random.PRNGKey(0), range(6), 4, 4, 1e-6)
+    for lr in (0.1, 0.05):
+        res = gradient_descent(D.Target.basis([0.6, 0.4], 4), W0, 40.0, lr, event_points=64)
+        got = ds.sel(lr=lr)
+        np.testing.assert_allclose(got["discovery_time"].values, res.discovery_time, rtol=1e-12)
+        np.testing.assert_allclose(got["fit_time"].values, res.fit_time, rtol=1e-12)
+        np.testing.assert_array_equal(got["status"].values, res.status)
+    assert (summarize(ds)["discovered"] > 0).all()
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(d=4, m=4, horizon=10.0), "params: missing key 'lr'"),
+    (dict(d=4, m=4, horizon=10.0, lr=0.1, rtol=1e-6), "params.rtol does not apply to experiment 'gd'"),
+    (dict(d=4, m=4, horizon=1e6, lr=1e-9), "iterations, more than 2147483647"),
+    (dict(d=4, m=4, horizon=10.0, lr=0.1, momentum=1.0), "params.momentum must be in [0, 1)"),
+])
+def test_bad_gd_studies_are_refused_naming_the_key(params, message):
+    from deflation.montecarlo import Study
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Study("gd", 4, {"kind": "basis", "a": [0.6, 0.4]}, params)
