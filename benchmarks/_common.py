@@ -51,9 +51,31 @@ def best_time(fn, repeats: int = 5, min_total: float = 0.0) -> float:
     return min(times)
 
 
+def host_cpu() -> dict:
+    """The host CPU's model and widest x86 vector ISA (``avx512f``, ``avx2``, ``avx``, ``sse``) or
+    the machine name elsewhere, from ``/proc/cpuinfo`` where there is one."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+            model = value.strip()
+        if key.strip() in ("flags", "Features") and not flags:
+            flags = set(value.split())
+    isa = next((f for f in ("avx512f", "avx2", "avx", "sse4_2", "asimd", "neon") if f in flags), platform.machine())
+    return {"cpu_model": model, "cpu_isa": isa, "xla_flags": os.environ.get("XLA_FLAGS", "")}
+
+
 def device_info() -> dict:
+    """The device, the host CPU (model and vector ISA: :func:`host_cpu`) and the versions, recorded
+    beside every figure."""
+    import jaxlib
+
     dev = jax.devices()[0]
-    return {
+    return host_cpu() | {
         "platform": dev.platform,
         "device_kind": getattr(dev, "device_kind", str(dev)),
         "device_count": jax.device_count(),
@@ -61,6 +83,7 @@ def device_info() -> dict:
         "machine": platform.machine(),
         "processor": platform.processor(),
         "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
         "numpy": np.__version__,
         "time": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }

@@ -67,30 +67,12 @@ SIZES = {
 PARTS = ("flow", "float32", "study", "algorithm2")
 
 
-def host_cpu() -> dict:
-    """The host CPU's model and widest x86 vector ISA (``avx512f``, ``avx2``, ``avx``, ``sse``) or
-    the machine name elsewhere, from ``/proc/cpuinfo`` where there is one."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and value.strip():
-            model = value.strip()
-        if key.strip() in ("flags", "Features") and not flags:
-            flags = set(value.split())
-    isa = next((f for f in ("avx512f", "avx2", "avx", "sse4_2", "asimd", "neon") if f in flags), platform.machine())
-    return {"cpu_model": model, "cpu_isa": isa, "xla_flags": os.environ.get("XLA_FLAGS", "")}
-
-
 def environment() -> dict:
     """Device, host CPU and versions, recorded in every results file."""
     import jaxlib
 
     devices = jax.devices()
-    return device_info() | host_cpu() | {
+    return device_info() | {
         "jaxlib": jaxlib.__version__, "device_name": getattr(devices[0], "device_kind", str(devices[0])),
         "devices": [str(d) for d in devices], "python": platform.python_version()}
 

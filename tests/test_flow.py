@@ -23,7 +23,6 @@ def numpy_velocity(W, a, U, p, lam):
 
 
 @pytest.mark.smoke
-@pytest.mark.slow
 def test_trajectory_matches_scipy_dop853():
     rng = np.random.default_rng(0)
     d, m, p, lam = 5, 7, 4, 0.02

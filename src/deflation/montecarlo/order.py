@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .summary import grid_points, seed_counts
+from .points import grid_points, seed_counts
 from .wilson import wilson_interval
 
 #: Bootstrap resamples of a median (plateau times) and the generator's seed.

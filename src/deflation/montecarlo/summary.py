@@ -10,35 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from ..integrate import STATUS_NAMES, SUCCESS
+from .points import grid_points, seed_counts
 from .store import study_of
 from .wilson import wilson_interval
 
 #: Quantiles of the discovery and fit times (among seeds where the event happened).
 QUANTILES = (0.1, 0.5, 0.9)
-
-def _scalar(v):
-    """A coordinate value as a Python number or string."""
-    return v.item() if isinstance(v, np.generic) else v
-
-
-def grid_points(ds):
-    """``[(coords dict, isel dict), ...]`` over the study's grid (one entry without a grid)."""
-    grid = list(ds.attrs.get("grid") or [])
-    shape = tuple(ds.sizes[k] for k in grid)
-    out = []
-    for index in np.ndindex(shape):
-        sel = dict(zip(grid, index))
-        out.append(({k: _scalar(ds[k].values[i]) for k, i in sel.items()}, sel))
-    return out
-
-
-def seed_counts(sub):
-    """``(ok, n, failed, missing)`` of one grid point: the mask of its intact, successful seeds,
-    their number, the seeds whose solve failed and the seeds not computed."""
-    status = np.asarray(sub["status"].values)
-    ok = status == SUCCESS
-    return ok, int(ok.sum()), int(((status >= 0) & ~ok).sum()), int((status < 0).sum())
-
 
 def _status_text(status: np.ndarray) -> str:
     """``"ok"``, or how many computed seeds failed and why (e.g. ``"failed 8 of 8: max_steps reached"``)."""
