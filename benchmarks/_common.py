@@ -16,7 +16,6 @@ from pathlib import Path
 import jax
 import numpy as np
 
-
 #: The committed results (written only with ``--record``) and the default, git-ignored output folder.
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT = Path(__file__).resolve().parent / "out"
@@ -31,7 +30,8 @@ def output_path(name: str, record: bool, out: Path | None = None) -> Path:
 
 def add_output_arguments(p) -> None:
     """``--out`` and ``--record`` for a benchmark's argument parser."""
-    p.add_argument("--out", type=Path, default=None, help="results JSON path (default: benchmarks/out/..., ignored by git)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="results JSON path (default: benchmarks/out/..., ignored by git)")
     p.add_argument("--record", action="store_true",
                    help="write the committed results in benchmarks/results/ instead of benchmarks/out/")
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +27,6 @@ import deflation as D
 from deflation.baselines import numpy_dense_gradient
 
 from _common import add_output_arguments, output_path
-
 
 
 def exact_loss(W, a, U, p=4):

@@ -24,11 +24,11 @@ interrupted run keeps the parts that finished):
    included) and a second, compiled one; seeds/s, converged fraction, epochs.
 
 ``--tiny`` runs every part at a size whose running time on a CPU is negligible (the time is the
-compilation of its seven programs: minutes on 2 cores; the test suite runs it so), and names the files ``*_tiny_<device>.json``. Each file records the device (name, count), the host
-CPU (model, vector ISA), ``XLA_FLAGS`` and the versions of jax and jaxlib. Files are named after
-the device the run found (``_gpu`` on a GPU, ``_cpu`` otherwise): a run that fell back to the CPU
-never writes a ``*_gpu.json``. They go to ``benchmarks/out/`` (ignored by git), to
-``benchmarks/results/`` with ``--record``, or to ``--out DIR``.
+compilation of its seven programs: minutes on 2 cores; the test suite runs it so), and names the files
+``*_tiny_<device>.json``. Each file records the device (name, count), the host CPU (model, vector ISA), ``XLA_FLAGS``
+and the versions of jax and jaxlib. Files are named after the device the run found (``_gpu`` on a GPU, ``_cpu``
+otherwise): a run that fell back to the CPU never writes a ``*_gpu.json``. They go to ``benchmarks/out/`` (ignored by
+git), to ``benchmarks/results/`` with ``--record``, or to ``--out DIR``.
 
 On a machine with a GPU: ``python benchmarks/gpu.py --record`` (``timeout 480`` in front keeps it
 inside 8 minutes whatever the GPU; the parts done by then are written).
@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import deflation as D  # float64
+
 from _common import OUT, RESULTS, best_time, device_info, write_json
 
 FIG1 = dict(d=10, r=5, m=50, scale=1e-15, t1=300.0, tol=1e-6)
@@ -216,18 +217,22 @@ def summary_line(name: str, r: dict) -> str:
         ratio = r["one_save_over_scipy_one_cpu_core"]
         ratio = f"{ratio:.0f}x" if isinstance(ratio, float) else ratio
         return (f"  flow: one save {r['one_save_seeds_per_s']:.0f} seeds/s at {r['seeds']} seeds (first call "
-                f"{r['one_save_first_call_s']:.1f} s; {ratio} against a SciPy loop on one CPU core); {r['points']} saves {r['series_seeds_per_s']:.0f} seeds/s at {r['series_seeds']} seeds "
-                f"({r['series_over_one_save']:.2f} of one save); failed {r['one_save_num_failed']} + {r['series_num_failed']}")
+                f"{r['one_save_first_call_s']:.1f} s; {ratio} against a SciPy loop on one CPU core); "
+                f"{r['points']} saves {r['series_seeds_per_s']:.0f} seeds/s at {r['series_seeds']} seeds "
+                f"({r['series_over_one_save']:.2f} of one save); "
+                f"failed {r['one_save_num_failed']} + {r['series_num_failed']}")
     if name == "float32":
         return "  float32: " + "; ".join(
-            f"tol {k[4:]}: {v['speedup']:.2f}x, W error {v['float64']['W_error_rel']:.1e} -> {v['float32']['W_error_rel']:.1e}, "
+            f"tol {k[4:]}: {v['speedup']:.2f}x, "
+            f"W error {v['float64']['W_error_rel']:.1e} -> {v['float32']['W_error_rel']:.1e}, "
             f"fit-time error {v['float64']['fit_time_error_max']:.1e} -> {v['float32']['fit_time_error_max']:.1e}"
             for k, v in r.items() if k.startswith("tol_"))
     if name == "study":
         return (f"  study: {r['seeds']} seeds in chunks of {r['chunk']}: {r['seeds_per_s']:.0f} seeds/s "
                 f"({r['seconds']:.1f} s after a {r['compiling_chunk_s']:.1f} s compiling chunk), {r['failed']} failed")
     return (f"  algorithm2: d = {r['d']}, m = {r['m']}, {r['seeds']} seeds: {r['seeds_per_s']:.2f} seeds/s "
-            f"({r['s']:.1f} s compiled, first call {r['first_call_s']:.1f} s), converged {r['converged_fraction']:.0%}, "
+            f"({r['s']:.1f} s compiled, first call {r['first_call_s']:.1f} s), "
+            f"converged {r['converged_fraction']:.0%}, "
             f"epochs mean {r['epochs_mean']:.1f}")
 
 
@@ -235,7 +240,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tiny", action="store_true", help="every part at a tiny size (the CPU check of the test suite)")
     ap.add_argument("--only", type=str, default=",".join(PARTS), help=f"comma list of: {', '.join(PARTS)}")
-    ap.add_argument("--out", type=Path, default=None, help="folder of the results files (default benchmarks/out/, ignored by git)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="folder of the results files (default benchmarks/out/, ignored by git)")
     ap.add_argument("--record", action="store_true", help="write the committed results in benchmarks/results/ instead")
     args = ap.parse_args(argv)
     only = [x.strip() for x in args.only.split(",") if x.strip()]

@@ -20,7 +20,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from _common import add_output_arguments, device_info, output_path, write_json
@@ -78,7 +77,8 @@ def main() -> None:
         for devices in (int(x) for x in args.devices.split(",")):
             r = run_worker(study(args.seeds, args.horizon), args.chunk, devices, tmp, f"full{devices}")
             results["throughput"][f"full_{devices}dev"] = r
-            print(f"full flow, horizon {args.horizon:g}, {devices} device(s): {r['seeds_per_s']:.1f} seeds/s", flush=True)
+            print(f"full flow, horizon {args.horizon:g}, {devices} device(s): {r['seeds_per_s']:.1f} seeds/s",
+                  flush=True)
             write_json(out_path, results)
         if args.scale_seeds:
             r = run_worker(study(args.scale_seeds, args.horizon), args.chunk, 1, tmp, "scale", progress=True)

@@ -31,8 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import deflation  # noqa: F401  (float64)
-from _common import add_output_arguments, best_time, device_info, output_path, tag, write_json
 
+from _common import add_output_arguments, best_time, device_info, output_path, tag, write_json
 
 #: Step budget per trajectory (a run that exhausts it is reported as failed, not waited for).
 MAX_STEPS = 200_000
@@ -48,7 +48,8 @@ def settings(quick: bool) -> dict:
     return {
         "figure1": dict(target=D.Target.geometric(10, 5), m=50, scale=1e-15, ts=[50.0, 100.0, 200.0, 300.0],
                         seeds=2 if quick else 4),
-        "hard": dict(target=hard, m=256, scale=1e-10, ts=[500.0, 1000.0, 2000.0, 4000.0] if not quick else [250.0, 500.0, 1000.0],
+        "hard": dict(target=hard, m=256, scale=1e-10,
+                     ts=[500.0, 1000.0, 2000.0, 4000.0] if not quick else [250.0, 500.0, 1000.0],
                      seeds=1 if quick else 2),
     }
 
@@ -92,8 +93,9 @@ def _controller(kind: str, tol: float):
 def count_evaluations(target, W0, t1, name: str, kind: str, tol: float, cache: dict) -> tuple[int, int]:
     """``(vector-field evaluations, steps)`` of one trajectory, counted by a host callback in a
     separate untimed run (one compilation per solver and kind; ``cache`` holds them for one setting)."""
-    from deflation.dynamics import lognorm_vector_field, to_lognorm
     import diffrax
+
+    from deflation.dynamics import lognorm_vector_field, to_lognorm
 
     count = np.zeros((), np.int64)
 
@@ -148,7 +150,8 @@ def run_setting(name: str, cfg: dict, quick: bool, repeats: int, progress: bool 
     ref = D.gradient_flow(tg, W0, ts, solver=diffrax.Dopri8(), rtol=1e-12, atol=1e-12, max_steps=MAX_STEPS)
     jax.block_until_ready(ref.W)
     out = {
-        "d": d, "m": m, "r": tg.r, "a": np.asarray(tg.a).tolist(), "scale": cfg["scale"], "ts": ts, "seeds": cfg["seeds"],
+        "d": d, "m": m, "r": tg.r, "a": np.asarray(tg.a).tolist(), "scale": cfg["scale"], "ts": ts,
+        "seeds": cfg["seeds"],
         "reference": {"solver": "Dopri8", "rtol": 1e-12, "atol": 1e-12, "wall_s": time.perf_counter() - t,
                       "fit_time": np.asarray(ref.fit_time).tolist(), "num_steps": np.asarray(ref.num_steps).tolist(),
                       "failed": ref.failed()},
@@ -208,12 +211,14 @@ def optax_comparison(quick: bool) -> dict:
             fit_it = descent_fit_iterations(gd, tg)
             row = {"optimizer": oname, "lr": lr, "steps": steps, "wall_s": time.perf_counter() - t,
                    "fit_iterations": fit_it.tolist(), "fit_time_lr_x_iterations": (lr * fit_it).tolist(),
-                   "fit_time_relative_error": ((lr * fit_it - np.asarray(flow.fit_time)) / np.asarray(flow.fit_time)).tolist(),
+                   "fit_time_relative_error": ((lr * fit_it - np.asarray(flow.fit_time))
+                                               / np.asarray(flow.fit_time)).tolist(),
                    "resolution": lr * every}
             if oname == "sgd":  # optax.sgd is Euler with dt = lr
                 n = min(steps, 200)
                 g2 = discrete_gradient_descent(tg, W0, optax.sgd(lr), n, record_every=n)
-                e = solve_raw(tg, W0, n * lr, solver=diffrax.Euler(), stepsize_controller=diffrax.ConstantStepSize(), dt0=lr)
+                e = solve_raw(tg, W0, n * lr, solver=diffrax.Euler(), stepsize_controller=diffrax.ConstantStepSize(),
+                              dt0=lr)
                 row["sgd_vs_euler_max_rel_diff"] = float(np.abs(np.asarray(g2.W[-1]) - np.asarray(e.ys[0])).max()
                                                          / np.abs(np.asarray(e.ys[0])).max())
             out["runs"].append(row)
@@ -250,9 +255,12 @@ def raw_vs_lognorm(quick: bool) -> dict:
             out["runs"].append({
                 "coordinates": coords, "tol": tol,
                 "small_columns": int(small.sum()),
-                "small_direction_error_max": [float(derr[:, k][small[:, k]].max()) if small[:, k].any() else None for k in range(len(ts))],
-                "small_log_norm_error_max": [float(nerr[:, k][small[:, k]].max()) if small[:, k].any() else None for k in range(len(ts))],
-                "large_direction_error_max": [float(derr[:, k][~small[:, k]].max()) if (~small[:, k]).any() else None for k in range(len(ts))],
+                "small_direction_error_max": [float(derr[:, k][small[:, k]].max()) if small[:, k].any() else None
+                                              for k in range(len(ts))],
+                "small_log_norm_error_max": [float(nerr[:, k][small[:, k]].max()) if small[:, k].any() else None
+                                             for k in range(len(ts))],
+                "large_direction_error_max": [float(derr[:, k][~small[:, k]].max()) if (~small[:, k]).any() else None
+                                              for k in range(len(ts))],
             })
     return out
 
@@ -298,11 +306,14 @@ def plot(results: dict, path: Path) -> Path:
 
 
 def add_arguments(p):
-    p.add_argument("--quick", action="store_true", help="few solvers/tolerances, small horizon (5 minutes or more on 2 cores: about 20 "
+    p.add_argument("--quick", action="store_true",
+                   help="few solvers/tolerances, small horizon (5 minutes or more on 2 cores: about 20 "
                    "compilations)")
-    p.add_argument("--repeats", type=int, default=None, help="timed calls after the compiling one (best taken; default 1 quick, 2 full)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed calls after the compiling one (best taken; default 1 quick, 2 full)")
     p.add_argument("--only", type=str, default=None, help="comma list of: figure1, hard, optax, raw")
-    p.add_argument("--solvers", type=str, default=None, help="comma list of solver names to keep from the grid (e.g. Tsit5)")
+    p.add_argument("--solvers", type=str, default=None,
+                   help="comma list of solver names to keep from the grid (e.g. Tsit5)")
     add_output_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -329,14 +340,17 @@ def run(args) -> int:
         results["optax"] = optax_comparison(q)
         write_json(out_path, results)
         for r in results["optax"]["runs"]:
-            print(f"  {r['optimizer']:13s} lr={r['lr']:<7g} fit time (lr x it) {np.round(r['fit_time_lr_x_iterations'], 1)}"
+            print(f"  {r['optimizer']:13s} lr={r['lr']:<7g} "
+                  f"fit time (lr x it) {np.round(r['fit_time_lr_x_iterations'], 1)}"
                   f" vs flow {np.round(results['optax']['flow_fit_time'], 1)}"
-                  + (f"; sgd-vs-Euler {r['sgd_vs_euler_max_rel_diff']:.1e}" if "sgd_vs_euler_max_rel_diff" in r else ""))
+                  + (f"; sgd-vs-Euler {r['sgd_vs_euler_max_rel_diff']:.1e}"
+                     if "sgd_vs_euler_max_rel_diff" in r else ""))
     if "raw" in only:
         results["raw_vs_lognorm"] = raw_vs_lognorm(q)
         write_json(out_path, results)
         for r in results["raw_vs_lognorm"]["runs"]:
-            print(f"  {r['coordinates']:8s} tol={r['tol']:<6g} small-column direction error {r['small_direction_error_max']}")
+            print(f"  {r['coordinates']:8s} tol={r['tol']:<6g} "
+                  f"small-column direction error {r['small_direction_error_max']}")
     results["wall_s"] = time.perf_counter() - t_all
     write_json(out_path, results)
     png = plot(results, out_path.with_suffix(".png"))
@@ -347,7 +361,8 @@ def run(args) -> int:
 def table(name: str, res: dict) -> str:
     lines = [f"[solvers] {name}: d={res['d']} m={res['m']} seeds={res['seeds']} (reference Dopri8 1e-12: "
              f"{res['reference']['wall_s']:.1f} s)",
-             f"  {'solver':9s} {'tol/dt':>7s} {'W err (last t)':>14s} {'fit err':>9s} {'nfev':>8s} {'steps':>8s} {'wall s':>8s}"]
+             f"  {'solver':9s} {'tol/dt':>7s} {'W err (last t)':>14s} {'fit err':>9s} {'nfev':>8s} {'steps':>8s} "
+             f"{'wall s':>8s}"]
     for r in res["runs"]:
         lines.append(f"  {r['solver']:9s} {r.get('tol', r.get('dt')):7.0e} {r['W_error_rel'][-1]:14.2e} "
                      f"{r['fit_time_error']:9.2e} {r['nfev_seed0']:8d} {r['num_steps_mean']:8.0f} {r['wall_s']:8.3f}"

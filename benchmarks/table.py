@@ -23,10 +23,13 @@ def throughput(path):
               f"Fig. 1, t=300, tol 1e-6) | {f['series_seeds_per_s']:.1f} vs {f['one_save_seeds_per_s']:.1f} seeds/s = "
               f"**{f['series_over_one_save']:.2f}** | >= 0.8 | {yes(f['series_over_one_save'] >= 0.8)} |")
         print(f"| time series vs SciPy RK45 loop with t_eval and the NumPy loss at the same points | "
-              f"{f['series_seeds_per_s']:.1f} vs {f['scipy_series_seeds_per_s']:.2f} seeds/s = **{f['ratio_series']:.1f}x**; "
-              f"loss above its floor within {f['series_loss_rel_error_above_floor']:.1e} of a Dopri8 1e-12 solve | >= 20x | "
+              f"{f['series_seeds_per_s']:.1f} vs {f['scipy_series_seeds_per_s']:.2f} seeds/s = "
+              f"**{f['ratio_series']:.1f}x**; "
+              f"loss above its floor within {f['series_loss_rel_error_above_floor']:.1e} of a Dopri8 1e-12 solve | "
+              f">= 20x | "
               f"{yes(f['ratio_series'] >= 20)} |")
-        print(f"| one save point vs SciPy RK45 loop | {f['one_save_seeds_per_s']:.1f} vs {f['scipy_end_seeds_per_s']:.2f} "
+        print(f"| one save point vs SciPy RK45 loop | "
+              f"{f['one_save_seeds_per_s']:.1f} vs {f['scipy_end_seeds_per_s']:.2f} "
               f"seeds/s = **{f['ratio']:.1f}x**; bound with zero solver overhead and no events: "
               f"{f['ceiling'].get('solve_ratio_bound', float('nan')):.1f}x; NumPy RHS / batched VF per seed: "
               f"{f['ceiling']['ratio']:.1f}x; nfev/seed {f['ours_nfev_mean_estimate']:.0f} (ours) vs "
@@ -34,7 +37,8 @@ def throughput(path):
               f"{f['scipy_error_vs_dopri8']:.1e} | >= 30x | {yes(f['ratio'] >= 30)} |")
     if "compile" in r:
         c = r["compile"]
-        print(f"| compilation of figure1's solve in a new process | {c['cold_cache']['compile_s']:.1f} s without a cache, "
+        print(f"| compilation of figure1's solve in a new process | "
+              f"{c['cold_cache']['compile_s']:.1f} s without a cache, "
               f"**{c['warm_cache']['compile_s']:.1f} s** with a warm cache; `deflation figure1` wall: no cache "
               f"{c['cli_no_cache_wall_s']:.1f} s, cold cache {c['cli_cold_cache_wall_s']:.1f} s, warm "
               f"{c['cli_warm_cache_wall_s']:.1f} s | < 3 s | {'yes' if c['warm_cache']['compile_s'] < 3 else 'no'} |")
@@ -44,31 +48,43 @@ def throughput(path):
             c = g[k]
             print(f"| 2. VF flop rate / 1024^3 matmul at (B={c['B']}, d={c['d']}, m={c['m']}) | "
                   f"{c['vf_flops_per_s'] / 1e9:.1f} / {g['matmul_1024_flops_per_s'] / 1e9:.1f} GF/s = "
-                  f"**{c['vf_fraction_of_matmul']:.0%}** (batched Gram product alone: {c['gram_only_fraction_of_matmul']:.0%}"
-                  f"{', as XLA batched dot: {:.0%}'.format(c['gram_xla_batched_dot_fraction_of_matmul']) if 'gram_xla_batched_dot_fraction_of_matmul' in c else ''}"
-                  f"{'; one seed Gram GEMM: {:.0%}'.format(c['gram_single_seed_fraction_of_matmul']) if 'gram_single_seed_fraction_of_matmul' in c and k == 'large' else ''}"
-                  f"{'; inside a compiled loop: {:.0%}'.format(c['vf_in_loop_fraction_of_matmul']) if 'vf_in_loop_fraction_of_matmul' in c else ''}"
-                  f"{'; all seeds at once instead of seed by seed: {:.0%} with {} page faults per call'.format(c['vf_all_seeds_at_once_fraction_of_matmul'], c['vf_all_seeds_at_once_minor_page_faults_per_call']) if 'vf_all_seeds_at_once_fraction_of_matmul' in c else ''}) | "
-                  f">= {goal:.0%} | {'yes' if c['vf_fraction_of_matmul'] >= goal else 'no'} |")
+                  f"**{c['vf_fraction_of_matmul']:.0%}** "
+                  f"(batched Gram product alone: {c['gram_only_fraction_of_matmul']:.0%}"
+                  + (', as XLA batched dot: {:.0%}'.format(c['gram_xla_batched_dot_fraction_of_matmul'])
+                     if 'gram_xla_batched_dot_fraction_of_matmul' in c else '')
+                  + ('; one seed Gram GEMM: {:.0%}'.format(c['gram_single_seed_fraction_of_matmul'])
+                     if 'gram_single_seed_fraction_of_matmul' in c and k == 'large' else '')
+                  + ('; inside a compiled loop: {:.0%}'.format(c['vf_in_loop_fraction_of_matmul'])
+                     if 'vf_in_loop_fraction_of_matmul' in c else '')
+                  + ('; all seeds at once instead of seed by seed: {:.0%} with {} page faults per call'.format(
+                      c['vf_all_seeds_at_once_fraction_of_matmul'],
+                      c['vf_all_seeds_at_once_minor_page_faults_per_call'])
+                     if 'vf_all_seeds_at_once_fraction_of_matmul' in c else '')
+                  + f") | >= {goal:.0%} | {'yes' if c['vf_fraction_of_matmul'] >= goal else 'no'} |")
     if "dense" in r:
         d = r["dense"]
-        print(f"| 3. one VF eval vs dense NumPy gradient (d={d['d']}, m={d['m']}) | {d['vf_in_loop_s'] * 1e6:.1f} us per "
-              f"evaluation inside a compiled loop vs {d['numpy_dense_gradient_s'] * 1e3:.2f} ms = **{d['ratio_in_loop']:.0f}x**; "
+        print(f"| 3. one VF eval vs dense NumPy gradient (d={d['d']}, m={d['m']}) | "
+              f"{d['vf_in_loop_s'] * 1e6:.1f} us per "
+              f"evaluation inside a compiled loop vs {d['numpy_dense_gradient_s'] * 1e3:.2f} ms = "
+              f"**{d['ratio_in_loop']:.0f}x**; "
               f"per standalone jitted call {d['vf_s'] * 1e6:.0f} us = {d['ratio']:.0f}x (vs NumPy Gram RHS: "
               f"{d['ratio_numpy_gram']:.1f}x; torch: {d.get('ratio_torch', d.get('torch'))}) | >= 100x | "
               f"{'yes' if d['ratio_in_loop'] >= 100 else 'no'} |")
     if "memory" in r:
         m = r["memory"]
         print(f"| 4. peak RSS, {m['seeds']}-seed Fig. 1 study in chunks of {m['chunk']} | "
-              f"**{m['peak_rss_GiB']:.2f} GiB** (after first chunk {m['peak_rss_after_first_chunk_bytes'] / 2**30:.2f} GiB), "
+              f"**{m['peak_rss_GiB']:.2f} GiB** "
+              f"(after first chunk {m['peak_rss_after_first_chunk_bytes'] / 2**30:.2f} GiB), "
               f"{m['seeds_per_s']:.1f} seeds/s, {m['num_failed']} failed | < 2 GiB | "
               f"{'yes' if m['peak_rss_GiB'] < 2 else 'no'} |")
     if "float32" in r:
         for k, v in r["float32"].items():
             if k.startswith("tol_"):
-                print(f"| 5. float32 vs float64, tol {k[4:]} ({r['float32']['seeds']} seeds) | speed-up **{v['speedup']:.2f}x**; "
+                print(f"| 5. float32 vs float64, tol {k[4:]} ({r['float32']['seeds']} seeds) | "
+                      f"speed-up **{v['speedup']:.2f}x**; "
                       f"W error {v['float64']['W_error_rel']:.1e} -> {v['float32']['W_error_rel']:.1e}; fit-time error "
-                      f"{v['float64']['fit_time_error_max']:.1e} -> {v['float32']['fit_time_error_max']:.1e} | report | - |")
+                      f"{v['float64']['fit_time_error_max']:.1e} -> {v['float32']['fit_time_error_max']:.1e} | "
+                      f"report | - |")
 
 
 def solvers(path):
@@ -88,7 +104,8 @@ def solvers(path):
                   f"{row['wall_s']:.3f} |")
     if "optax" in r:
         o = r["optax"]
-        print(f"\nDiscrete GD (Figure 1 setting, one seed); flow fit times {[round(x, 1) for x in o['flow_fit_time']]}\n")
+        print(f"\nDiscrete GD (Figure 1 setting, one seed); "
+              f"flow fit times {[round(x, 1) for x in o['flow_fit_time']]}\n")
         print("| optimizer | lr | fit times in lr x iterations | resolution | sgd vs Euler(dt=lr) |")
         print("|---|---|---|---|---|")
         for row in o["runs"]:

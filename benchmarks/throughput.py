@@ -28,7 +28,17 @@ import jax.numpy as jnp
 import numpy as np
 
 import deflation  # noqa: F401  (float64)
-from _common import add_output_arguments, best_time, device_info, matmul_rate, output_path, peak_rss_bytes, tag, write_json
+
+from _common import (
+    add_output_arguments,
+    best_time,
+    device_info,
+    matmul_rate,
+    output_path,
+    peak_rss_bytes,
+    tag,
+    write_json,
+)
 
 FIG1 = dict(d=10, r=5, m=50, scale=1e-15, t1=300.0, tol=1e-6)
 
@@ -88,14 +98,16 @@ def bench_flow(seeds: int, scipy_seeds: int, repeats: int, points: int = 301) ->
         n = seeds if k in runs else scipy_seeds
         out[f"{k}_s"] = min(v)
         out[f"{k}_seeds_per_s"] = n / min(v)
-    ref = D.gradient_flow(tg, W0[:scipy_seeds], series_ts, rtol=1e-12, atol=1e-12, solver=__import__("diffrax").Dopri8())
+    ref = D.gradient_flow(tg, W0[:scipy_seeds], series_ts, rtol=1e-12, atol=1e-12,
+                          solver=__import__("diffrax").Dopri8())
     ours = runs["series"]()
     scale = np.abs(np.asarray(ref.W[:, -1])).max()
     shown = np.asarray(ours.loss[:scipy_seeds]) > np.asarray(ours.loss_floor[:scipy_seeds])
     rel = np.abs(np.asarray(ours.loss[:scipy_seeds]) - np.asarray(ref.loss)) / np.asarray(ref.loss)
     out.update(
         scipy_nfev_mean=float(nfev.mean()), ours_nfev_mean_estimate=6 * out["one_save_steps_mean"],
-        ours_error_vs_dopri8=float(np.abs(np.asarray(ours.W[:, -1])[:scipy_seeds] - np.asarray(ref.W[:, -1])).max() / scale),
+        ours_error_vs_dopri8=float(np.abs(np.asarray(ours.W[:, -1])[:scipy_seeds] - np.asarray(ref.W[:, -1])).max()
+                                   / scale),
         scipy_error_vs_dopri8=float(np.abs(W_scipy - np.asarray(ref.W[:, -1])).max() / scale),
         series_loss_rel_error_above_floor=float(rel[shown].max()),
         scipy_series_loss_rel_error=float(np.abs(scipy_loss - np.asarray(ref.loss))[np.asarray(ref.loss) > 1e-9].max()),
@@ -393,7 +405,8 @@ def bench_float32(seeds: int, repeats: int) -> dict:
             return {
                 "W_error_rel": float(np.abs(np.asarray(res.W, np.float64) - np.asarray(ref.W)).max() / scale),
                 "fit_time_error_max": float(np.nanmax(np.where(np.isfinite(fit_err), fit_err, np.nan))),
-                "fit_time_mismatch_inf": int((np.isfinite(np.asarray(res.fit_time)) != np.isfinite(np.asarray(ref.fit_time))).sum()),
+                "fit_time_mismatch_inf": int((np.isfinite(np.asarray(res.fit_time))
+                                              != np.isfinite(np.asarray(ref.fit_time))).sum()),
                 "failed": len(res.failed()),
             }
 
@@ -410,7 +423,8 @@ def main(argv=None) -> int:
 
 def add_arguments(p):
     p.add_argument("--quick", action="store_true", help="small sizes (a couple of minutes on 2 cores)")
-    p.add_argument("--seeds", type=int, default=None, help="batch size of the flow benchmark (default 512; e.g. 65536 on a GPU)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="batch size of the flow benchmark (default 512; e.g. 65536 on a GPU)")
     p.add_argument("--scipy-seeds", type=int, default=None, help="seeds in the SciPy loop (timed per seed; default 16)")
     p.add_argument("--memory-seeds", type=int, default=None, help="seeds in the memory study (default 100000)")
     p.add_argument("--chunk", type=int, default=None, help="chunk size of the memory study (default 1024)")
@@ -460,28 +474,35 @@ def summary_line(name: str, r: dict) -> str:
     if name == "flow":
         return (f"  one save: {r['one_save_seeds_per_s']:.1f} seeds/s vs SciPy {r['scipy_end_seeds_per_s']:.2f} -> "
                 f"{r['ratio']:.1f}x (bound {r['ceiling'].get('solve_ratio_bound', float('nan')):.1f}x); "
-                f"{r['points']} saves: {r['series_seeds_per_s']:.1f} seeds/s ({r['series_over_one_save']:.2f} of one save) "
+                f"{r['points']} saves: {r['series_seeds_per_s']:.1f} seeds/s "
+                f"({r['series_over_one_save']:.2f} of one save) "
                 f"vs SciPy t_eval + NumPy loss {r['scipy_series_seeds_per_s']:.2f} -> {r['ratio_series']:.1f}x; "
                 f"first calls {r['one_save_first_call_s']:.1f} s / {r['series_first_call_s']:.1f} s")
     if name == "flops":
         return (f"  target 2: matmul {r['matmul_1024_flops_per_s'] / 1e9:.1f} GF/s; small VF "
-                f"{r['small']['vf_fraction_of_matmul']:.0%} (Gram alone {r['small']['gram_only_fraction_of_matmul']:.0%}, "
+                f"{r['small']['vf_fraction_of_matmul']:.0%} "
+                f"(Gram alone {r['small']['gram_only_fraction_of_matmul']:.0%}, "
                 f"as XLA's batched dot {r['small']['gram_xla_batched_dot_fraction_of_matmul']:.0%}), "
                 f"large VF {r['large']['vf_fraction_of_matmul']:.0%} (one seed's Gram GEMM alone "
                 f"{r['large']['gram_single_seed_fraction_of_matmul']:.0%})")
     if name == "dense":
-        return (f"  target 3: VF {r['vf_s'] * 1e6:.1f} us per call ({r['vf_in_loop_s'] * 1e6:.1f} us per evaluation inside a "
-                f"compiled loop -> {r['ratio_in_loop']:.0f}x) vs dense NumPy {r['numpy_dense_gradient_s'] * 1e3:.2f} ms "
+        return (f"  target 3: VF {r['vf_s'] * 1e6:.1f} us per call "
+                f"({r['vf_in_loop_s'] * 1e6:.1f} us per evaluation inside a "
+                f"compiled loop -> {r['ratio_in_loop']:.0f}x) "
+                f"vs dense NumPy {r['numpy_dense_gradient_s'] * 1e3:.2f} ms "
                 f"-> {r['ratio']:.0f}x (NumPy Gram RHS {r['ratio_numpy_gram']:.1f}x)")
     if name == "memory":
         return (f"  target 4: {r['seeds']} seeds in chunks of {r['chunk']}: peak RSS {r['peak_rss_GiB']:.2f} GiB, "
                 f"{r['seeds_per_s']:.1f} seeds/s, {r['num_failed']} failed")
     if name == "compile":
-        return (f"  target 3: figure1's solve compiles in {r['cold_cache']['compile_s']:.1f} s in a new process; with a "
+        return (f"  target 3: figure1's solve compiles in {r['cold_cache']['compile_s']:.1f} s in a new process; "
+                f"with a "
                 f"warm cache {r['warm_cache']['compile_s']:.1f} s; deflation figure1 wall: no cache "
-                f"{r['cli_no_cache_wall_s']:.1f} s, cold {r['cli_cold_cache_wall_s']:.1f} s, warm {r['cli_warm_cache_wall_s']:.1f} s")
+                f"{r['cli_no_cache_wall_s']:.1f} s, cold {r['cli_cold_cache_wall_s']:.1f} s, "
+                f"warm {r['cli_warm_cache_wall_s']:.1f} s")
     if name == "float32":
-        parts = [f"tol {k[4:]}: {v['speedup']:.2f}x, W err {v['float64']['W_error_rel']:.1e} -> {v['float32']['W_error_rel']:.1e}, "
+        parts = [f"tol {k[4:]}: {v['speedup']:.2f}x, "
+                 f"W err {v['float64']['W_error_rel']:.1e} -> {v['float32']['W_error_rel']:.1e}, "
                  f"fit err {v['float64']['fit_time_error_max']:.1e} -> {v['float32']['fit_time_error_max']:.1e}"
                  for k, v in r.items() if k.startswith("tol_")]
         return "  target 5: " + "; ".join(parts)

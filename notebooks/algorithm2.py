@@ -25,7 +25,8 @@
 #
 # * (a) every $w \in S_k$ has $1 - \bar w_k^2 \le \alpha$;
 # * (b) the $\|w\|^2$-weighted average over $S_k$ has $1 - \bar w_k^2 \le \alpha^2 + 4sm\delta_1^2$;
-# * (c) $\lambda/6 - sm\delta_1^2 \le a_k - \hat a_k$, and $a_k - \hat a_k \le \lambda + sm\delta_1^2$ when $a_k \ge \beta^{(s)}/(1-\gamma)$;
+# * (c) $\lambda/6 - sm\delta_1^2 \le a_k - \hat a_k$, and $a_k - \hat a_k \le \lambda + sm\delta_1^2$ when $a_k \ge
+#   \beta^{(s)}/(1-\gamma)$;
 # * (d) every column outside all $S_k$ has $\|w\| \le \delta_1$.
 #
 # This notebook runs `deflation.modified_gradient_flow` once with Theorem 1's parameter scalings
@@ -63,7 +64,6 @@ import numpy as np
 import deflation as df
 from deflation import plots
 
-
 show = functools.partial(plots.show, prefix="algorithm2")  # display; PNG when DEFLATION_NB_FIGDIR is set
 
 
@@ -96,7 +96,8 @@ def run(c3):
 
 res, rec = run(0.0)
 E = int(res.epochs)
-print(f"converged: {bool(res.converged)} after {E} epochs, |T - T*|_F = {float(res.residual_norm):.3g} (eps = {EPS:g})\n")
+print(f"converged: {bool(res.converged)} after {E} epochs, |T - T*|_F = {float(res.residual_norm):.3g} "
+      f"(eps = {EPS:g})\n")
 print(res.epoch_table())
 print()
 print(res.component_table(target))
@@ -117,7 +118,8 @@ def absolute_times(rec, disc_ep, fit_ep):
     t_disc = np.array([rec.t_start[e] + rec.discovery_time[e, i] if e >= 0 else np.inf for i, e in enumerate(disc_ep)])
     fit_e = [np.flatnonzero(np.isfinite(rec.fit_time[:, i])) for i in range(len(disc_ep))]
     t_fit = np.array([rec.t_start[f[0]] + rec.fit_time[f[0], i] if f.size else np.inf for i, f in enumerate(fit_e)])
-    phase = np.array([(1 if rec.discovery_time[e, i] <= rec.t1[e] else 2) if e >= 0 else 0 for i, e in enumerate(disc_ep)])
+    phase = np.array([(1 if rec.discovery_time[e, i] <= rec.t1[e] else 2) if e >= 0 else 0
+                      for i, e in enumerate(disc_ep)])
     return t_disc, t_fit, phase
 
 
@@ -132,7 +134,8 @@ for s in range(E):
                      label=f"$e_{i}$, $a_{i}$={a[i]:.3g}" if s == 0 else None)
     ax0.semilogy(t, rec.trace_residual_norm[s], "k", lw=1.6, label=r"$\|T-T^*\|_F$" if s == 0 else None)
     ax0.axvline(rec.t_start[s], color="0.3", lw=0.8, label="epoch start" if s == 0 else None)
-    ax0.axvline(rec.t_start[s] + rec.t1[s], color="0.5", lw=0.8, ls=":", label="re-draw (end of Phase 1)" if s == 0 else None)
+    ax0.axvline(rec.t_start[s] + rec.t1[s], color="0.5", lw=0.8, ls=":",
+                label="re-draw (end of Phase 1)" if s == 0 else None)
     ax0.text(rec.t_start[s], 1.3, f" s={s}", fontsize=8, va="bottom")
 for i in range(R):
     if np.isfinite(t_disc[i]):
@@ -147,10 +150,12 @@ ax0.axhline(EPS, color="m", ls="-.", lw=0.9, label=rf"$\epsilon$ = {EPS:g}")
 t_total = rec.t_start[E - 1] + rec.t1[E - 1] + rec.t2[E - 1]
 linthresh = max(1.0, float(rec.t1[0]))
 ax0.set_xscale("symlog", linthresh=linthresh)
-ax0.set_xticks([0.0] + [10.0**k for k in range(1, int(np.ceil(np.log10(t_total))) + 1) if linthresh < 10.0**k <= t_total])
+ax0.set_xticks([0.0] + [10.0**k for k in range(1, int(np.ceil(np.log10(t_total))) + 1)
+                        if linthresh < 10.0**k <= t_total])
 ax0.set_xlim(0, t_total)
 low = min(np.min(np.abs(rec.trace_residual[:E])), np.min(rec.trace_residual_norm[:E]))
-ax0.set(ylim=(max(floor, low / 2), 2.0), xlabel="time t (symlog scale: linear up to the first re-draw, then logarithmic)",
+ax0.set(ylim=(max(floor, low / 2), 2.0),
+        xlabel="time t (symlog scale: linear up to the first re-draw, then logarithmic)",
         ylabel=r"$|(T^*-T)(e_i^{\otimes 4})|$ and $\|T-T^*\|_F$",
         title="residual per direction across the epochs")
 ax0.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
@@ -227,7 +232,8 @@ ratio_growth = np.array([r_["since_redraw"] / r_["growth"] for r_ in rows])
 n_phase1 = int((phase == 1).sum())
 x_p2 = L01 / (2 * C2 * (math.log(1 / delta1) + math.log(1 / lam)))
 print(f"Phase 2 (t2 = c2 (log 1/delta1 + log 1/lam) / beta) outlasts the growth time when a_k / beta >= {x_p2:.3f}")
-print(f"\nwith c3 = 0: {n_phase1} of {int((phase > 0).sum())} discoveries in Phase 1; time since re-draw / growth time: "
+print(f"\nwith c3 = 0: {n_phase1} of {int((phase > 0).sum())} discoveries in Phase 1; "
+      f"time since re-draw / growth time: "
       f"min {ratio_growth.min():.3f}, median {np.median(ratio_growth):.3f}, max {ratio_growth.max():.3f}")
 
 # %% [markdown]
@@ -239,7 +245,8 @@ res3, rec3 = run(C3_COMPARE)
 E3 = int(res3.epochs)
 disc_ep3, fit_ep3 = np.asarray(res3.discovery_epoch), np.asarray(res3.fit_epoch)
 t_disc3, t_fit3, phase3 = absolute_times(rec3, disc_ep3, fit_ep3)
-print(f"c3 = {C3_COMPARE:g}: converged {bool(res3.converged)} after {E3} epochs, |T - T*|_F = {float(res3.residual_norm):.3g}, "
+print(f"c3 = {C3_COMPARE:g}: converged {bool(res3.converged)} after {E3} epochs, "
+      f"|T - T*|_F = {float(res3.residual_norm):.3g}, "
       f"total time {rec3.t_start[E3 - 1] + rec3.t1[E3 - 1] + rec3.t2[E3 - 1]:.0f} "
       f"(c3 = 0: {rec.t_start[E - 1] + rec.t1[E - 1] + rec.t2[E - 1]:.0f})\n")
 print(res3.epoch_table())
@@ -353,7 +360,8 @@ for i in range(R):
     ax1.plot(kp[sel, 1], kp[sel, 2], "o", color=colors[i], ms=4, label=f"$k={i}$, $a_k$={a[i]:.3g}")
 ax1.axhline(4, color="k", ls="--", label=r"$\kappa = 4$")
 ax1.axhline(2, color="r", ls=":", label=r"$\kappa = 2$ (Lemma 7)")
-ax1.set(xlabel=r"$\mathrm{logit}(\hat a_k/A)$ (interval midpoint)", ylabel=r"$\kappa$ on the grid interval", ylim=(0, 6),
+ax1.set(xlabel=r"$\mathrm{logit}(\hat a_k/A)$ (interval midpoint)", ylabel=r"$\kappa$ on the grid interval",
+        ylim=(0, 6),
         title=r"measured rate: $d\hat a_k/dt = \kappa(A - \hat a_k)\hat a_k$")
 ax1.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.14))
 show(fig, "lemma7")
@@ -388,7 +396,8 @@ checks = {
     "(a) max 1 - wbar_k^2 <= alpha": bool(np.all(mis[has] <= alpha)),
     "(b) avg 1 - wbar_k^2 <= alpha^2 + 4 s m delta1^2": bool(np.all(mis_avg[has] <= bound_b[has])),
     "(c) a_k - ahat_k >= lam/6 - s m delta1^2": bool(np.all(gmin >= lower_c)),
-    "(c) a_k - ahat_k <= lam + s m delta1^2 where a_k >= beta/(1-gamma)": bool(np.all(gmax[applies_c] <= upper_c[applies_c])),
+    "(c) a_k - ahat_k <= lam + s m delta1^2 where a_k >= beta/(1-gamma)":
+        bool(np.all(gmax[applies_c] <= upper_c[applies_c])),
     "(d) |w| <= delta1 outside every S_k": bool(np.all(outside[np.isfinite(outside)] <= 0)),
 }
 margins = {
@@ -419,8 +428,8 @@ for i in range(R):
 axs[0, 0].axhline(alpha, color="r", ls="--", label=r"bound $\alpha$")
 axs[0, 0].set(title=r"(a) largest misalignment in $S_k$ over the epoch", xlabel="epoch s",
               ylabel=r"$\max_{w\in S_k}\,(1-\bar w_k^2)$")
-axs[0, 0].legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=4, title="colours: component k (all panels)",
-                 title_fontsize=8)
+axs[0, 0].legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=4,
+                 title="colours: component k (all panels)", title_fontsize=8)
 axs[0, 1].semilogy(ep, bound_b[:, 0], "r--", label=r"bound $\alpha^2 + 4sm\delta_1^2$")
 axs[0, 1].set(title=r"(b) largest weighted-average misalignment", xlabel="epoch s",
               ylabel=r"$\max_t\,\mathbb{E}_{k,w}(1-\bar w_k^2)$")

@@ -32,8 +32,8 @@
 # $t_{\rm disc}$ of every component (Definition 1, `FlowResult.discovery_time`), and component $k$ is
 # discovered within a Phase 1 of length $t_1$ exactly when $t_{\rm disc} \le t_1$. Taking $\beta$ as the
 # free parameter, $t_1(\beta) = (c_1 d/\log d + c_3\log(d/\alpha))/\beta$ and one run answers every
-# $\beta$: component $k$ at $x = a_k/\beta$ is discovered iff $a_k t_{\rm disc} \le x\,(c_1 d/\log d + c_3\log(d/\alpha))$.
-# We use two conventions: Algorithm 2 as implemented by default ($c_1 = 1, c_3 = 0$) and with
+# $\beta$: component $k$ at $x = a_k/\beta$ is discovered iff $a_k t_{\rm disc} \le x\,(c_1 d/\log d +
+# c_3\log(d/\alpha))$. We use two conventions: Algorithm 2 as implemented by default ($c_1 = 1, c_3 = 0$) and with
 # Lemma 4's last term ($c_1 = c_3 = 1$). Parameters follow Theorem 1 with constants 1
 # (`deflation.theorem1_parameters(d, eps, m=m)`).
 
@@ -73,7 +73,6 @@ from deflation import plots
 from deflation.algorithm import phase_lengths
 from deflation.montecarlo import Study, run_study, wilson_interval
 from deflation.partition import partition_thresholds
-
 
 show = functools.partial(plots.show, prefix="discovery_probability")  # display; PNG when DEFLATION_NB_FIGDIR is set
 
@@ -263,7 +262,8 @@ for mi, m in enumerate(MS):
     for k in range(R):
         ax2.semilogx(X, prob_k[ci1, DS.index(d_show), mi, k], "-", color=cm[mi], lw=0.6 + 0.5 * k,
                      label=f"m={m}" if k == R - 1 else None)
-ax2.set(xlabel=r"$a_k/\beta$", ylabel="P(discovered)", title=f"per component (thicker: smaller $a_k$), d = {d_show}, c3 = 1")
+ax2.set(xlabel=r"$a_k/\beta$", ylabel="P(discovered)",
+        title=f"per component (thicker: smaller $a_k$), d = {d_show}, c3 = 1")
 ax2.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=len(MS), frameon=False)
 fig.tight_layout()
 show(fig, "m_effect")
@@ -333,7 +333,8 @@ for ci, name in enumerate(conv_names):
         past = XC[None, None, :] >= x_growth[ci, di]
         for m in MS:
             run = runs[d, m]  # discovered within t1, on the coarse grid
-            hit = run["disc"][:, :, None] <= phase1_length_scale(d, run["p"].alpha, c1, c3) * XC / run["a"][None, :, None]
+            hit = (run["disc"][:, :, None]
+                   <= phase1_length_scale(d, run["p"].alpha, c1, c3) * XC / run["a"][None, :, None])
             known = np.broadcast_to(XC <= x_max, hit.shape)
             hit = hit & known
             good, pot = (def2[d, m]["good"] > 0) & known, (def2[d, m]["pot"] > 0) & known

@@ -57,7 +57,6 @@ import deflation as df
 from deflation import plots
 from deflation.baselines import tensor_power_deflation
 
-
 show = functools.partial(plots.show, prefix="figure1")  # display; PNG when DEFLATION_NB_FIGDIR is set
 
 
@@ -199,7 +198,8 @@ show(fig, "timeline")
 # %%
 in_order = [bool(np.all(np.diff(disc[b][np.isfinite(disc[b])]) > 0)) for b in range(SEEDS)]
 # time spent within 5% of each deflation level (how long the flow rests on the greedy path)
-dwell = np.array([[np.diff(ts).mean() * np.sum(np.abs(loss[b] / lev - 1) < 0.05) for lev in levels[:-1]] for b in range(SEEDS)])
+dwell = np.array([[np.diff(ts).mean() * np.sum(np.abs(loss[b] / lev - 1) < 0.05) for lev in levels[:-1]]
+                  for b in range(SEEDS)])
 agree_tol = ts[np.argmax(np.abs(np.log10(loss[0] / np.asarray(ref.loss[0]))) > 0.3)] if np.any(
     np.abs(np.log10(loss[0] / np.asarray(ref.loss[0]))) > 0.3) else T_END
 print(f"discovered in decreasing order of a_i: {sum(in_order)} of {SEEDS} seeds")

@@ -59,7 +59,6 @@ import deflation as df
 from deflation import plots
 from deflation.baselines import tensor_power_deflation
 
-
 show = functools.partial(plots.show, prefix="non_orthogonal")  # display; PNG when DEFLATION_NB_FIGDIR is set
 
 
@@ -121,7 +120,8 @@ baseline = tensor_power_deflation(target, jax.random.fold_in(key, 10_000), 2, it
 weights, V = np.asarray(baseline.weights), np.asarray(baseline.directions)
 levels = list(0.5 * np.concatenate([[float(target.norm())], np.asarray(baseline.residual_norm)]) ** 2)
 base_ang = plane_angle(V, SHOW_ANGLE)
-print(f"theta = {SHOW_ANGLE} deg: baseline components at {np.round(base_ang, 2)} deg with weights {np.round(weights, 4)}")
+print(f"theta = {SHOW_ANGLE} deg: baseline components at {np.round(base_ang, 2)} deg "
+      f"with weights {np.round(weights, 4)}")
 print(f"deflation loss levels after 0, 1, 2 components: {np.array(levels)}")
 for b, dg in enumerate(diag):
     print(f"seed {b}: {dg}; final loss {float(flow.loss[b, -1]):.3g}")
@@ -160,7 +160,8 @@ for k, lev in enumerate(levels):
     ax0.annotate(f"k={k}", (1.0, lev), xycoords=("axes fraction", "data"), xytext=(3, 0), textcoords="offset points",
                  va="top" if close_above else "bottom" if close_below else "center", fontsize=8, color="tab:red")
 ax0.set_ylim(y_lo, 2 * shown.max())
-ax0.set(xlabel="time t", ylabel=r"loss $\frac{1}{2}\|T-T^*\|_F^2$", title=rf"(a) loss, $\theta = {SHOW_ANGLE}°$ (seed {b})")
+ax0.set(xlabel="time t", ylabel=r"loss $\frac{1}{2}\|T-T^*\|_F^2$",
+        title=rf"(a) loss, $\theta = {SHOW_ANGLE}°$ (seed {b})")
 for j in np.argsort(kept):  # grey ones first, coloured ones on top
     ax1.plot(ts, unwrapped(ang[b, :, j]), color=col[j], lw=0.6)
     ax1.plot(ts, unwrapped(np.where(big[b, :, j], ang[b, :, j], np.nan)), color=col[j], lw=2.2)
@@ -180,7 +181,8 @@ ax2.set_ylim(final_w[kept].min() / 3, 2 * omega[b].max())
 ax2.set(xlabel="time t", ylabel=r"$\|w_j\|^2$", title=r"(c) column norms (those that end above $10^{-6}$ of the total)")
 if diag[b]["split"]:
     for ax in (ax0, ax1, ax2):
-        ax.axvline(diag[b]["t_split"], color="m", ls=":", label="split (large columns spread apart)" if ax is ax1 else None)
+        ax.axvline(diag[b]["t_split"], color="m", ls=":",
+                   label="split (large columns spread apart)" if ax is ax1 else None)
 ax0.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14))
 ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14))
 sm = plt.cm.ScalarMappable(norm=cnorm, cmap=cmap)
@@ -232,7 +234,8 @@ fl, ff = np.array([r["flow_loss"] for r in rows]), np.array([r["flow_floor"] for
 ok = fl > ff
 ax0.semilogy(A, np.where(ok, fl, ff), "-", color="tab:blue", lw=1)
 ax0.semilogy(A[ok], fl[ok], "o", color="tab:blue", label=f"gradient flow, loss at t={T_END:g} (median over seeds)")
-ax0.semilogy(A[~ok], ff[~ok], "o", mfc="none", color="tab:blue", label="gradient flow: below its accuracy floor (drawn at the floor)")
+ax0.semilogy(A[~ok], ff[~ok], "o", mfc="none", color="tab:blue",
+             label="gradient flow: below its accuracy floor (drawn at the floor)")
 dl = np.array([r["deflation_loss"] for r in rows])
 ax0.semilogy(A[dl > 0], dl[dl > 0], "s--", color="tab:red", label="Algorithm 1, 2 components (exact fit, 0, not drawn)")
 ax0.set(xlabel=r"angle $\theta$ between $u_1$ and $u_2$ (deg)", ylabel=r"loss $\frac{1}{2}\|T-T^*\|_F^2$",

@@ -18,7 +18,8 @@
 # dynamics until one of them *discovers* a ground-truth direction) and Phase 2 (the discovered
 # direction is *fitted*). Its time scales are stated up to constants:
 #
-# * **Lemma 4**: Phase 1 lasts $t_1 = \Theta(d/(\beta\log d)) + \Theta(d/(\beta\log^3 d)) + \Theta(\log(d/\alpha)/\beta)$;
+# * **Lemma 4**: Phase 1 lasts $t_1 = \Theta(d/(\beta\log d)) + \Theta(d/(\beta\log^3 d)) +
+#   \Theta(\log(d/\alpha)/\beta)$;
 # * **Lemma 7**: a discovered component is fitted after $O\big((\log(1/\delta_1) + \log(1/\lambda))/a_k\big)$;
 # * **Section 3** (growth-rate heuristic): while $T^* - T \approx T^*$,
 #   $\frac{d w_i^2/dt}{w_i^2} \approx 8 a_i \bar w_i^2 - 4\sum_j a_j \bar w_j^4$.
@@ -76,7 +77,6 @@ import numpy as np
 import deflation as df
 from deflation import plots
 from deflation.montecarlo import Study, run_study
-
 
 show = functools.partial(plots.show, prefix="phase_timing")  # display; PNG when DEFLATION_NB_FIGDIR is set
 
@@ -143,7 +143,8 @@ for k in range(R):
         ax0.plot(L, disc_d0[:, b, k], "o", color=colors[k], ms=3)
     ax0.plot(L, L / (2 * a[k]), "-", color=colors[k], lw=0.8, label=f"$e_{k + 1}$: $\\log(\\delta_1/\\delta_0)/(2a_k)$")
     ax1.plot(L, disc_d0[:, :, k].mean(axis=1) - L / (2 * a[k]), "o-", color=colors[k], label=f"$e_{k + 1}$")
-ax0.set(xlabel=r"$\log(\delta_1/\delta_0)$", ylabel="discovery time", title="discovery time (dots) vs pure growth (lines)")
+ax0.set(xlabel=r"$\log(\delta_1/\delta_0)$", ylabel="discovery time",
+        title="discovery time (dots) vs pure growth (lines)")
 ax0.legend(fontsize=9)
 ax1.set(xlabel=r"$\log(\delta_1/\delta_0)$", ylabel=r"$t_{\rm disc} - \log(\delta_1/\delta_0)/(2a_k)$",
         title="excess over pure growth (seed mean)")
@@ -283,8 +284,8 @@ RESULTS.update(ds=DS, ms=MS, alignment_excess=mean_ex.tolist(), slope_excess_vs_
 # $d/(16\, a_1 \log m)$: linear in $d$ at fixed $m$ (compare the printed slopes with 1, and with the
 # slope of $d/\log d$ over the same range), and $\propto 1/\log m$ at fixed $d$ (middle panel
 # roughly flat). At the smallest $m$ the best column is often a poor one (or none reaches
-# $e_1$), so that row is noisy and its slope is not informative. Lemma 4's $d/(\beta\log d)$ is the same expression with $m = \mathrm{poly}(d)$,
-# i.e. $\log m \asymp \log d$: at fixed $m$ the $\log d$ in the denominator is not visible, and
+# $e_1$), so that row is noisy and its slope is not informative. Lemma 4's $d/(\beta\log d)$ is the same expression with
+# $m = \mathrm{poly}(d)$, i.e. $\log m \asymp \log d$: at fixed $m$ the $\log d$ in the denominator is not visible, and
 # the $\log$ comes from $m$. The right panel checks the heuristic run by run; the printed median
 # ratio is the constant the $\Theta(\cdot)$ hides (competition from other directions makes
 # the measured excess deviate, most where $x_0^*$ is small).

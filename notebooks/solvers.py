@@ -56,7 +56,6 @@ import deflation as df
 from deflation import plots
 from deflation.stepping import stages_per_step
 
-
 show = functools.partial(plots.show, prefix="solvers")  # display; PNG when DEFLATION_NB_FIGDIR is set
 
 
@@ -103,7 +102,8 @@ for name, tol in CASES:
     rows.append(dict(solver=name, tol=tol, wall_s=wall, wall_min_s=float(walls.min()), wall_max_s=float(walls.max()),
                      steps=steps, n_evals=steps * stages_per_step(getattr(diffrax, name)()),
                      rejected=int(np.asarray(out.num_rejected_steps).sum()), err_disc=err_disc, err_loss_dex=err_loss))
-print(f"{'solver':>7} {'tol':>7} {'wall s':>7} {'steps':>6} {'evals':>7} {'rej':>5} {'max |dt_disc|':>13} {'loss err (dex)':>14}")
+print(f"{'solver':>7} {'tol':>7} {'wall s':>7} {'steps':>6} {'evals':>7} {'rej':>5} {'max |dt_disc|':>13} "
+      f"{'loss err (dex)':>14}")
 for r in rows:
     print(f"{r['solver']:>7} {r['tol']:>7.0e} {r['wall_s']:>7.2f} {r['steps']:>6} {r['n_evals']:>7} {r['rejected']:>5} "
           f"{r['err_disc']:>13.2e} {r['err_loss_dex']:>14.2e}")

@@ -11,10 +11,10 @@ from jaxtyping import install_import_hook  # noqa: E402
 
 with install_import_hook("deflation", "_typecheck.typecheck"):
     import deflation  # noqa: F401, E402  (turns on float64 before any test builds arrays)
-    import deflation.cli  # noqa: F401, E402
-    import deflation.montecarlo  # noqa: F401, E402
     import deflation.baselines  # noqa: F401, E402
+    import deflation.cli  # noqa: F401, E402
     import deflation.dense  # noqa: F401, E402
+    import deflation.montecarlo  # noqa: F401, E402
 
 # The tests share one persistent JAX compilation cache, in this process and in the commands they
 # start in subprocesses: ``.pytest_cache/jax`` (git ignores it), or DEFLATION_TEST_CACHE (a folder,

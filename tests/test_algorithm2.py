@@ -191,7 +191,8 @@ def test_partition_matches_definition_2():
     discovered = np.array([False, True, False, False, False])
     lam, t1p, c_rho = 1e-2, 6.0, 0.1
     Gamma, rho = partition_thresholds(jnp.asarray(a), lam, t1p, jnp.asarray(discovered), c_rho)
-    want_Gamma = np.where(discovered, 1 / (8 * lam * t1p), np.divide(1.0, 8 * a * t1p, where=a > 0, out=np.full(5, np.inf)))
+    want_Gamma = np.where(discovered, 1 / (8 * lam * t1p),
+                          np.divide(1.0, 8 * a * t1p, where=a > 0, out=np.full(5, np.inf)))
     np.testing.assert_allclose(np.asarray(Gamma), want_Gamma, rtol=1e-14)
     part = partition(ubar, jnp.asarray(eligible), target, Gamma, rho)
     C2 = (np.asarray(ubar)[: len(a)]) ** 2  # U = I[:, :r]
@@ -209,7 +210,7 @@ def test_partition_matches_definition_2():
 @pytest.mark.slow
 def test_explicit_run_converges_and_follows_the_deflation_order(explicit_run):
     target, res = explicit_run
-    rec, a, r = res.record, np.asarray(target.a), target.r
+    rec, _a, r = res.record, np.asarray(target.a), target.r
     lam, delta1, alpha, eps, m = (EXPLICIT[k] for k in ("lam", "delta1", "alpha", "eps", "m"))
     assert res.status == 0 and bool(res.converged)
     assert res.residual_norm <= eps

@@ -80,7 +80,8 @@ def test_optax_sgd_is_euler_on_the_flow():
         W = W + lr * np.asarray(D.velocity(jnp.asarray(W), tg))
     np.testing.assert_allclose(np.asarray(gd.W[-1]), W, rtol=1e-12, atol=1e-14)
     # independent route 2: diffrax Euler with dt = lr on the raw-W flow
-    sol = bl.solve_raw(tg, W0, steps * lr, solver=diffrax.Euler(), stepsize_controller=diffrax.ConstantStepSize(), dt0=lr)
+    sol = bl.solve_raw(tg, W0, steps * lr, solver=diffrax.Euler(), stepsize_controller=diffrax.ConstantStepSize(),
+                       dt0=lr)
     np.testing.assert_allclose(np.asarray(gd.W[-1]), np.asarray(sol.ys[0]), rtol=1e-10, atol=1e-13)
     # residual record: (T* - T)(u_i^p) against the dense tensors
     from deflation.dense import dense_model

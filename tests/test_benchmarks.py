@@ -73,7 +73,8 @@ def test_gpu_script_at_a_tiny_size_on_the_cpu(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     assert sorted(f.name for f in tmp_path.iterdir()) == [
         "algorithm2_tiny_cpu.json", "montecarlo_tiny_cpu.json", "throughput_tiny_cpu.json"]  # never *_gpu on a CPU
-    thr, mc, a2 = (json.loads((tmp_path / f"{n}_tiny_cpu.json").read_text()) for n in ("throughput", "montecarlo", "algorithm2"))
+    thr, mc, a2 = (json.loads((tmp_path / f"{n}_tiny_cpu.json").read_text())
+                   for n in ("throughput", "montecarlo", "algorithm2"))
     for r in (thr, mc, a2):
         env = r["device"]
         assert env["platform"] == "cpu" and env["device_name"] and env["jax"] and env["jaxlib"]

@@ -5,10 +5,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from dense import dense_loss, random_unit_columns
 
 import deflation as D
 from deflation import contract
+
+from dense import dense_loss, random_unit_columns
 
 LAYOUTS = ["one seed", "one seed, dots", "batched", "seed by seed"]
 

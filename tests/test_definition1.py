@@ -160,7 +160,8 @@ def test_initialization_above_delta1_joins_when_aligned():
     W = np.asarray(res.W)
     ts = np.asarray(res.ts)
     for i in range(3):
-        j = int(np.flatnonzero(np.asarray(res.member) == i)[np.argmin(np.asarray(res.join_time)[np.asarray(res.member) == i])])
+        j = int(np.flatnonzero(np.asarray(res.member) == i)[
+            np.argmin(np.asarray(res.join_time)[np.asarray(res.member) == i])])
         k = int(np.searchsorted(ts, disc[i]))  # first save point after the discovery
         w = W[k, :, j]
         assert np.linalg.norm(w) >= 1e-3 and 1 - (w[i] / np.linalg.norm(w)) ** 2 <= 0.1**2 * 1.5

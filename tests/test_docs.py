@@ -28,7 +28,8 @@ pytest.importorskip("myst_nb")
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.py") if p.name != "render.py" and not p.name.startswith("_"))
+NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.py")
+                   if p.name != "render.py" and not p.name.startswith("_"))
 
 
 def sphinx_build(src: Path, out: Path, *options: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -85,7 +86,8 @@ def test_cli_page_lists_every_option_of_every_command(site):
     options = list(all_options(build_parser()))
     assert {prog for prog, _ in options} >= {"deflation figure1", "deflation algorithm2", "deflation montecarlo",
                                               "deflation montecarlo summarize"}
-    missing = [(prog, flag) for prog, flag in options if not re.search(f'<span class="pre">{re.escape(flag)}[,<]', html)]
+    missing = [(prog, flag) for prog, flag in options
+               if not re.search(f'<span class="pre">{re.escape(flag)}[,<]', html)]
     assert not missing, missing
 
 
@@ -105,7 +107,8 @@ def test_broken_reference_fails_the_build(tmp_path):
     (src / "notebooks").symlink_to(ROOT / "notebooks", target_is_directory=True)
     (tmp_path / "broken_module.py").write_text('def f():\n    """See :func:`deflation.no_such_function`."""\n')
     with open(src / "getting-started.md", "a") as page:
-        page.write("\n\nSee {py:class}`deflation.NoSuchClass`.\n\n```{eval-rst}\n.. autofunction:: broken_module.f\n```\n")
+        page.write("\n\nSee {py:class}`deflation.NoSuchClass`.\n\n"
+                   "```{eval-rst}\n.. autofunction:: broken_module.f\n```\n")
     proc = sphinx_build(src, tmp_path / "out", "-D", "nb_execution_mode=off",
                         env={"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])})
     assert proc.returncode != 0

@@ -6,9 +6,10 @@ import jax.numpy as jnp
 import mpmath
 import numpy as np
 import pytest
-from dense import contract_all, dense_loss, dense_T, dense_Tstar, random_unit_columns
 
 import deflation as D
+
+from dense import contract_all, dense_loss, dense_T, dense_Tstar, random_unit_columns
 
 
 def make_target(kind, d, r, p, rng):

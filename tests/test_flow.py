@@ -203,7 +203,8 @@ def test_any_diffrax_solver_and_controller():
         res = D.gradient_flow(target, W0, ts, solver=solver, rtol=1e-7, atol=1e-7)
         assert int(res.status) == SUCCESS
         np.testing.assert_allclose(res.W, ref.W, rtol=1e-3, atol=1e-5)
-    res = D.gradient_flow(target, W0, ts, solver=diffrax.Midpoint(), stepsize_controller=diffrax.ConstantStepSize(), dt0=0.01)
+    res = D.gradient_flow(target, W0, ts, solver=diffrax.Midpoint(), stepsize_controller=diffrax.ConstantStepSize(),
+                          dt0=0.01)
     np.testing.assert_allclose(res.W, ref.W, rtol=1e-3, atol=1e-5)
 
 

@@ -23,7 +23,8 @@ def _assert_same(a, b, tol=1e-12):
         assert x.shape == y.shape, f
         fin = np.isfinite(x)
         np.testing.assert_array_equal(fin, np.isfinite(y), err_msg=f)
-        np.testing.assert_allclose(x[fin], y[fin], rtol=tol, atol=tol * max(1.0, np.abs(x[fin]).max(initial=0)), err_msg=f)
+        np.testing.assert_allclose(x[fin], y[fin], rtol=tol, atol=tol * max(1.0, np.abs(x[fin]).max(initial=0)),
+                                   err_msg=f)
 
 
 @pytest.mark.slow

@@ -10,10 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from dense import dense_Tstar, outer_power, random_unit_columns
 
 import deflation as D
 from deflation.gd import gradient_descent
+
+from dense import dense_Tstar, outer_power, random_unit_columns
 
 
 def dense_T(W, q, p):

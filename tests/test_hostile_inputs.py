@@ -21,8 +21,14 @@ pytest.importorskip("zarr")
 
 import deflation  # noqa: E402,F401  (float64 by default)
 from deflation import cli, memory  # noqa: E402
-from deflation.montecarlo import Study, open_study, plan_study, run_study, store, summarize  # noqa: E402
-from deflation.montecarlo import kernel  # noqa: E402
+from deflation.montecarlo import (  # noqa: E402
+    Study,
+    kernel,
+    open_study,
+    run_study,
+    store,
+    summarize,
+)
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "deflation"
 FLOW = dict(d=6, m=8, delta0=1e-4, horizon=1.0, event_points=16)

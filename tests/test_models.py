@@ -7,11 +7,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from dense import dense_Tstar, outer_power, random_unit_columns
 
 import deflation as D
 from deflation import models
 from deflation.contract import column_norms, residual_vectors
+
+from dense import dense_Tstar, outer_power, random_unit_columns
 
 ORDERS = (2, 3, 4, 5)
 LAMS = (0.0, 0.07)

@@ -23,10 +23,11 @@ from deflation.montecarlo import (  # noqa: E402
     Study,
     load,
     run_study,
+    store,  # noqa: E402
     summarize,
     wilson_interval,
 )
-from deflation.montecarlo import store  # noqa: E402
+
 from _env import cpu_env  # noqa: E402
 
 # small study with intermediate discovery probabilities (component 0 ~0.8, component 1 ~0.2)
@@ -86,8 +87,8 @@ def test_reference_dataset(reference):
 
 
 def _cli_subprocess(args, devices=None):
-    return subprocess.Popen([sys.executable, "-m", "deflation.cli", "montecarlo", *CLI_ARGS, *args], env=cpu_env(devices),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen([sys.executable, "-m", "deflation.cli", "montecarlo", *CLI_ARGS, *args],
+                            env=cpu_env(devices), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _wait(procs):

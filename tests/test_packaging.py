@@ -45,7 +45,8 @@ def test_dependency_closure_has_no_tensorflow():
 def test_cli_help_lists_commands():
     out = subprocess.run([sys.executable, "-m", "deflation.cli", "--help"], capture_output=True, text=True, check=True)
     assert "figure1" in out.stdout
-    bad = subprocess.run([sys.executable, "-m", "deflation.cli", "figure1", "--seeds", "0"], capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "-m", "deflation.cli", "figure1", "--seeds", "0"],
+                         capture_output=True, text=True)
     assert bad.returncode == 2 and "--seeds must be an integer >= 1" in bad.stderr
 
 

@@ -284,8 +284,7 @@ def test_loss_series_in_blocks_is_bit_identical(precise, monkeypatch):
 def test_memory_estimate_bounds_xla_count(case):
     """The estimate against XLA's own count of the compiled call (memory_analysis): an upper bound,
     within a factor of 8."""
-    from deflation.flow import _as_initial_state as initial
-    from deflation.flow import _flow, flow_plan
+    from deflation.flow import _as_initial_state as initial, _flow, flow_plan
     from deflation.integrate import EventConfig, SolverConfig
 
     B, d, m, K, P, precise = case
@@ -527,10 +526,11 @@ def test_concurrent_runs_on_one_out_leave_complete_files(command, tmp_path):
     out = tmp_path / "shared" / "deep"
     args = {"figure1": ["--seeds", "1", "--d", "4", "--r", "2", "--m", "3", "--horizon", "5", "--points", "3"],
             "algorithm2": ["--d", "3", "--ratio", "2", "--eps", "5e-2", "--max-epochs", "2", "--event-points", "5"]}
-    procs = [subprocess.Popen([sys.executable, "-m", "deflation.cli", command, *args[command], "--key", str(k), "--out", str(out)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for k in range(4)]
+    procs = [subprocess.Popen([sys.executable, "-m", "deflation.cli", command, *args[command],
+                               "--key", str(k), "--out", str(out)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(4)]
     results = [p.communicate(timeout=600) + (p.returncode,) for p in procs]
-    for stdout, stderr, code in results:
+    for _stdout, stderr, code in results:
         assert code == 0 and "Traceback" not in stderr, stderr
     data = np.load(out / f"{command}.npz")
     assert len(data.files) > 5 and all(data[name].size >= 0 for name in data.files)

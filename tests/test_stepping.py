@@ -136,9 +136,8 @@ def test_installed_diffrax_is_a_tested_release():
     """The loop uses diffrax internals; pyproject.toml pins the releases it was checked against."""
     from importlib.metadata import requires, version
 
-    from packaging.specifiers import SpecifierSet
-
     from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
 
     pinned = [Requirement(r).specifier for r in requires("deflation") if Requirement(r).name == "diffrax"]
     assert pinned == [SpecifierSet(stepping.DIFFRAX_TESTED)], pinned
@@ -178,7 +177,8 @@ def test_save_into_writes_only_its_rows_and_ends_where_each_seed_stopped():
     kw = dict(dt0=0.02, max_steps=10_000, save_ts=ts)
     fresh = stepping.solve_batch(term, diffrax.Tsit5(), _pid(), jnp.asarray(0.0), ts[-1], y0, **kw)
     marker = jax.tree_util.tree_map(lambda x: jnp.full((7,) + x.shape[1:], -5.0), fresh.ys)
-    into = stepping.solve_batch(term, diffrax.Tsit5(), _pid(), jnp.asarray(0.0), ts[-1], y0, save_into=(marker, 2), **kw)
+    into = stepping.solve_batch(term, diffrax.Tsit5(), _pid(), jnp.asarray(0.0), ts[-1], y0, save_into=(marker, 2),
+                                **kw)
     for got, want in zip(jax.tree_util.tree_leaves(into.ys), jax.tree_util.tree_leaves(fresh.ys)):
         got = np.asarray(got)
         assert got.shape[0] == 7

@@ -20,7 +20,7 @@ pytest.importorskip("xarray")
 zarr = pytest.importorskip("zarr")
 
 from deflation import cli  # noqa: E402
-from deflation.montecarlo import Study, StoreBusy, open_study, run_study, store, summarize  # noqa: E402
+from deflation.montecarlo import StoreBusy, Study, open_study, run_study, summarize  # noqa: E402
 
 STUDY = Study("flow", 16, {"kind": "basis", "a": [0.6, 0.4]},
               dict(d=6, m=[6, 8], delta0=1e-4, horizon=3.3, event_points=32), chunk=4)
@@ -125,11 +125,12 @@ def test_concurrent_processes_on_one_out_never_mix(tmp_path):
     cmd = [sys.executable, "-m", "deflation.cli", "study", "run", str(toml), "--out", str(tmp_path / "c.zarr"),
            "--no-progress", "--quiet"]
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
     results = [p.communicate(timeout=600) + (p.returncode,) for p in procs]
     codes = sorted(r[2] for r in results)
     assert codes in ([0, 0], [0, 2]), results
-    for out, err, code in results:
+    for _out, err, code in results:
         assert "Traceback" not in err
         if code == 2:
             assert len(err.strip().splitlines()) == 1 and "another process" in err

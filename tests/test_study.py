@@ -32,6 +32,7 @@ from deflation.montecarlo import (  # noqa: E402
     wilson_interval,
 )
 from deflation.montecarlo.kernel import TARGET_STREAM  # noqa: E402
+
 from _env import cpu_env  # noqa: E402
 
 FLOW = dict(d=6, m=8, delta0=1e-4, horizon=3.3, event_points=64)  # intermediate discovery probabilities
@@ -304,7 +305,7 @@ def test_kill_and_resume_is_bit_identical(experiment, tmp_path):
 def test_grid_study_does_not_depend_on_the_device_count(tmp_path):
     study = Study("flow", 24, SMALL, dict(FLOW, m=[6, 8]), chunk=12)
     ref = run_study(study, tmp_path / "one.zarr", devices=1, progress=False, summary=False)
-    (tmp_path / "s.toml").write_text(textwrap.dedent(f"""
+    (tmp_path / "s.toml").write_text(textwrap.dedent("""
         experiment = "flow"
         seeds = 24
         chunk = 12

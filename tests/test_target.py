@@ -4,9 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from dense import contract_all, dense_Tstar
 
 import deflation as D
+
+from dense import contract_all, dense_Tstar
 
 
 @pytest.mark.smoke

@@ -76,7 +76,8 @@ def _public_objects(config) -> set[int]:
     ids = set()
     for api in config.api_complete_modules:
         module = importlib.import_module(api)
-        ids |= {id(getattr(module, n)) for n in getattr(module, "__all__", []) if _identifiable(getattr(module, n, None))}
+        ids |= {id(getattr(module, n)) for n in getattr(module, "__all__", [])
+                if _identifiable(getattr(module, n, None))}
     return ids
 
 

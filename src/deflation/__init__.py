@@ -18,6 +18,10 @@ import jax as _jax
 if _os.environ.get("JAX_ENABLE_X64", "").strip().lower() not in ("0", "false", "no", "off"):
     _jax.config.update("jax_enable_x64", True)
 
+from . import (  # noqa: E402
+    models,  # noqa: F401  (re-exported: normalized, plain, asymmetric: the model= of every function)
+    montecarlo,  # noqa: F401  (re-exported: studies; xarray and zarr are imported when a study runs)
+)
 from ._version import __version__  # noqa: E402
 from .algorithm import Algorithm2Result, EpochRecord, modified_gradient_flow  # noqa: E402
 from .dynamics import (  # noqa: E402
@@ -31,12 +35,10 @@ from .dynamics import (  # noqa: E402
 from .flow import FlowResult, gradient_flow  # noqa: E402
 from .gd import GDResult, gradient_descent  # noqa: E402
 from .init import sample_sphere, sample_sphere_batch, seed_keys  # noqa: E402
-from .partition import Partition, partition  # noqa: E402
 from .integrate import EventConfig, Solution, SolverConfig, solve  # noqa: E402
-from . import models  # noqa: E402  (normalized, plain, asymmetric: the model= of every function)
+from .partition import Partition, partition  # noqa: E402
 from .target import Target  # noqa: E402
 from .theorem import Theorem1Parameters, theorem1_parameters  # noqa: E402
-from . import montecarlo  # noqa: E402  (studies; xarray and zarr are imported when a study runs)
 
 __all__ = [
     "Algorithm2Result",

@@ -40,15 +40,14 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from . import _validate as check
-from . import memory
+from . import _validate as check, memory
 from .contract import log_positive, residual_norm_sq
 from .definition1 import discovered
 from .dynamics import from_lognorm, normalize
 from .init import seed_keys, unit_columns
+from .integrate import SUCCESS, EventConfig, SolverConfig, failures, seed_chunk, solve
 from .monitors import proposition1
 from .partition import C_RHO, partition, partition_thresholds
-from .integrate import SUCCESS, EventConfig, SolverConfig, failures, seed_chunk, solve
 from .target import Target, as_target
 from .theorem import theorem1_alpha
 
@@ -169,7 +168,7 @@ class EpochRecord(eqx.Module):
     trace_residual: Float[Array, "*B E K2 r"] = eqx.field(metadata=_SAME)
     trace_residual_norm: Float[Array, "*B E K2"] = eqx.field(metadata=_SAME)
 
-    def idle_where(self, active: Bool[Array, "*B"]) -> "EpochRecord":
+    def idle_where(self, active: Bool[Array, "*B"]) -> EpochRecord:
         """The record with every field of an epoch that did not run (``active`` False) set to its
         declared idle value."""
         values = {}
@@ -235,20 +234,20 @@ class Algorithm2Result(eqx.Module):
         """The per-run results (everything but the record) as NumPy arrays, by name."""
         return {k: np.asarray(v) for k, v in self._arrays().items() if k != "record"}
 
-    def seed(self, index: int) -> "Algorithm2Result":
+    def seed(self, index: int) -> Algorithm2Result:
         """Run ``index`` of a batched result, shaped as if it had been run alone."""
         if not self.batched:
             return self
         arrays = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[index], self._arrays())
         return Algorithm2Result(seeds=None, config=self.config, **arrays)
 
-    def take(self, n: int) -> "Algorithm2Result":
+    def take(self, n: int) -> Algorithm2Result:
         """The first ``n`` runs of a batched result."""
         arrays = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[:n], self._arrays())
         return Algorithm2Result(seeds=None if self.seeds is None else self.seeds[:n], config=self.config, **arrays)
 
     @classmethod
-    def concatenate(cls, parts: Sequence["Algorithm2Result"], seeds=None) -> "Algorithm2Result":
+    def concatenate(cls, parts: Sequence[Algorithm2Result], seeds=None) -> Algorithm2Result:
         """Batched results of the same parameters, one after another along the seed axis."""
         arrays = jax.tree_util.tree_map(lambda *xs: jnp.concatenate([jnp.asarray(x) for x in xs]),
                                         *[p._arrays() for p in parts])

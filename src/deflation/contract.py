@@ -40,7 +40,7 @@ from .target import Target
 NORM_SCALE_EXPONENT = {np.dtype(np.float64): 600, np.dtype(np.float32): 90}
 
 
-def times_power_of_two(x: Float[Array, "..."], k: int) -> Float[Array, "..."]:
+def times_power_of_two(x: Float[Array, "..."], k: int) -> Float[Array, "..."]:  # noqa: UP037  (a jaxtyping shape, not a forward reference)
     """``x * 2^k`` exactly for ``k > 0``, subnormal ``x`` included (float32 or float64).
 
     XLA on CPU treats subnormal operands of arithmetic as zero (and ``x > 0`` as false), so a
@@ -58,7 +58,7 @@ def times_power_of_two(x: Float[Array, "..."], k: int) -> Float[Array, "..."]:
     return jnp.where(exponent == 0, subnormal, x * jnp.asarray(2.0**k, x.dtype))
 
 
-def log_positive(x: ArrayLike) -> Float[Array, "..."]:
+def log_positive(x: ArrayLike) -> Float[Array, "..."]:  # noqa: UP037  (a jaxtyping shape, not a forward reference)
     """``log x`` for positive ``x``, exact for subnormal ``x`` too (XLA:CPU's ``log`` treats a
     subnormal operand as zero and returns ``-inf``); the same bits as ``jnp.log`` for normal ``x``.
     Used for the thresholds ``delta0``, ``delta1``, ``alpha`` and ``lam``, which may be that small."""
@@ -274,7 +274,8 @@ def _residual_vector_fn(p: int):
         # a seed's arithmetic, and hence its result, does not depend on the batch it is in
         if in_batched == [True, True, False, False] and _sequential(d, m):
             return jax.lax.map(lambda xo: single(*xo, U, a), (Xbar, omega)), True
-        args = [x if b else jnp.broadcast_to(x, (axis_size,) + x.shape) for x, b in zip((Xbar, omega, U, a), in_batched)]
+        args = [x if b else jnp.broadcast_to(x, (axis_size,) + x.shape)
+                for x, b in zip((Xbar, omega, U, a), in_batched)]
         return jax.vmap(under_vmap)(*args), True
 
     @jax.custom_jvp
@@ -372,7 +373,8 @@ def evaluate(
     return (weights[None, :] * (V.T @ X) ** order).sum(axis=1)
 
 
-def frozen_residual_vectors(Xbar: Float[Array, "d m"], target: Target) -> tuple[Float[Array, " m"], Float[Array, "d m"]]:
+def frozen_residual_vectors(Xbar: Float[Array, "d m"],
+                            target: Target) -> tuple[Float[Array, " m"], Float[Array, "d m"]]:
     """``(T*(x_j^p), T*(x_j^{p-1}, I))`` for unit columns: :func:`residual_vectors` with ``R``
     frozen at ``T*`` (the tensor-power dynamics of paper Eq. 1), ``4 r m d`` flops."""
     p = target.order

@@ -24,7 +24,7 @@ def split_norms_plain(W):
 
 
 def dense_power_sum(X: ArrayLike, weights: ArrayLike, order: int,
-                    max_bytes: int = DENSE_MAX_BYTES) -> Float[Array, "..."]:
+                    max_bytes: int = DENSE_MAX_BYTES) -> Float[Array, "..."]:  # noqa: UP037  (a jaxtyping shape, not a forward reference)
     """The d^p array ``sum_j weights_j x_j^{(x)p}`` (small d only).
 
     Raises ``ValueError`` when the array would take more than ``max_bytes``.
@@ -50,7 +50,7 @@ def dense_power_sum(X: ArrayLike, weights: ArrayLike, order: int,
     return total
 
 
-def dense_model(W: ArrayLike, order: int, max_bytes: int = DENSE_MAX_BYTES) -> Float[Array, "..."]:
+def dense_model(W: ArrayLike, order: int, max_bytes: int = DENSE_MAX_BYTES) -> Float[Array, "..."]:  # noqa: UP037  (a jaxtyping shape, not a forward reference)
     """The d^p array of ``T = sum_j w_j^{(x)p} / |w_j|^{p-2}`` (small d only)."""
     omega, Wbar = split_norms_plain(jnp.asarray(W))
     return dense_power_sum(Wbar, omega, order, max_bytes)

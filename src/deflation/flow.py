@@ -12,8 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from . import _validate as check
-from . import memory
+from . import _validate as check, memory
 from .contract import materialize, precise_by_default, precise_for_tolerance, residual_norm_sq, residual_on, split_norms
 from .dynamics import check_W, normalize, to_lognorm, working_dtype
 from .integrate import (
@@ -28,6 +27,7 @@ from .integrate import (
 )
 from .models import MODELS, SymmetricModel, as_model
 from .target import Target, as_target
+
 
 class FlowResult(eqx.Module):
     """What :func:`gradient_flow` returns. A leading batch axis ``B`` is present when ``W0`` was
@@ -424,7 +424,8 @@ def gradient_flow(
     if stepsize_controller is None:
         stepsize_controller = diffrax.PIDController(rtol=jnp.asarray(rtol), atol=jnp.asarray(atol))
     elif not isinstance(stepsize_controller, diffrax.AbstractStepSizeController):
-        raise TypeError(f"stepsize_controller must be a diffrax step-size controller, got {type(stepsize_controller).__name__}")
+        raise TypeError(f"stepsize_controller must be a diffrax step-size controller, "
+                        f"got {type(stepsize_controller).__name__}")
     if isinstance(stepsize_controller, diffrax.ConstantStepSize) and dt0 is None:
         raise ValueError("dt0 must be given (> 0) with a ConstantStepSize controller")
     config = SolverConfig(solver=solver, controller=stepsize_controller, dt0=dt0, max_steps=max_steps)

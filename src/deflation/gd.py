@@ -10,8 +10,8 @@ steps stop following it.
 
 Events. The iterates are observed on an *event grid* of ``event_points`` times ``t_k = k s lr``
 (every ``s = ceil(n / (K - 1))`` iterations, ``n = ceil(horizon / lr)``, ``K = min(event_points,
-n + 1)``; the run takes ``s (K - 1) >= n`` iterations, the horizon rounded up to a whole grid). At each grid point the Definition 1
-quantities are evaluated with :func:`deflation.definition1.observe`, their slopes from the flow's
+n + 1)``; the run takes ``s (K - 1) >= n`` iterations, the horizon rounded up to a whole grid). At each grid point the
+Definition 1 quantities are evaluated with :func:`deflation.definition1.observe`, their slopes from the flow's
 vector field at the iterate, and :func:`deflation.definition1.track` locates the crossings between
 grid points exactly as for the flow: a column joins ``S_i`` when its norm reaches ``delta1`` while
 ``wbar_i^2 >= 1 - alpha^2``, and ``i`` is fitted when its residual falls to ``fit_fraction a_i``
@@ -35,9 +35,9 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from . import _validate as check
+from .contract import residual_norm_sq
 from .definition1 import observe, track
 from .dynamics import to_lognorm
-from .contract import residual_norm_sq
 from .flow import failures, flow_model, loss_increased
 from .integrate import LOSS_INCREASED, NONFINITE, SUCCESS
 from .state import check_W

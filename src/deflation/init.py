@@ -69,7 +69,8 @@ def seed_keys(key: jax.Array, seeds) -> jax.Array:
     return jax.vmap(lambda k: jax.random.fold_in(key, k))(jnp.asarray(seeds, dtype=jnp.uint32))
 
 
-def sample_sphere_batch(key: jax.Array, seeds, d: int, m: int, scale: float, dtype=jnp.float64) -> Float[Array, "B d m"]:
+def sample_sphere_batch(key: jax.Array, seeds, d: int, m: int, scale: float,
+                        dtype=jnp.float64) -> Float[Array, "B d m"]:
     """A batch (B, d, m): seed ``k``'s matrix is ``sample_sphere(fold_in(key, k), d, m, scale)``."""
     d = check.integer("d", d, 1)
     m = check.integer("m", m, 1)

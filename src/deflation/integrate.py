@@ -26,10 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from . import _validate as check
-from . import stepping
-from .definition1 import Observation, Tracked, fill, observe, track
+from . import _validate as check, stepping
 from .contract import log_positive
+from .definition1 import Observation, Tracked, fill, observe, track
 from .dynamics import lognorm_vector_field
 from .target import Target
 
@@ -93,7 +92,7 @@ class SolverConfig(eqx.Module):
 
     @classmethod
     def adaptive(cls, rtol: Any = 1e-8, atol: Any = 1e-8, solver: diffrax.AbstractSolver | None = None, *,
-                 dt0: float | None = None, max_steps: int = 100_000) -> "SolverConfig":
+                 dt0: float | None = None, max_steps: int = 100_000) -> SolverConfig:
         """``solver`` (default Tsit5) with ``diffrax.PIDController(rtol, atol)``; the tolerances are
         kept as arrays, so changing them does not recompile."""
         if check.is_concrete((rtol, atol)):
@@ -185,7 +184,8 @@ def _status(result, y_start, y_end, f_start):
     """One trajectory's status from the solver's result code and the finiteness of its states."""
     finite = lambda tree: jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree_util.tree_leaves(tree)]))  # noqa: E731
     nonfinite = ~finite(y_end) | ~finite(f_start) | ~finite(y_start)
-    status = jnp.where(result == stepping.OK, SUCCESS, jnp.where(result == stepping.MAX_STEPS, MAX_STEPS, SOLVER_FAILED))
+    status = jnp.where(result == stepping.OK, SUCCESS,
+                       jnp.where(result == stepping.MAX_STEPS, MAX_STEPS, SOLVER_FAILED))
     return jnp.where(nonfinite & (status != MAX_STEPS), NONFINITE, status).astype(jnp.int32)
 
 
@@ -256,7 +256,8 @@ def solve(
     dtype = rho0.dtype
     t0 = jnp.asarray(t0, dtype)
     t1 = jnp.broadcast_to(jnp.asarray(t1, dtype), (B,))
-    save_ts = t1[:, None] if save_ts is None else jnp.broadcast_to(jnp.asarray(save_ts, dtype), (B,) + jnp.shape(save_ts)[-1:])
+    save_ts = (t1[:, None] if save_ts is None
+               else jnp.broadcast_to(jnp.asarray(save_ts, dtype), (B,) + jnp.shape(save_ts)[-1:]))
     member = jnp.full((B, m), -1, jnp.int32) if member is None else jnp.asarray(member, jnp.int32)
     if events is not None:
         event_ts = jax.vmap(lambda end: jnp.linspace(t0, end, events.points, dtype=dtype))(t1)
@@ -353,7 +354,8 @@ def _solve_chunk(target, batch, t0, lam, config: SolverConfig, events, from_abov
     # a few seeds at a time rather than the whole chunk at once: each of track's intermediates is
     # an event grid per seed, and for a whole chunk these are fresh arrays of tens of MB whose
     # page faults cost more than the arithmetic (same result per seed, 1.8x faster on CPU)
-    inputs = (y0, last, result, obs, member, event_ts if event_ts is not None else save_ts, targets if per_seed else dummy)
+    inputs = (y0, last, result, obs, member, event_ts if event_ts is not None else save_ts,
+              targets if per_seed else dummy)
     most = TRACK_BATCH.get(jax.default_backend())
     # a divisor of the chunk, so that the loop body is traced and compiled once (no remainder)
     batch = None if most is None or B <= most else max(k for k in range(1, most + 1) if B % k == 0)

@@ -86,7 +86,8 @@ def _marker_handles(discovery_label: str, fit_label: str) -> list:
     figures each marker takes its component's colour; the legend says so with :data:`MARKER_NOTE`)."""
     from matplotlib.lines import Line2D
 
-    return [Line2D([], [], ls="none", marker=DISCOVERY_MARKER, mfc="none", mec="k", mew=1.0, ms=7, label=discovery_label),
+    return [Line2D([], [], ls="none", marker=DISCOVERY_MARKER, mfc="none", mec="k", mew=1.0, ms=7,
+                   label=discovery_label),
             Line2D([], [], ls="none", marker=FIT_MARKER, mfc="none", mec="k", mew=1.0, ms=6, label=fit_label)]
 
 
@@ -337,7 +338,8 @@ def plot_algorithm2(result, target, path: str | os.PathLike | None = None, *, se
         for i in range(r):
             ax.plot(t, shown[:, i], color=colors[i], lw=1.2, label=f"$u_{{{i + 1}}}$, $a_{{{i + 1}}}$={a[i]:.3g}"
                     if s == 0 else None)
-            for times, marker, size in ((rec.discovery_time[s, i], DISCOVERY_MARKER, 7), (rec.fit_time[s, i], FIT_MARKER, 6)):
+            for times, marker, size in ((rec.discovery_time[s, i], DISCOVERY_MARKER, 7),
+                                        (rec.fit_time[s, i], FIT_MARKER, 6)):
                 _mark_times(ax, t, shown[:, i], rec.t_start[s] + times, colors[i], marker, size)
         # the total under the components (wide, grey): where one component is all that is left the
         # two coincide, and that component's line and markers stay on top
@@ -391,7 +393,8 @@ def plot_algorithm2(result, target, path: str | os.PathLike | None = None, *, se
     width = min(0.6, 0.08 * r)  # components side by side within an epoch
     for i in range(r):
         x = s_idx + (i - (r - 1) / 2) * (width / max(r - 1, 1))
-        for times, marker, size in ((rec.discovery_time[:E, i], DISCOVERY_MARKER, 7), (rec.fit_time[:E, i], FIT_MARKER, 6)):
+        for times, marker, size in ((rec.discovery_time[:E, i], DISCOVERY_MARKER, 7),
+                                    (rec.fit_time[:E, i], FIT_MARKER, 6)):
             ok = np.isfinite(times)
             cx.plot(x[ok], times[ok], ls="none", marker=marker, ms=size, color=colors[i], mec="k", mew=0.5, zorder=3)
     handles, _ = cx.get_legend_handles_labels()
@@ -664,7 +667,8 @@ def _line_plots(df, ds, name: str, what: str, alg2: bool):
     for i, g in df.groupby("component"):
         x = _dodge(_grid_x(g[name], levels), i, r, log, share=0.06 if levels else 0.025)
         ax.errorbar(x, g["p"], yerr=_yerr(g), marker=markers[i % len(markers)], ms=5, capsize=3, elinewidth=1.2,
-                    ls="none" if levels else "-", color=colors[i], label=f"$u_{{{i + 1}}}$ ($a$ = {g['a'].iloc[0]:.3g})")
+                    ls="none" if levels else "-", color=colors[i],
+                    label=f"$u_{{{i + 1}}}$ ($a$ = {g['a'].iloc[0]:.3g})")
     ax.set_ylim(-0.04, 1.06)
     ax.set_ylabel(what)
     ax.set_title(what + " (side by side where equal)", fontsize=9)
@@ -690,7 +694,8 @@ def _line_plots(df, ds, name: str, what: str, alg2: bool):
             g = g[ok]
             x = _dodge(_grid_x(g[name], levels), i, r, log, share=0.06 if levels else 0.025)
             bx.errorbar(x, g["t_q50"], yerr=[g["t_q50"] - g["t_q10"], g["t_q90"] - g["t_q50"]],
-                        marker=markers[i % len(markers)], ms=5, capsize=3, color=colors[i], ls="none" if levels else "-")
+                        marker=markers[i % len(markers)], ms=5, capsize=3, color=colors[i],
+                        ls="none" if levels else "-")
             drawn.append(g[["t_q10", "t_q90"]].to_numpy().ravel())
         bx.set_ylabel("discovery time t")
         if drawn and _log_axis(np.concatenate(drawn)):

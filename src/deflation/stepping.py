@@ -239,7 +239,7 @@ def solve_batch(
     event_args: PyTree = None,
     term_args: PyTree = None,
     save_into: tuple[PyTree, Any] | None = None,
-    progress_meter: diffrax.AbstractProgressMeter = diffrax.NoProgressMeter(),
+    progress_meter: diffrax.AbstractProgressMeter = diffrax.NoProgressMeter(),  # noqa: B008  (immutable, as diffrax's own)
 ) -> BatchSolution:
     """Integrate ``dy/dt = term(t, y)`` from ``t0`` to ``t1`` for every trajectory of the batch
     ``y0`` (leaves with a leading axis ``B``), each with its own adaptive steps.

@@ -15,7 +15,6 @@ from . import _validate as check
 from .dense import DENSE_MAX_BYTES, dense_power_sum
 from .init import equiangular_columns, orthonormal_columns
 
-
 #: The largest tensor order (an order is a static exponent; 10^18 overflowed inside ``jit``).
 MAX_ORDER = 2**31 - 1
 
@@ -75,7 +74,7 @@ class Target(eqx.Module):
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def basis(cls, a: Any, d: int, order: int = 4) -> "Target":
+    def basis(cls, a: Any, d: int, order: int = 4) -> Target:
         """The paper's case: ``U = I[:, :r]``, i.e. ``T* = sum_i a_i e_i^{(x)p}`` in ``R^d``."""
         a_np = check.array("a", a, 1)
         d = check.integer("d", d, 1)
@@ -87,7 +86,7 @@ class Target(eqx.Module):
         return cls(a_np.astype(np.float64), U, order, orthogonal=True)
 
     @classmethod
-    def random_orthonormal(cls, key: jax.Array, a: Any, d: int, order: int = 4) -> "Target":
+    def random_orthonormal(cls, key: jax.Array, a: Any, d: int, order: int = 4) -> Target:
         """``U`` uniformly (Haar) distributed among (d, r) matrices with orthonormal columns."""
         a_np = check.array("a", a, 1)
         d = check.integer("d", d, 1)
@@ -97,7 +96,7 @@ class Target(eqx.Module):
         return cls(a_np.astype(np.float64), np.asarray(orthonormal_columns(key, d, r)), order, orthogonal=True)
 
     @classmethod
-    def angle(cls, a: Any, d: int, angle: float, order: int = 4) -> "Target":
+    def angle(cls, a: Any, d: int, angle: float, order: int = 4) -> Target:
         """Components at one pairwise angle (degrees): ``<u_i, u_j> = cos(angle)`` for ``i != j``,
         the non-orthogonal targets of paper Appendix E (``angle = 90`` is ``U = I[:, :r]``).
 
@@ -118,7 +117,7 @@ class Target(eqx.Module):
         return cls(a_np.astype(np.float64), np.asarray(equiangular_columns(d, r, c)), order, orthogonal=angle == 90.0)
 
     @classmethod
-    def asymmetric(cls, a: Any, factors: Any) -> "Target":
+    def asymmetric(cls, a: Any, factors: Any) -> Target:
         """A general target ``T* = sum_i a_i u_i^(1) (x) ... (x) u_i^(p)``: one ``(d, r)`` matrix of
         unit columns per mode, ``p = len(factors) >= 2`` (at ``p = 2``, ``U_1 diag(a) U_2^T``).
         Fitted by the asymmetric model (:class:`deflation.models.Asymmetric`)."""
@@ -128,7 +127,7 @@ class Target(eqx.Module):
         return cls(a, factors[0], len(factors), factors=factors)
 
     @classmethod
-    def geometric(cls, d: int, r: int, ratio: float = 1.2, order: int = 4) -> "Target":
+    def geometric(cls, d: int, r: int, ratio: float = 1.2, order: int = 4) -> Target:
         """Figure 1's target: ``U = I[:, :r]``, ``a_i / a_{i+1} = ratio``, ``sum_i a_i = 1``."""
         r = check.integer("r", r, 1)
         d = check.integer("d", d, 1)
@@ -162,7 +161,7 @@ class Target(eqx.Module):
         sq = jnp.einsum("...i,...ik,...k->...", self.a, H**self.order, self.a)
         return jnp.sqrt(jnp.maximum(sq, 0.0))
 
-    def dense(self, max_bytes: int = DENSE_MAX_BYTES) -> Float[Array, "..."]:
+    def dense(self, max_bytes: int = DENSE_MAX_BYTES) -> Float[Array, "..."]:  # noqa: UP037  (a jaxtyping shape, not a forward reference)
         """The d^p array of ``T*`` (for tests and notebooks at small d).
 
         Raises ``ValueError`` if it would take more than ``max_bytes``.

@@ -24,9 +24,9 @@ import numpy as np
 from ._options import (
     add_aliases,
     add_options,
-    deprecated,
     at_least,
     check_options,
+    deprecated,
     flag_names,
     fraction,
     nonnegative,

@@ -127,9 +127,9 @@ def run(args) -> int:
     import jax.numpy as jnp
 
     from .. import Target, gradient_flow
-    from ..models import as_model
     from ..flow import flow_plan
     from ..init import seed_keys, unit_columns
+    from ..models import as_model
     from ..plots import plot_figure1
 
     seeds, points = args.seeds, args.points
@@ -163,19 +163,22 @@ def run(args) -> int:
         d_txt = " ".join(f"{x:7.2f}" for x in disc[:, i])
         f_txt = " ".join(f"{x:7.2f}" for x in fit[:, i])
         print(f"{i + 1:>3} {a[i]:8.4f} {d_txt:>40}   {f_txt:>40}")
-    order_ok = [bool(np.all(np.isfinite(fit[s])) and np.all(np.diff(fit[s]) > 0)) for s in range(seeds)]  # all fitted, in order
+    # all fitted, in order
+    order_ok = [bool(np.all(np.isfinite(fit[s])) and np.all(np.diff(fit[s]) > 0)) for s in range(seeds)]
     print(f"fitted in order u_1, ..., u_{args.r}: {sum(order_ok)}/{seeds} seeds; "
           f"final loss: {final_losses(res.loss[:, -1], res.loss_floor[:, -1])}")
     if not np.isfinite(disc).any():
         print(f"NOTE: no component was discovered by --horizon {args.horizon:g}"
-              + (f" (the plain model leaves --init {args.init:g} only after a time ~ init^-(p-2): try e.g. --init 0.05 --delta1 0.5 "
+              + (f" (the plain model leaves --init {args.init:g} only after a time ~ init^-(p-2): "
+                 "try e.g. --init 0.05 --delta1 0.5 "
                  "--horizon 2000)" if args.model == "plain" else " (try a longer --horizon)"))
     failed = res.failed()
     for b, why in failed:
         print(f"WARNING: seed {b} did not complete: {why} (try {ADVICE.get(why, 'other settings')})")
 
     fit_rule = r"$a_i - \hat a_i \leq 2\lambda$" if by_weight else r"residual on $u_i$ $\leq 0.1\,a_i$"
-    model = "" if args.model == "normalized" else f" of the {args.model} model $T = \\sum_j w_j^{{\\otimes {args.order}}}$"
+    model = ("" if args.model == "normalized"
+             else f" of the {args.model} model $T = \\sum_j w_j^{{\\otimes {args.order}}}$")
     title = (f"Gradient flow{model} on $T^* = \\sum_i a_i e_i^{{\\otimes {args.order}}}$ (d={args.d}, r={args.r}, "
              f"$a_i/a_{{i+1}}$={args.ratio:g}), m={args.m} columns of initial norm {args.init:g}, {seeds} seeds;\n"
              f"fitted one by one in the order $u_1, \\dots, u_{{{args.r}}}$ (largest first) in {sum(order_ok)} "

@@ -23,8 +23,16 @@ from .resources import DEFAULT_CHUNK, select_devices
 from .run import init_study, open_study, run_study
 from .store import StoreBusy, StoreMismatch
 from .study import EXPERIMENTS, PARAMS, SWEEPABLE, TARGET_KINDS, Study
-from .summary import (convergence, discovery_cdf, failures, format_table, integrity, summarize, wilson_interval,
-                      write_summary)
+from .summary import (
+    convergence,
+    discovery_cdf,
+    failures,
+    format_table,
+    integrity,
+    summarize,
+    wilson_interval,
+    write_summary,
+)
 
 #: The old name of :func:`open_study`.
 load = open_study

@@ -112,7 +112,8 @@ def _join_within(timeout: float, join, what: str) -> None:
     thread.start()
     thread.join(timeout + min(5.0, 0.2 * timeout))
     if "done" not in box:
-        print(f"deflation: error: the jax.distributed job did not form within {timeout:g} s ({what}): start every process "
+        print(f"deflation: error: the jax.distributed job did not form within {timeout:g} s ({what}): "
+              "start every process "
               "(--num-processes of them) with the same --coordinator, or raise --init-timeout", file=sys.stderr,
               flush=True)
         os._exit(2)

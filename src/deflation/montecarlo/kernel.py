@@ -2,12 +2,13 @@
 
 One ``jax.jit`` of a ``jax.shard_map`` over a 1-D device mesh (axis ``"seed"``): every device runs
 its own slice of the chunk, each seed with its own adaptive steps, without collectives. The chunk
-size is fixed per study, so a study compiles once per :func:`~deflation.montecarlo.kernel.static_key` (the shapes, the solver,
-the experiment) and reuses the program for every chunk and every grid point that shares it; the
+size is fixed per study, so a study compiles once per :func:`~deflation.montecarlo.kernel.static_key` (the shapes, the
+solver, the experiment) and reuses the program for every chunk and every grid point that shares it; the
 other parameters are passed as values (:func:`~deflation.montecarlo.kernel.traced_params`).
 
-What each experiment records is declared once, in :data:`~deflation.montecarlo.kernel.VARIABLES` (and :data:`~deflation.montecarlo.kernel.SERIES` for the
-optional time series): the store, the dataset and the summaries all read it from there.
+What each experiment records is declared once, in :data:`~deflation.montecarlo.kernel.VARIABLES` (and
+:data:`~deflation.montecarlo.kernel.SERIES` for the optional time series): the store, the dataset and the summaries all
+read it from there.
 """
 
 from __future__ import annotations
@@ -127,8 +128,8 @@ def series_times(study: Study) -> np.ndarray | None:
 
 
 def traced_params(study: Study, point: dict) -> dict:
-    """The values of a grid point the compiled function takes: the :data:`~deflation.montecarlo.kernel.TRACED` scalars, the
-    weights ``a`` and (unless they are drawn per seed) the components ``U``."""
+    """The values of a grid point the compiled function takes: the :data:`~deflation.montecarlo.kernel.TRACED` scalars,
+    the weights ``a`` and (unless they are drawn per seed) the components ``U``."""
     dtype = np.dtype(point.get("dtype", "float64"))
     out = {k: np.asarray(point[k], dtype) for k in TRACED if k in point}
     a = weights(point)
@@ -174,7 +175,8 @@ class Static:
 
 
 def static_key(study: Study, point: dict) -> Static:
-    """The :class:`~deflation.montecarlo.kernel.Static` of a grid point: grid points with the same one share a compiled program."""
+    """The :class:`~deflation.montecarlo.kernel.Static` of a grid point: grid points with the same one share a compiled
+    program."""
     series = study.series_spec or {"points": 0, "norms": 0}
     stride, points = 0, point.get("event_points", 0)
     if study.experiment == "gd":  # the number of iterations is part of the program
@@ -182,7 +184,8 @@ def static_key(study: Study, point: dict) -> Static:
     return Static(experiment=study.experiment, d=point["d"], m=point["m"], r=study.r, order=point["order"],
                   random_target=point["target"]["kind"] == "random", key=study.key, dtype=point.get("dtype", "float64"),
                   solver=point.get("solver", ""), max_steps=point.get("max_steps", 0), event_points=points,
-                  max_epochs=point.get("max_epochs", 0), grid_points=point["event_points"] if study.experiment == "algorithm2" else 0,
+                  max_epochs=point.get("max_epochs", 0),
+                  grid_points=point["event_points"] if study.experiment == "algorithm2" else 0,
                   series_points=series["points"], series_norms=series["norms"], model=point.get("model", "normalized"),
                   gd_stride=stride, momentum=point.get("momentum", 0.0))
 
@@ -365,14 +368,15 @@ EXPERIMENT_FUNCTIONS = {"flow": _flow, "phase1": _phase1, "algorithm2": _algorit
 
 def compile_chunk(static: Static, mesh: Mesh):
     """A jitted ``fn(seed_idx (C,) uint32 sharded over mesh axis "seed", traced_params)
-    -> dict of (C, ...) arrays``, shared by every grid point with the same :class:`~deflation.montecarlo.kernel.Static`."""
+    -> dict of (C, ...) arrays``, shared by every grid point with the same
+    :class:`~deflation.montecarlo.kernel.Static`."""
     return _build(static, mesh)
 
 
 @functools.lru_cache(maxsize=4)
 def _build(static: Static, mesh: Mesh):
-    """The compiled chunk function of one :class:`~deflation.montecarlo.kernel.Static` (a study runs its grid points grouped by
-    it, so a few are kept)."""
+    """The compiled chunk function of one :class:`~deflation.montecarlo.kernel.Static` (a study runs its grid points
+    grouped by it, so a few are kept)."""
     local = EXPERIMENT_FUNCTIONS[static.experiment]
     fn = jax.shard_map(lambda idx, p: local(static, idx, p), mesh=mesh, in_specs=(P("seed"), P()),
                        out_specs=P("seed"), check_vma=False)

@@ -85,7 +85,8 @@ class Plan:
             lines.append(f"memory: about {gib(self.chunk_bytes)} per chunk; {have} available"
                          + ("" if self.fits else "  -> does NOT fit"))
         if np.isfinite(self.seconds):
-            per = ", ".join(f"{p.seconds_per_seed * 1e3:.3g} ms/seed (compile {p.compile_s:.1f} s)" for p in self.programs)
+            per = ", ".join(f"{p.seconds_per_seed * 1e3:.3g} ms/seed (compile {p.compile_s:.1f} s)"
+                            for p in self.programs)
             lines.append(f"estimated time on this machine: {format_duration(self.seconds)} (calibration: {per})")
         else:
             lines.append(f"memory and time: not measured (a calibration compiles each of the {len(self.programs)} "
@@ -96,8 +97,8 @@ class Plan:
 def plan_study(study: Study, *, chunk: int | None = None, devices: int | None = None, calibrate: bool = True) -> Plan:
     """The size, memory and estimated time of a study, from a short calibration (nothing is stored).
 
-    Each distinct compiled program is compiled for a small chunk (:data:`~deflation.montecarlo.plan.CALIBRATION_SEEDS` seeds
-    per device) and run once on it at its first grid point; its memory need is scaled linearly to
+    Each distinct compiled program is compiled for a small chunk (:data:`~deflation.montecarlo.plan.CALIBRATION_SEEDS`
+    seeds per device) and run once on it at its first grid point; its memory need is scaled linearly to
     the study's chunk and its time per seed to the study's seeds.
 
     Raises:

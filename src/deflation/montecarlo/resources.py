@@ -23,7 +23,8 @@ def select_devices(devices: int | None):
         return list(jax.devices())
     devices = check.integer("devices", devices, 1)
     if devices > len(local):
-        raise ValueError(f"devices must be <= the {len(local)} device(s) JAX sees in this process ({local[0].platform}), got {devices}")
+        raise ValueError(f"devices must be <= the {len(local)} device(s) JAX sees in this process "
+                         f"({local[0].platform}), got {devices}")
     by_proc: dict[int, list] = {}
     for d in jax.devices():
         by_proc.setdefault(d.process_index, []).append(d)

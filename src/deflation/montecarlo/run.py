@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from .. import _validate as check
+from ..memory import available_memory, gib
 from . import store
 from .kernel import compile_chunk, static_key, traced_params
-from ..memory import available_memory, gib
 from .resources import DEFAULT_CHUNK, check_fits, compiled_bytes, select_devices
 from .study import Study
 from .workers import DEFAULT_CLAIM_TIMEOUT, Claims, check_worker, order as worker_order
+
 
 def _check_args(study, out, chunk, devices):
     if not isinstance(study, Study):
@@ -266,7 +267,7 @@ def _check_memory(compiled, static, padded: int, device) -> None:
         )
 
 
-def open_study(path) -> "object":
+def open_study(path) -> object:
     """A study's dataset (``xarray.Dataset``), with every chunk verified against its digest: the
     seeds of a missing or damaged chunk read as not computed (``status = -1``) and the attributes
     ``chunks_damaged`` / ``chunks_missing`` / ``complete`` say so."""

@@ -12,16 +12,16 @@ variable's values in that chunk as stored, 8 bytes, never 0: NaNs are written an
 canonical NaN, since Zarr does not write a chunk that equals its fill value and such a chunk reads
 back as the fill value's bits). A chunk counts as done only if its digest is
 set *and* its data, read back, decodes and has that digest: a missing, truncated or bit-flipped
-chunk file is found (:func:`~deflation.montecarlo.store.verify`), and a rerun recomputes exactly those chunks, so the final
-dataset is bit-identical to an uninterrupted run. A single process writing a store holds an
-exclusive lock on ``<store>/.lock``; a second one gets :class:`~deflation.montecarlo.store.StoreBusy`. Independent workers
-(:mod:`deflation.montecarlo.workers`) share that lock and divide the chunks through claim files.
+chunk file is found (:func:`~deflation.montecarlo.store.verify`), and a rerun recomputes exactly those chunks, so the
+final dataset is bit-identical to an uninterrupted run. A single process writing a store holds an
+exclusive lock on ``<store>/.lock``; a second one gets :class:`~deflation.montecarlo.store.StoreBusy`. Independent
+workers (:mod:`deflation.montecarlo.workers`) share that lock and divide the chunks through claim files.
 
 Identity. The store records what decides its numbers (:func:`~deflation.montecarlo.store.provenance`: the versions of
 deflation, jax and jaxlib, the floating point type) and, for a ``kind = "file"`` target, the digest
 and a copy (``target.npz``) of the file's ``a`` and ``U``: a resume with other versions or another
-file content is refused (:class:`~deflation.montecarlo.store.StoreMismatch`), and a finished store stays readable after the
-study's ``.npz`` has moved. A store of an older format is refused with the version that wrote it.
+file content is refused (:class:`~deflation.montecarlo.store.StoreMismatch`), and a finished store stays readable after
+the study's ``.npz`` has moved. A store of an older format is refused with the version that wrote it.
 """
 
 from __future__ import annotations
@@ -121,7 +121,8 @@ def _check_format(fmt, attrs, out) -> None:
     if fmt in OLD_FORMATS:
         made = attrs.get("deflation_version") or OLD_FORMATS[fmt]
         raise StoreMismatch(f"{str(out)!r} was made by an older deflation (format {fmt}, deflation {made}); open it "
-                            f"with deflation {made} (pip install deflation=={made}) or rerun the study into a new store")
+                            f"with deflation {made} (pip install deflation=={made}) "
+                            f"or rerun the study into a new store")
     raise StoreMismatch(f"{str(out)!r} is not a deflation study store (format {fmt!r})")
 
 
@@ -392,8 +393,8 @@ def _lock(path: Path, shared: bool = False):
 def open_for_writing(out, study: Study, chunk: int | None, *, shared: bool = False) -> Handle:
     """Open (and lock; ``shared``: as one of several independent workers) a store for resuming ``study``.
 
-    Raises :class:`~deflation.montecarlo.store.StoreMismatch` when ``out`` is not a study store (or one of an older format),
-    holds a different study (a file target with other contents included), was started by other
+    Raises :class:`~deflation.montecarlo.store.StoreMismatch` when ``out`` is not a study store (or one of an older
+    format), holds a different study (a file target with other contents included), was started by other
     versions of deflation, jax or jaxlib (:func:`provenance`) or with a different chunk size, and
     :class:`~deflation.montecarlo.store.StoreBusy` when another process writes it. A data variable
     whose metadata was deleted is recreated (its chunks are then verified like any others).
@@ -518,8 +519,8 @@ def read_chunk(root, study: Study, index: tuple[int, ...], c: int, chunk: int) -
 
 @dataclass
 class Integrity:
-    """What :func:`~deflation.montecarlo.store.verify` found: ``done`` (intact chunks), ``missing`` (never computed or lost) and
-    ``damaged`` (flagged, but unreadable or with the wrong digest), each a boolean array of shape
+    """What :func:`~deflation.montecarlo.store.verify` found: ``done`` (intact chunks), ``missing`` (never computed or
+    lost) and ``damaged`` (flagged, but unreadable or with the wrong digest), each a boolean array of shape
     ``(grid..., chunks)``, and a description of each damaged chunk."""
 
     done: np.ndarray
@@ -542,7 +543,8 @@ def _chunks(root, study: Study, chunk: int):
             continue
         index, c = pos[:-1], pos[-1]
         where = ", ".join(f"{n} = {study.grid[i][1][j]!r}" for i, (n, j) in enumerate(zip(names, index)))
-        label = f"chunk {c} (seeds {c * chunk}..{min((c + 1) * chunk, study.seeds) - 1}){f' at {where}' if where else ''}"
+        label = (f"chunk {c} (seeds {c * chunk}..{min((c + 1) * chunk, study.seeds) - 1})"
+                 f"{f' at {where}' if where else ''}")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -580,7 +582,7 @@ def verify(root, study: Study, chunk: int) -> Integrity:
     done = np.zeros(flags.shape, bool)
     damaged = np.zeros(flags.shape, bool)
     problems = []
-    for pos, values, problem in _chunks(root, study, chunk):
+    for pos, _values, problem in _chunks(root, study, chunk):
         if problem is None:
             done[pos] = True
         else:

@@ -125,7 +125,8 @@ FLOW_MODELS = tuple(name for name, model in MODELS.items() if isinstance(model, 
 
 PARAMS: dict[str, Param] = {
     "d": Param(_int_at_least(1), ALL, None, "dimension", static=True),
-    "m": Param(_int_at_least(1), ALL, None, "number of columns of W (algorithm2: Theorem 1's default 2 d^2)", static=True),
+    "m": Param(_int_at_least(1), ALL, None, "number of columns of W (algorithm2: Theorem 1's default 2 d^2)",
+               static=True),
     "order": Param(_int_at_least(3, MAX_ORDER), ALL, 4, "tensor order p (at most 2^31 - 1)", static=True),
     "delta0": Param(_positive, ALL, None, "initial (and algorithm2's re-draw) norm of every column (default 1e-15)"),
     "delta1": Param(_positive, ALL, None, "Definition 1's norm threshold (default 1e-3)"),
@@ -285,7 +286,7 @@ class Study(eqx.Module):
 
     # ------------------------------------------------------------------ construction from files
     @classmethod
-    def from_dict(cls, spec: dict, source: str = "study") -> "Study":
+    def from_dict(cls, spec: dict, source: str = "study") -> Study:
         """A study from the dict of a study file (top-level keys :data:`~deflation.montecarlo.study.TOP_KEYS`)."""
         if not isinstance(spec, dict):
             raise TypeError(f"{source} must be a table of keys, got {type(spec).__name__}")
@@ -299,7 +300,7 @@ class Study(eqx.Module):
                    chunk=spec.get("chunk"), series=spec.get("series"), description=spec.get("description", ""))
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> "Study":
+    def from_toml(cls, path: str | Path) -> Study:
         """A study from a TOML file (see the module docstring): UTF-8 text without a byte-order
         mark (a binary file, another encoding or a BOM is a ``ValueError`` naming the file and the
         problem). A relative ``target.file`` is relative to the study file."""
@@ -421,12 +422,12 @@ class Study(eqx.Module):
         return f"{prefix or self.experiment}-{digest}.zarr"
 
     @classmethod
-    def from_json(cls, text: str) -> "Study":
+    def from_json(cls, text: str) -> Study:
         with warnings.catch_warnings():  # a store written before a key was renamed: read silently
             warnings.simplefilter("ignore", FutureWarning)
             return cls.from_dict(json.loads(text))
 
-    def replace(self, **changes) -> "Study":
+    def replace(self, **changes) -> Study:
         """A copy with top-level fields changed (``seeds=...``, ``params={...}``, ...)."""
         spec = self.to_dict()
         spec.update(changes)
@@ -527,7 +528,8 @@ def _check_target(target: dict) -> dict:
             with np.load(path, allow_pickle=False) as data:  # never unpickles: a file cannot run code
                 a, U = np.asarray(data["a"]), np.asarray(data["U"])
         except (OSError, KeyError, ValueError) as err:
-            raise ValueError(f"target.file = {path!r} must be an .npz with arrays 'a' (r,) and 'U' (d, r): {err}") from None
+            raise ValueError(f"target.file = {path!r} must be an .npz with arrays 'a' (r,) and 'U' (d, r): "
+                             f"{err}") from None
         from ..target import Target
 
         # real arrays only (a complex U would be cast to real, dropping its imaginary part)

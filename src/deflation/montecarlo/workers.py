@@ -235,7 +235,7 @@ class Claims:
                 except OSError:
                     pass
 
-    def __enter__(self) -> "Claims":
+    def __enter__(self) -> Claims:
         self._thread = threading.Thread(target=self._beat, name="deflation-claims", daemon=True)
         self._thread.start()
         return self
