@@ -37,7 +37,6 @@ inside 8 minutes whatever the GPU; the parts done by then are written).
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import sys
 import tempfile
