@@ -255,7 +255,8 @@ def test_summarize_prints_the_table_first_and_a_full_disk_leaves_no_file(tmp_pat
     elsewhere.mkdir()
     assert cli.main(["study", "summarize", str(out), "--csv", str(elsewhere / "t.csv"),
                      "--png", str(elsewhere / "f.png")]) == 0
-    assert sorted(p.name for p in elsewhere.iterdir()) == ["f.png", "f_cdf.png", "t.csv"]
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["f.png", "f_cdf.png", "t.csv", "t_order.csv",
+                                                           "t_plateaus.csv"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["figures", "s.zarr"]  # nothing beside the store
 
 

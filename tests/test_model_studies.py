@@ -65,7 +65,7 @@ def test_experiments_of_the_papers_model_refuse_another_in_one_line(experiment, 
     (tmp_path / "s.toml").write_text(text)
     assert cli.main(["study", "run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "x.zarr")]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "params.model = 'plain' runs only with experiment 'flow'" in err
+    assert len(err.splitlines()) == 1 and "params.model = 'plain' runs only with experiments 'flow' and 'gd'" in err
     assert not (tmp_path / "x.zarr").exists()
 
 
