@@ -293,7 +293,7 @@ def test_memory_estimate_bounds_xla_count(case):
     plan = flow_plan(B, d, m, 2, K, P, precise, 8)
     compiled = _flow.lower(target, y0, jnp.linspace(0.0, 10.0, K), jnp.asarray(0.0), jnp.asarray(0.0),
                            SolverConfig.adaptive(1e-8, 1e-8), EventConfig(points=P), False, precise, False, plan.chunk,
-                           plan.block).compile()
+                           plan.block, D.models.Normalized()).compile()
     ma = compiled.compiled.memory_analysis()
     xla = ma.temp_size_in_bytes + ma.argument_size_in_bytes + ma.output_size_in_bytes
     assert xla <= plan.total <= 8 * xla, (xla, plan)

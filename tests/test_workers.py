@@ -64,6 +64,20 @@ def test_a_stale_claim_is_taken_over_and_a_live_one_is_respected(tmp_path):
     assert (0, 1) not in workers.read_claims(tmp_path)  # released when the worker stopped without finishing
 
 
+def test_a_claim_of_a_dead_process_on_this_host_is_taken_over_at_once(tmp_path):
+    code = ("import os, sys\nfrom deflation.montecarlo import workers\n"
+            "assert workers.Claims(sys.argv[1], 0, 2, timeout=600).claim((0, 0))\nos._exit(0)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (claim,) = workers.read_claims(tmp_path).values()
+    assert claim.state == "running" and claim.stale(600, now=claim.refreshed)  # fresh, but its process is gone
+    other = workers.Claims(tmp_path, 1, 2, timeout=600)
+    assert other.claim((0, 0)) and other.holds((0, 0))
+    mine = workers.Claims(tmp_path, 0, 2, timeout=600)
+    assert mine.claim((0, 1))  # a live process's claim (this one) waits for the timeout
+    assert not workers.Claims(tmp_path, 1, 2, timeout=600).claim((0, 1))
+
+
 def test_a_done_claim_is_respected_only_if_done_after_the_worker_looked(tmp_path):
     a = workers.Claims(tmp_path, 0, 2)
     assert a.claim((0, 0)) and a.claim((0, 1))

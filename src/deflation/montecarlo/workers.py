@@ -8,12 +8,13 @@ it computes a chunk it *claims* it: it creates ``<store>/.claims/<j>.<c>`` with
 host, process id and the time. While it computes, a heartbeat thread refreshes the claim's
 modification time; when the chunk is written (data first, digest last, see
 :mod:`deflation.montecarlo.store`) the claim is marked done with the time it took. A claim whose
-worker died stops being refreshed; once it is older than the stale-claim timeout another worker
-takes the chunk over (renaming the stale claim away, an atomic step, then claiming it anew). A
-chunk's data is only ever written by the worker that holds its claim, and each chunk is its own
-set of Zarr chunk files, so no two workers write the same file; even a worker that lost its claim
-while suspended would write identical bytes (atomically, file by file), and every chunk is verified
-against its digest before it is trusted.
+worker died stops being refreshed; once it is older than the stale-claim timeout (or at once, when
+it was made on the same host by a process that no longer exists) another worker takes the chunk
+over (renaming the stale claim away, an atomic step, then claiming it anew). A chunk's data is only
+ever written by the worker that holds its claim, and each chunk is its own set of Zarr chunk files,
+so no two workers write the same file; even a worker that lost its claim while suspended would
+write identical bytes (atomically, file by file), and every chunk is verified against its digest
+before it is trusted.
 
 :func:`~deflation.montecarlo.workers.status` reads the claims and the digests: chunks done,
 claimed, missing and damaged, per worker, and an estimate of the time left.
@@ -76,7 +77,27 @@ class Claim:
     text: str
 
     def stale(self, timeout: float, now: float | None = None) -> bool:
-        return self.state == "running" and (now if now is not None else time.time()) - self.refreshed > timeout
+        """Whether a running claim is abandoned: its heartbeat is older than ``timeout`` seconds, or
+        it was made on this host by a process that no longer exists (a killed worker's chunk is
+        taken over at once, not after the timeout)."""
+        if self.state != "running":
+            return False
+        if self.host == socket.gethostname() and not _alive(self.pid):
+            return True
+        return (now if now is not None else time.time()) - self.refreshed > timeout
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (one we may not signal counts as alive)."""
+    if pid <= 0:  # not a process id (0 and negative ids name process groups)
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
 
 
 def claims_dir(out) -> Path:
