@@ -180,7 +180,7 @@ def _vf_case(B, d, m, r, repeats, rate):
     t_dot = best_time(lambda: gram_dot(y[1]), repeats, 0.5)
     t_single = best_time(lambda: single(y[1][0]), 5 * repeats, 0.5)
     extra = {}
-    if contract._sequential(d, m):  # the same field with every seed in one batched computation
+    if contract.sequential(d, m):  # the same field with every seed in one batched computation
         saved, contract.SEQUENTIAL_MIN_FLOPS = contract.SEQUENTIAL_MIN_FLOPS, float("inf")
         try:
             # a new function, not `batched`: jit's trace cache would return its seed-by-seed form

@@ -231,9 +231,6 @@ def sequential(d: int, m: int, backend: str | None = None) -> bool:
     return 2 * m * m * d >= SEQUENTIAL_MIN_FLOPS and backend == "cpu"
 
 
-_sequential = sequential  # the benchmarks' name
-
-
 def _residual_vector_plain(Xbar, omega, U, a, p: int):
     """``R(x_j^{p-1}, I)`` for every column, written the obvious way (the reference and the jvp)."""
     return U @ (a[:, None] * (U.T @ Xbar) ** (p - 1)) - Xbar @ (omega[:, None] * (Xbar.T @ Xbar) ** (p - 1))
@@ -272,7 +269,7 @@ def _residual_vector_fn(p: int):
         d, m = Xbar.shape[-2:]
         # seed by seed for large seeds whatever the batch size (a batch of one included), so that
         # a seed's arithmetic, and hence its result, does not depend on the batch it is in
-        if in_batched == [True, True, False, False] and _sequential(d, m):
+        if in_batched == [True, True, False, False] and sequential(d, m):
             return jax.lax.map(lambda xo: single(*xo, U, a), (Xbar, omega)), True
         args = [x if b else jnp.broadcast_to(x, (axis_size,) + x.shape)
                 for x, b in zip((Xbar, omega, U, a), in_batched)]

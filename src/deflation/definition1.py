@@ -404,11 +404,6 @@ def track(t: Float[Array, " K"], obs: Observation, member: Int[Array, " m"], a: 
     )
 
 
-def ahat_of(rho: Float[Array, " m"], member: Int[Array, " m"], r: int) -> Float[Array, " r"]:
-    """``ahat_i = sum_{k in S_i} |w_k|^2`` of one state (Definition 1)."""
-    return jax.ops.segment_sum(jnp.exp(2.0 * rho), member + 1, num_segments=r + 1)[1:]
-
-
 def discovered(member: Int[Array, " m"], r: int) -> Bool[Array, " r"]:
     """``S_i`` non-empty, per ground truth."""
     return (member[None, :] == jnp.arange(r)[:, None]).any(axis=1)

@@ -34,9 +34,6 @@ from .summary import (
     write_summary,
 )
 
-#: The old name of :func:`open_study`.
-load = open_study
-
 __all__ = [
     "DEFAULT_CHUNK",
     "EXPERIMENTS",
@@ -56,7 +53,6 @@ __all__ = [
     "init_study",
     "initialize_distributed",
     "integrity",
-    "load",
     "open_study",
     "order_distribution",
     "plan_study",
