@@ -21,7 +21,7 @@ from deflation import cli  # noqa: E402
 from deflation.montecarlo import (  # noqa: E402
     StoreMismatch,
     Study,
-    load,
+    open_study,
     run_study,
     store,  # noqa: E402
     summarize,
@@ -102,7 +102,7 @@ def test_chunk_256_on_four_devices_gives_the_same_dataset(reference, tmp_path):
     """chunk 256 sharded over four forced host devices vs chunk 64 on one device."""
     _, ref = reference
     _wait([_cli_subprocess(["--chunk", "256", "--devices", "4", "--out", str(tmp_path / "dev4.zarr")], devices=4)])
-    dev4 = load(tmp_path / "dev4.zarr")
+    dev4 = open_study(tmp_path / "dev4.zarr")
     assert dev4.attrs["devices"] == 4 and dev4.attrs["chunk"] == 256
     assert_same(dev4, ref)
 
@@ -115,7 +115,7 @@ def test_two_process_job_gives_the_same_dataset(reference, tmp_path):
     _wait([_cli_subprocess(["--chunk", "64", "--out", str(tmp_path / "proc2.zarr"), "--coordinator",
                             f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(pid),
                             "--init-timeout", "120"]) for pid in (0, 1)])
-    proc2 = load(tmp_path / "proc2.zarr")
+    proc2 = open_study(tmp_path / "proc2.zarr")
     assert proc2.attrs["num_processes"] == 2 and proc2.attrs["devices"] == 2
     assert_same(proc2, ref)
 
