@@ -13,6 +13,8 @@ Usage: python benchmarks/throughput.py [--quick] [--only flow,dense,...] [--reco
 4. ``memory``: a many-seed Figure 1 study in chunks (run in a child process so that its peak
    resident memory is its own).
 5. ``float32``: speed-up and accuracy loss of single precision on the Figure 1 setting.
+6. ``vmap``: one save point against ``jax.vmap(diffrax.diffeqsolve)`` (Tsit5, PID, same tolerance,
+   no events) on the same setting: what a JAX user writes first.
 """
 
 from __future__ import annotations
@@ -121,6 +123,60 @@ def bench_flow(seeds: int, scipy_seeds: int, repeats: int, points: int = 301) ->
     # (our evaluations per seed x the batched vector field's time per seed-evaluation)
     out["ceiling"]["solve_ratio_bound"] = (out["scipy_end_s"] / scipy_seeds) / (
         out["ours_nfev_mean_estimate"] * out["ceiling"]["jax_batched_vf_per_seed_s"])
+    return out
+
+
+def bench_vmap(seeds: int, repeats: int) -> dict:
+    """What a JAX user writes first, against :func:`deflation.gradient_flow` with one save point:
+    ``jax.vmap`` of ``diffrax.diffeqsolve`` (Tsit5, PID controller, the same tolerance, the same
+    final save; no events, where ours locates Definition 1's) on the log-norm field written out in
+    a few lines, on the Figure 1 setting. Seeds/s, interleaved repeats, best of each; the two final
+    states are compared."""
+    import diffrax
+
+    import deflation as D
+
+    tg, tol, t1 = _fig1(), FIG1["tol"], FIG1["t1"]
+    W0 = _fig1_W0(seeds)
+    a, U, p = tg.a, tg.U, tg.order
+
+    def field(t, y, args):  # d rho/dt = 2 R(u^p), du/dt = p (I - u u^T) R(u^{p-1}, I), lam = 0
+        rho, u = y
+        u = u / jnp.linalg.norm(u, axis=0)
+        C, G, w = U.T @ u, u.T @ u, jnp.exp(2.0 * rho)
+        Rvec = U @ (a[:, None] * C ** (p - 1)) - u @ (w[:, None] * G ** (p - 1))
+        Rp = jnp.sum(u * Rvec, axis=0)
+        return 2.0 * Rp, p * (Rvec - Rp * u)
+
+    def one(rho, u):
+        sol = diffrax.diffeqsolve(diffrax.ODETerm(field), diffrax.Tsit5(), 0.0, t1, None, (rho, u),
+                                  stepsize_controller=diffrax.PIDController(rtol=tol, atol=tol),
+                                  saveat=diffrax.SaveAt(t1=True), max_steps=100_000)
+        return sol.ys, sol.stats["num_steps"]
+
+    y0 = jax.vmap(D.to_lognorm)(W0)
+    plain = jax.jit(jax.vmap(one))
+    runs = {"ours": lambda: D.gradient_flow(tg, W0, [t1], rtol=tol, atol=tol).W,
+            "vmap_diffeqsolve": lambda: plain(*y0)[0][0]}
+    out = {"seeds": seeds, "setting": FIG1}
+    for name, fn in runs.items():
+        t = time.perf_counter()
+        jax.block_until_ready(fn())
+        out[f"{name}_first_call_s"] = time.perf_counter() - t
+    times = {k: [] for k in runs}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            times[name].append(best_time(fn, 1))
+    for name, v in times.items():
+        out[f"{name}_s"] = min(v)
+        out[f"{name}_seeds_per_s"] = seeds / min(v)
+    (rho, u), steps = plain(*y0)
+    ours = D.gradient_flow(tg, W0, [t1], rtol=tol, atol=tol)
+    W_plain = D.from_lognorm(rho, u)
+    out["vmap_steps_mean"] = float(np.mean(steps))
+    out["ours_steps_mean"] = float(np.mean(ours.num_steps))
+    out["max_state_difference"] = float(np.abs(np.asarray(W_plain) - np.asarray(ours.W[:, -1])).max())
+    out["ratio"] = out["ours_seeds_per_s"] / out["vmap_diffeqsolve_seeds_per_s"]  # target: >= 5
     return out
 
 
@@ -430,7 +486,8 @@ def add_arguments(p):
     p.add_argument("--chunk", type=int, default=None, help="chunk size of the memory study (default 1024)")
     p.add_argument("--large", type=str, default="8,128,1024", help="B,d,m of the large vector-field case")
     p.add_argument("--repeats", type=int, default=None, help="interleaved repeats (best taken)")
-    p.add_argument("--only", type=str, default=None, help="comma list of: flow, flops, dense, memory, float32, compile")
+    p.add_argument("--only", type=str, default=None,
+                   help="comma list of: flow, vmap, flops, dense, memory, float32, compile")
     add_output_arguments(p)
 
 
@@ -442,7 +499,7 @@ def run(args) -> int:
     chunk = args.chunk or (512 if q else 1024)
     repeats = args.repeats or (2 if q else 3)
     large = tuple(int(x) for x in args.large.split(","))
-    only = set((args.only or "flow,flops,dense,memory,float32,compile").split(","))
+    only = set((args.only or "flow,vmap,flops,dense,memory,float32,compile").split(","))
     if "memory-child" in only:
         write_json(args.out, bench_memory(memory_seeds, chunk))
         return 0
@@ -454,6 +511,7 @@ def run(args) -> int:
         results = json.loads(out_path.read_text()) | results
     steps = [("dense", lambda: bench_dense(repeats)), ("flops", lambda: bench_flops(repeats, large)),
              ("flow", lambda: bench_flow(seeds, scipy_seeds, repeats)),
+             ("vmap", lambda: bench_vmap(seeds, repeats)),
              ("float32", lambda: bench_float32(min(seeds, 64), repeats)),
              ("compile", bench_compile),
              ("memory", lambda: _memory_child(memory_seeds, chunk, out_path.with_suffix(".memory.json")))]
@@ -471,6 +529,10 @@ def run(args) -> int:
 
 
 def summary_line(name: str, r: dict) -> str:
+    if name == "vmap":
+        return (f"  one save: {r['ours_seeds_per_s']:.1f} seeds/s vs jax.vmap(diffrax.diffeqsolve) "
+                f"{r['vmap_diffeqsolve_seeds_per_s']:.1f} -> {r['ratio']:.2f}x (steps {r['ours_steps_mean']:.0f} vs "
+                f"{r['vmap_steps_mean']:.0f}; final states differ by {r['max_state_difference']:.1e})")
     if name == "flow":
         return (f"  one save: {r['one_save_seeds_per_s']:.1f} seeds/s vs SciPy {r['scipy_end_seeds_per_s']:.2f} -> "
                 f"{r['ratio']:.1f}x (bound {r['ceiling'].get('solve_ratio_bound', float('nan')):.1f}x); "
