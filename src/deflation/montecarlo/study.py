@@ -61,7 +61,7 @@ ALL = EXPERIMENTS
 CONTINUOUS = ("flow", "phase1")
 #: The experiments an ODE solver integrates (its tolerances, solver and step budget apply).
 SOLVED = ("flow", "phase1", "algorithm2")
-#: The experiments run to a time ``horizon`` and recording fit times: the flow and gradient descent.
+#: The experiments run to a time ``horizon`` (gradient descent: ``lr x iterations``).
 TIMED = ("flow", "phase1", "gd")
 #: The most seeds a study may have: seed indices are 32-bit (seed ``k`` uses ``fold_in(key, k)``
 #: with ``k`` a uint32), so seeds ``0 .. 2^32 - 1``; more would wrap around into repeated seeds.
