@@ -100,7 +100,23 @@ def check_discovery_probability(res):
     assert np.asarray(res["x_first"]).shape == (nc, nd, nm)
 
 
+def check_models(res):
+    assert set(res["p_in_order"]) == {"normalized", "plain"}
+    for name, p in res["p_in_order"].items():
+        lo, hi = res["p_in_order_interval"][name]
+        assert 0 <= lo <= p <= hi <= 1
+    assert res["p_in_order"]["normalized"] > res["p_in_order"]["plain"]  # the normalization keeps the weight order
+    first = res["first_discovery"]
+    assert 10 * first["normalized"] < first["plain"] < math.inf  # the plain model leaves its scale much later
+    rows = [r for r in res["gd"] if r["failed"] == 0]
+    assert len(rows) >= 2
+    errors = [r["median_rel_error"] for r in rows]
+    assert all(e1 < e2 for e1, e2 in zip(errors, errors[1:]))  # larger steps, larger errors
+    assert 0.7 < res["gd_slope"] < 1.3  # first order in lr (forward Euler)
+
+
 CHECKS = {
+    "models": (check_models, []),
     "figure1": (check_figure1, []),
     "phase_timing": (check_phase_timing, []),
     "non_orthogonal": (check_non_orthogonal, []),
