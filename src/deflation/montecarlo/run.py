@@ -90,7 +90,8 @@ def run_study(study: Study, out, *, chunk: int | None = None, devices: int | Non
     of ``N`` processes started with the same study and ``out`` (at once or not, on any machines
     that share the file system, without a coordinator) computes its share of the chunks, claiming
     each in the store, then takes the chunks nobody holds, and those whose claim went stale
-    (``claim_timeout`` seconds without a heartbeat: a dead worker). The first to come creates the
+    (``claim_timeout`` seconds without a heartbeat, or at once for a process of this host that is
+    gone: a dead worker). The first to come creates the
     store (atomically); the one that finds every chunk intact marks it complete. The finished store
     is bit-identical to a single process's.
 
