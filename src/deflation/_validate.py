@@ -23,6 +23,22 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def choice(name: str, value: Any, options: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of the names ``options``, or raise ``ValueError`` naming ``name``,
+    the value and the choices."""
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}")
+    return value
+
+
+def unit_interval_from_zero(name: str, value: Any) -> float:
+    """Return ``value`` as a float in ``[0, 1)`` (a momentum), or raise naming ``name``."""
+    out = real_scalar(name, value)
+    if not 0.0 <= out < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    return out
+
+
 def real_scalar(name: str, value: Any) -> float:
     """Return ``value`` as a Python float, or raise ``TypeError`` naming ``name``."""
     if isinstance(value, bool) or value is None:

@@ -120,9 +120,7 @@ def gradient_descent(
     horizon = check.positive("horizon", horizon)
     lr = check.positive("lr", lr)
     if momentum is not None:
-        momentum = check.real_scalar("momentum", momentum)
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1) or None, got {momentum!r}")
+        momentum = check.unit_interval_from_zero("momentum", momentum)
     lam = check.nonnegative("lam", lam)
     delta1 = check.positive("delta1", delta1)
     alpha = check.in_open_interval("alpha", alpha, 0.0, 1.0)

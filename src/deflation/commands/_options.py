@@ -115,13 +115,7 @@ def ratio(flag: str, value: Any) -> float:
 
 def one_of(names: tuple[str, ...]) -> Check:
     """One of the names ``names``."""
-
-    def pick(flag: str, value: Any) -> str:
-        if value not in names:
-            raise ValueError(f"{flag} must be one of {', '.join(names)}, got {value!r}")
-        return value
-
-    return pick
+    return lambda flag, value: check.choice(flag, value, names)
 
 
 def prng_seed(flag: str, value: Any) -> int:

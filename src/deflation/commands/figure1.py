@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..models import FLOW_MODELS
 from ._options import (
     add_aliases,
     add_options,
@@ -49,7 +50,7 @@ OPTIONS = [
     ("--order", int, 4, "tensor order p", at_least(3, 2**31 - 1)),
     ("--model", str, "normalized", "factorization model: normalized (the paper's T = sum_j w_j^p / |w_j|^(p-2)) or "
                                    "plain (T = sum_j w_j^p, which leaves --init only after a time ~ init^-(p-2): use "
-                                   "e.g. --init 0.05 --delta1 0.5 --horizon 2000)", one_of(("normalized", "plain"))),
+                                   "e.g. --init 0.05 --delta1 0.5 --horizon 2000)", one_of(FLOW_MODELS)),
     ("--init", float, 1e-15, "initial norm delta0", positive),
     ("--horizon", float, 300.0, "time horizon: the flow runs from t = 0 to this time", positive),
     ("--points", int, 601, "save points", at_least(2)),

@@ -7,7 +7,8 @@
 
 Each is an ``eqx.Module`` value; :func:`as_model` turns a name into one. A new model is a new file
 with a subclass of :class:`AbstractModel` (or :class:`SymmetricModel`) registered in ``MODELS`` (every
-model by name).
+model by name); ``FLOW_MODELS`` names the symmetric ones, whose flow ``gradient_flow``, the
+studies (``model``) and ``deflation figure1 --model`` integrate.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from .symmetric import SymmetricModel
 
 # every model by name (documented in the module docstring)
 MODELS: dict[str, AbstractModel] = {model.name: model for model in (Normalized(), Plain(), Asymmetric())}
+# the models whose gradient flow gradient_flow, the studies and the commands integrate (the
+# symmetric ones), by name
+FLOW_MODELS: tuple[str, ...] = tuple(name for name, model in MODELS.items() if isinstance(model, SymmetricModel))
 
 
 def as_model(value: Any, name: str = "model") -> AbstractModel:
@@ -42,4 +46,4 @@ def as_model(value: Any, name: str = "model") -> AbstractModel:
                     f"got {type(value).__name__}")
 
 
-__all__ = ["MODELS", "AbstractModel", "Asymmetric", "Normalized", "Plain", "SymmetricModel", "as_model"]
+__all__ = ["FLOW_MODELS", "MODELS", "AbstractModel", "Asymmetric", "Normalized", "Plain", "SymmetricModel", "as_model"]

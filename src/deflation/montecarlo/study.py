@@ -50,7 +50,7 @@ import numpy as np
 
 from .. import _validate as check
 from ..integrate import SOLVERS
-from ..models import MODELS, SymmetricModel
+from ..models import FLOW_MODELS
 from ..target import MAX_ORDER
 from ..theorem import theorem1_parameters
 
@@ -88,19 +88,11 @@ def _int_at_least(lo: int, hi: int | None = None) -> Callable[[str, Any], int]:
 
 
 def _momentum(name, v):
-    out = check.real_scalar(name, v)
-    if not 0.0 <= out < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {v!r}")
-    return out
+    return check.unit_interval_from_zero(name, v)
 
 
 def _choice(options) -> Callable[[str, Any], str]:
-    def pick(name, v):
-        if not isinstance(v, str) or v not in options:
-            raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, got {v!r}")
-        return v
-
-    return pick
+    return lambda name, v: check.choice(name, v, options)
 
 
 @dataclass(frozen=True)
@@ -120,9 +112,6 @@ class Param:
 #: ``d``, ``m``, ``horizon``; algorithm2: ``d``, ``eps``), or, with ``eps`` given, Theorem 1's
 #: scaling (:func:`deflation.theorem1_parameters`) at each grid point for ``m``, ``lam``, ``alpha``,
 #: ``delta1`` and ``delta0``.
-#: The models a study integrates (the symmetric ones of :mod:`deflation.models`).
-FLOW_MODELS = tuple(name for name, model in MODELS.items() if isinstance(model, SymmetricModel))
-
 PARAMS: dict[str, Param] = {
     "d": Param(_int_at_least(1), ALL, None, "dimension", static=True),
     "m": Param(_int_at_least(1), ALL, None, "number of columns of W (algorithm2: Theorem 1's default 2 d^2)",
