@@ -20,6 +20,8 @@ Usage: python benchmarks/throughput.py [--quick] [--only flow,dense,...] [--reco
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import subprocess
 import sys
 import time
@@ -35,6 +37,7 @@ from _common import (
     add_output_arguments,
     best_time,
     device_info,
+    host_cpu,
     matmul_rate,
     output_path,
     peak_rss_bytes,
@@ -387,7 +390,6 @@ def _memory_child(seeds: int, chunk: int, out_path: Path) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--only", "memory-child",
            "--memory-seeds", str(seeds), "--chunk", str(chunk), "--out", str(out_path)]
     subprocess.run(cmd, check=True)
-    import json
 
     return json.loads(Path(out_path).read_text())
 
@@ -412,6 +414,64 @@ print(json.dumps(out))
 """
 
 
+KERNELS_CHILD = r"""
+import json, sys, time
+import jax, jax.numpy as jnp, numpy as np
+import deflation as D
+from deflation import contract
+route, seeds, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+if route == "plain":   # XLA's own dot and reduction under vmap: no outer-product sums, no unrolled sums
+    contract.UNROLL_MAX = 0
+tg = D.Target.geometric(10, 5)
+W0 = D.sample_sphere_batch(jax.random.PRNGKey(0), jnp.arange(seeds), 10, 50, 1e-15)
+y = jax.vmap(D.to_lognorm)(W0)
+from deflation.dynamics import lognorm_vector_field
+vf = jax.jit(jax.vmap(lambda s: lognorm_vector_field(s, tg, 0.0)))
+jax.block_until_ready(vf(y))
+def best(fn, n):
+    out = []
+    for _ in range(n):
+        t = time.perf_counter(); jax.block_until_ready(fn()); out.append(time.perf_counter() - t)
+    return min(out)
+run = lambda: D.gradient_flow(tg, W0, [300.0], rtol=1e-6, atol=1e-6).W
+run()
+print(json.dumps({"route": route, "solve_s": best(run, repeats), "vf_s": best(lambda: vf(y), 20 * repeats),
+                  "steps": float(np.mean(D.gradient_flow(tg, W0, [300.0], rtol=1e-6, atol=1e-6).num_steps))}))
+"""
+
+
+def bench_kernels(seeds: int, repeats: int) -> dict:
+    """The CPU kernels (``contract.matmul``'s and the target's outer-product sums, ``sum_rows``'
+    unrolled sums: every product or sum ``contract`` writes out when its contraction is at most
+    ``UNROLL_MAX``) against XLA's own batched dot and reduction (``UNROLL_MAX = 0``), on the
+    instruction sets this CPU has: native code generation and ``--xla_cpu_max_isa=AVX2``. Each
+    configuration runs in a fresh process (the flags and the route are fixed at start), twice,
+    alternating the routes; best seeds/s of the one-save solve (Figure 1 setting) and the batched
+    vector field's time per call."""
+    isas = {"native": os.environ.get("XLA_FLAGS", ""),
+            "avx2": (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_max_isa=AVX2").strip()}
+    if host_cpu()["cpu_isa"] != "avx512f":  # AVX2 or older: native is already the AVX2 row
+        isas.pop("avx2")
+    out: dict = {"seeds": seeds, "setting": FIG1, "isas": {}}
+    for isa, flags in isas.items():
+        env = dict(os.environ, XLA_FLAGS=flags)
+        env.pop("JAX_COMPILATION_CACHE_DIR", None)
+        rows: dict = {"custom": [], "plain": []}
+        for _ in range(2):
+            for route in rows:
+                done = subprocess.run([sys.executable, "-c", KERNELS_CHILD, route, str(seeds), str(repeats)],
+                                      env=env, check=True, capture_output=True, text=True)
+                rows[route].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        res = {route: {"seeds_per_s": seeds / min(r["solve_s"] for r in runs),
+                       "vf_us": 1e6 * min(r["vf_s"] for r in runs), "steps": runs[0]["steps"]}
+               for route, runs in rows.items()}
+        res["speedup"] = res["custom"]["seeds_per_s"] / res["plain"]["seeds_per_s"]
+        res["vf_speedup"] = res["plain"]["vf_us"] / res["custom"]["vf_us"]
+        res["xla_flags"] = flags
+        out["isas"][isa] = res
+    return out
+
+
 def bench_compile() -> dict:
     """Target 3: compilation in a new process, without and with the persistent compilation cache.
 
@@ -419,7 +479,6 @@ def bench_compile() -> dict:
     second is its compilation (or, with a warm cache, the loading of the compiled program). Then
     ``deflation figure1`` itself is run three times in new processes: with the cache turned off,
     and twice with a fresh cache (cold, then warm)."""
-    import json
     import os
     import tempfile
 
@@ -492,7 +551,7 @@ def add_arguments(p):
     p.add_argument("--large", type=str, default="8,128,1024", help="B,d,m of the large vector-field case")
     p.add_argument("--repeats", type=int, default=None, help="interleaved repeats (best taken)")
     p.add_argument("--only", type=str, default=None,
-                   help="comma list of: flow, vmap, flops, dense, memory, float32, compile")
+                   help="comma list of: flow, vmap, kernels, flops, dense, memory, float32, compile")
     add_output_arguments(p)
 
 
@@ -504,19 +563,19 @@ def run(args) -> int:
     chunk = args.chunk or (512 if q else 1024)
     repeats = args.repeats or (2 if q else 3)
     large = tuple(int(x) for x in args.large.split(","))
-    only = set((args.only or "flow,vmap,flops,dense,memory,float32,compile").split(","))
+    only = set((args.only or "flow,vmap,kernels,flops,dense,memory,float32,compile").split(","))
     if "memory-child" in only:
         write_json(args.out, bench_memory(memory_seeds, chunk))
         return 0
     out_path = output_path(f"throughput{'_quick' if q else ''}_{tag()}.json", args.record, args.out)
     results = {"device": device_info(), "quick": q}
     if out_path.exists() and args.only:
-        import json
 
         results = json.loads(out_path.read_text()) | results
     steps = [("dense", lambda: bench_dense(repeats)), ("flops", lambda: bench_flops(repeats, large)),
              ("flow", lambda: bench_flow(seeds, scipy_seeds, repeats)),
              ("vmap", lambda: bench_vmap(seeds, repeats)),
+             ("kernels", lambda: bench_kernels(seeds, repeats)),
              ("float32", lambda: bench_float32(min(seeds, 64), repeats)),
              ("compile", bench_compile),
              ("memory", lambda: _memory_child(memory_seeds, chunk, out_path.with_suffix(".memory.json")))]
@@ -534,6 +593,11 @@ def run(args) -> int:
 
 
 def summary_line(name: str, r: dict) -> str:
+    if name == "kernels":
+        return "\n".join(
+            f"  {isa}: custom CPU kernels {v['custom']['seeds_per_s']:.1f} seeds/s vs XLA's dot and reduction "
+            f"{v['plain']['seeds_per_s']:.1f} -> {v['speedup']:.2f}x (vector field {v['custom']['vf_us']:.0f} vs "
+            f"{v['plain']['vf_us']:.0f} us per call -> {v['vf_speedup']:.2f}x)" for isa, v in r["isas"].items())
     if name == "vmap":
         return (f"  one save: {r['ours_seeds_per_s']:.1f} seeds/s vs jax.vmap(diffrax.diffeqsolve) "
                 f"{r['vmap_diffeqsolve_seeds_per_s']:.1f} -> {r['ratio']:.2f}x (steps {r['ours_steps_mean']:.0f} vs "
