@@ -23,8 +23,8 @@ import deflation  # noqa: E402,F401  (float64 by default)
 from deflation import cli, memory  # noqa: E402
 from deflation.montecarlo import (  # noqa: E402
     Study,
-    kernel,
     open_study,
+    program,
     run_study,
     store,
     summarize,
@@ -64,7 +64,7 @@ def _fake_store(path: Path, study: Study, chunk: int, **overrides) -> Path:
     try:
         for c in range(store.n_chunks(study, chunk)):
             values = {}
-            for name, var in kernel.variables(study).items():
+            for name, var in program.variables(study).items():
                 shape = (chunk,) + tuple(sizes[d] for d in var.dims)
                 if name in overrides:
                     values[name] = np.full(shape, overrides[name])
@@ -117,7 +117,7 @@ def test_a_basis_target_in_a_large_dimension_builds_no_identity():
     study = Study("flow", 4, SMALL, dict(FLOW, d=100_000))
     tracemalloc.start()
     try:
-        U = kernel.traced_params(study, study.points()[0])["U"]
+        U = program.traced_params(study, study.points()[0])["U"]
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -22,7 +22,7 @@ zarr = pytest.importorskip("zarr")
 
 from deflation import cli  # noqa: E402
 from deflation.montecarlo import StoreMismatch, Study, open_study, run_study, store  # noqa: E402
-from deflation.montecarlo.kernel import variables  # noqa: E402
+from deflation.montecarlo.program import variables  # noqa: E402
 
 BASIS = Study("flow", 4, {"kind": "basis", "a": [1.0]}, dict(d=2, m=2, horizon=1.0, event_points=8), chunk=2)
 NEGATIVE_NAN = np.frombuffer(np.uint64(0xFFF8000000000000).tobytes(), np.float64)[0]

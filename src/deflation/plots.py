@@ -535,7 +535,7 @@ def plot_study(df, ds, path) -> Path:
 
 def _study_figure(df, ds):
     grid = list(ds.attrs.get("grid") or [])
-    alg2 = ds.attrs["experiment"] == "algorithm2"
+    alg2 = "discovery_epoch" in ds  # events counted in epochs (Algorithm 2), not times
     what = "P(discovered in some epoch)" if alg2 else "P(discovered by the horizon)"
     if not grid:
         return _single_point(df, ds, what, alg2)

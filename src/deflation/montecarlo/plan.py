@@ -110,7 +110,7 @@ def plan_study(study: Study, *, chunk: int | None = None, devices: int | None = 
     import jax
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-    from .kernel import compile_chunk, static_key, traced_params
+    from .program import compile_chunk, static_key, traced_params
 
     if not isinstance(study, Study):
         raise TypeError(f"study must be a deflation.montecarlo.Study, got {type(study).__name__}")

@@ -53,7 +53,7 @@ def dataset_bytes(study) -> int:
     """Bytes of a study's dataset in memory: every recorded variable, coordinate, weight and chunk
     digest, as :func:`deflation.montecarlo.open_study` reads it (and a store holds it,
     uncompressed)."""
-    from .kernel import variables
+    from .program import variables
     from .store import dims_sizes
 
     sizes = dims_sizes(study)
@@ -73,31 +73,13 @@ def dataset_bytes(study) -> int:
 def chunk_memory(study, point: dict, seeds: int, backend: str):
     """Estimated peak memory (:class:`deflation.memory.MemoryEstimate`) of one compiled chunk of a
     study at a grid point, with ``seeds`` seeds on one device, from the sizes alone (before
-    anything is traced): :func:`deflation.memory.flow_memory` for ``flow`` and ``phase1`` (whose
-    decoupled vector field holds no ``m x m`` Gram matrix), :func:`deflation.memory.algorithm2_memory`
-    for ``algorithm2``."""
-    from .. import memory
-    from ..integrate import seed_chunk
-    from .kernel import COUPLING_POINTS
+    anything is traced): the experiment's own estimate (``memory`` of its declaration, e.g.
+    :func:`deflation.memory.flow_memory` for ``flow``, :func:`deflation.memory.algorithm2_memory`
+    for ``algorithm2``)."""
+    from .experiments import EXPERIMENTS
 
     series = study.series_spec or {"points": 0}
-    d, m, r = point["d"], point["m"], study.r
-    itemsize = np.dtype(point.get("dtype", "float64")).itemsize
-    if study.experiment == "algorithm2":
-        return memory.algorithm2_memory(seeds=seeds, d=d, m=m, r=r, grid_points=point["event_points"],
-                                        max_epochs=point["max_epochs"], itemsize=itemsize, chunk=seed_chunk(seeds),
-                                        backend=backend)
-    saves = series["points"] + (COUPLING_POINTS - 1 if study.experiment == "phase1" else 1)
-    est = memory.flow_memory(seeds=seeds, d=d, m=m, r=r, save_points=saves, event_points=point["event_points"],
-                             itemsize=itemsize, chunk=seeds, backend=backend)
-    if study.experiment == "phase1":
-        parts = dict(est.parts)
-        parts["vector field"] = itemsize * memory.STEP_COPIES * (d + 1) * m * seeds
-        if not series["points"]:
-            parts["loss"] = 0
-        est = memory.MemoryEstimate(total=int(sum(parts.values())), parts=parts, chunk=est.chunk, block=est.block,
-                                    precise=est.precise)
-    return est
+    return EXPERIMENTS[study.experiment].memory(point, study.r, seeds, series["points"], backend)
 
 
 #: What to change when a study's chunk does not fit, in the words of a study file.
@@ -113,7 +95,8 @@ def check_fits(study, devices, chunk: int | None) -> None:
     of a chunk (:func:`chunk_memory`, ``chunk`` seeds shared by ``devices``) exceeds what the device
     has free. The compiled program's own memory need is checked again once it is compiled."""
     from ..memory import available_memory, fit_chunk, gib, host_memory, suggest
-    from .kernel import static_key
+    from .experiments import EXPERIMENTS
+    from .program import static_key
 
     need = dataset_bytes(study)
     host = host_memory()
@@ -140,8 +123,8 @@ def check_fits(study, devices, chunk: int | None) -> None:
         at = f"d = {point['d']}, m = {point['m']}"
         one = chunk_memory(study, point, 1, devices[0].platform)
         if one.total > have:
-            names = dict(_NAMES, event_points="params.event_points", fewer_seeds="fewer " + (
-                "params.event_points" if study.experiment == "algorithm2" else "series.points"))
+            names = dict(_NAMES, event_points="params.event_points",
+                         fewer_seeds="fewer " + EXPERIMENTS[study.experiment].shrinks)
             names.pop("save_points")  # one seed: a smaller chunk does not help
             raise ValueError(f"even one seed of the study at {at} needs an estimated {one.describe()} of memory, but "
                              f"{gib(have)} is available: {suggest(one, names)}")

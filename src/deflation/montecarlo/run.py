@@ -13,7 +13,7 @@ import numpy as np
 from .. import _validate as check
 from ..memory import available_memory, gib
 from . import store
-from .kernel import compile_chunk, static_key, traced_params
+from .program import compile_chunk, static_key, traced_params
 from .resources import DEFAULT_CHUNK, check_fits, compiled_bytes, select_devices
 from .study import Study
 from .workers import DEFAULT_CLAIM_TIMEOUT, Claims, check_worker, order as worker_order

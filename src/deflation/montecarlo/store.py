@@ -2,7 +2,7 @@
 is trusted.
 
 Layout (a Zarr v3 group with consolidated metadata, readable with ``xarray.open_zarr``): one array
-per recorded quantity (``kernel.variables``) with dimensions ``(grid..., seed, ...)``, chunked
+per recorded quantity (``program.variables``) with dimensions ``(grid..., seed, ...)``, chunked
 exactly like the computation (one grid point, ``chunk`` seeds); coordinates for every grid
 dimension, ``seed``, ``component`` and, where used, ``time``, ``rank`` and ``epoch``; the weights
 ``a`` per grid point; and ``chunk_digest`` (``grid..., chunk``), the digest of each computed chunk.
@@ -41,7 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .kernel import series_times, variables
+from .experiments import EXPERIMENTS
+from .program import series_times, variables
 from .study import Study, weights
 
 FORMAT = "deflation.study/3"
@@ -206,8 +207,7 @@ def dims_sizes(study: Study) -> dict[str, int]:
     sizes.update(seed=study.seeds, component=study.r)
     if study.series is not None:
         sizes.update(time=study.series_spec["points"], rank=study.series_spec["norms"])
-    if study.experiment == "algorithm2":
-        sizes["epoch"] = max(p["max_epochs"] for p in study.points())
+    sizes.update(EXPERIMENTS[study.experiment].dims(study.points()))
     return sizes
 
 

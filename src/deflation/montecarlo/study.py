@@ -35,13 +35,12 @@ the shape ``(d, m)``, so neighbouring grid points are compared on the same draws
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
 import tomllib
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,16 +52,11 @@ from ..integrate import SOLVERS
 from ..models import FLOW_MODELS
 from ..target import MAX_ORDER
 from ..theorem import theorem1_parameters
+from .experiments import EXPERIMENTS as REGISTRY
+from .params import Param, choice, int_at_least, nonnegative, positive, unit_interval
 
-EXPERIMENTS = ("flow", "phase1", "algorithm2", "gd")
 TARGET_KINDS = ("basis", "random", "angle", "file")
 DTYPES = ("float64", "float32")
-ALL = EXPERIMENTS
-CONTINUOUS = ("flow", "phase1")
-#: The experiments an ODE solver integrates (its tolerances, solver and step budget apply).
-SOLVED = ("flow", "phase1", "algorithm2")
-#: The experiments run to a time ``horizon`` (gradient descent: ``lr x iterations``).
-TIMED = ("flow", "phase1", "gd")
 #: The most seeds a study may have: seed indices are 32-bit (seed ``k`` uses ``fold_in(key, k)``
 #: with ``k`` a uint32), so seeds ``0 .. 2^32 - 1``; more would wrap around into repeated seeds.
 MAX_SEEDS = check.SEED_LIMIT + 1
@@ -70,92 +64,78 @@ MAX_SEEDS = check.SEED_LIMIT + 1
 #: point is resolved and checked in Python before anything runs, and has its own chunks.
 MAX_GRID_POINTS = 100_000
 
-
-def _positive(name, v):
-    return check.positive(name, v)
-
-
-def _nonnegative(name, v):
-    return check.nonnegative(name, v)
-
-
-def _unit_interval(name, v):
-    return check.in_open_interval(name, v, 0.0, 1.0)
-
-
-def _int_at_least(lo: int, hi: int | None = None) -> Callable[[str, Any], int]:
-    return lambda name, v: check.integer(name, v, lo, hi)
-
-
-def _momentum(name, v):
-    return check.unit_interval_from_zero(name, v)
-
-
-def _choice(options) -> Callable[[str, Any], str]:
-    return lambda name, v: check.choice(name, v, options)
-
-
-@dataclass(frozen=True)
-class Param:
-    """One parameter of a study: how it is checked, for which experiments, its default, whether it
-    may be swept and whether it changes the compiled program (``static``)."""
-
-    check: Callable[[str, Any], Any]
-    experiments: tuple[str, ...]
-    default: Any
-    doc: str
-    sweep: bool = True
-    static: bool = False
-
-
-#: Every key of a study's ``[params]`` table. A default of None means: required (flow, phase1:
-#: ``d``, ``m``, ``horizon``; algorithm2: ``d``, ``eps``), or, with ``eps`` given, Theorem 1's
+#: The keys of a study's ``[params]`` table that several experiments share; ``experiments`` names
+#: them or selects them by what they are (:data:`deflation.montecarlo.params.SELECTORS`). A default
+#: of None means: required (see each experiment's ``required``), or, with ``eps`` given, Theorem 1's
 #: scaling (:func:`deflation.theorem1_parameters`) at each grid point for ``m``, ``lam``, ``alpha``,
-#: ``delta1`` and ``delta0``.
-PARAMS: dict[str, Param] = {
-    "d": Param(_int_at_least(1), ALL, None, "dimension", static=True),
-    "m": Param(_int_at_least(1), ALL, None, "number of columns of W (algorithm2: Theorem 1's default 2 d^2)",
+#: ``delta1`` and ``delta0``. Each experiment declares its own keys besides these.
+COMMON: dict[str, Param] = {
+    "d": Param(int_at_least(1), "all", None, "dimension", static=True),
+    "m": Param(int_at_least(1), "all", None, "number of columns of W (algorithm2: Theorem 1's default 2 d^2)",
                static=True),
-    "order": Param(_int_at_least(3, MAX_ORDER), ALL, 4, "tensor order p (at most 2^31 - 1)", static=True),
-    "delta0": Param(_positive, ALL, None, "initial (and algorithm2's re-draw) norm of every column (default 1e-15)"),
-    "delta1": Param(_positive, ALL, None, "Definition 1's norm threshold (default 1e-3)"),
-    "alpha": Param(_unit_interval, ALL, None, "Definition 1's alignment slack: wbar_i^2 >= 1 - alpha^2 (default 0.1)"),
-    "lam": Param(_nonnegative, ALL, None, "regularization lam/2 |W|^2 (default 0)"),
-    "eps": Param(_positive, ALL, None, "Theorem 1's target accuracy: algorithm2's stopping rule; sets the defaults "
-                                       "of m, lam, alpha, delta1, delta0 by Theorem 1's scalings"),
-    "horizon": Param(_positive, TIMED, None, "time allowed (gd: lr x iterations)"),
-    "lr": Param(_positive, ("gd",), None, "gd: the learning rate; the run takes horizon / lr iterations"),
-    "momentum": Param(_momentum, ("gd",), 0.0, "gd: heavy-ball momentum in [0, 1) (optax.sgd's; 0: plain steps)",
-                      static=True),
-    "rtol": Param(_positive, SOLVED, 1e-8, "relative tolerance of the PID step-size controller"),
-    "atol": Param(_positive, SOLVED, 1e-8, "absolute tolerance of the PID step-size controller"),
-    "fit_fraction": Param(_unit_interval, TIMED, 0.1, "with lam = 0 a component is fitted once its residual is "
-                                                            "<= fit_fraction a_i"),
-    "event_points": Param(_int_at_least(2), ALL, 512, "grid on which Definition 1's events are located (algorithm2: "
-                                                      "per phase, >= 3, default 65)", static=True),
-    "coupling_tol": Param(_positive, ("phase1",), 1e-2, "phase1 flags a seed whose coupling bound exceeds this"),
-    "gamma": Param(_unit_interval, ("algorithm2",), 0.5, "beta <- beta (1 - gamma) per epoch"),
-    "c1": Param(_positive, ("algorithm2",), 1.0, "Phase 1 length t1 = c1 d / (beta log d) (+ c3 log(d/alpha) / beta)"),
-    "c2": Param(_positive, ("algorithm2",), 1.0, "Phase 2 length t2 = c2 (log 1/delta1 + log 1/lam) / beta"),
-    "c3": Param(_nonnegative, ("algorithm2",), 0.0, "Lemma 4's third term in Phase 1's length"),
-    "c_rho": Param(_unit_interval, ("algorithm2",), 0.1, "Definition 2's c_rho"),
-    "max_epochs": Param(_int_at_least(1), ("algorithm2",), 30, "at most this many epochs", static=True),
-    "max_steps": Param(_int_at_least(1, check.MAX_STEPS_LIMIT), SOLVED, 100_000,
+    "order": Param(int_at_least(3, MAX_ORDER), "all", 4, "tensor order p (at most 2^31 - 1)", static=True),
+    "delta0": Param(positive, "all", None, "initial (and algorithm2's re-draw) norm of every column (default 1e-15)"),
+    "delta1": Param(positive, "all", None, "Definition 1's norm threshold (default 1e-3)"),
+    "alpha": Param(unit_interval, "all", None, "Definition 1's alignment slack: wbar_i^2 >= 1 - alpha^2 "
+                                               "(default 0.1)"),
+    "lam": Param(nonnegative, "all", None, "regularization lam/2 |W|^2 (default 0)"),
+    "eps": Param(positive, "all", None, "Theorem 1's target accuracy: algorithm2's stopping rule; sets the defaults "
+                                        "of m, lam, alpha, delta1, delta0 by Theorem 1's scalings"),
+    "horizon": Param(positive, "timed", None, "time allowed (gd: lr x iterations)"),
+    "rtol": Param(positive, "solved", 1e-8, "relative tolerance of the PID step-size controller"),
+    "atol": Param(positive, "solved", 1e-8, "absolute tolerance of the PID step-size controller"),
+    "fit_fraction": Param(unit_interval, "timed", 0.1, "with lam = 0 a component is fitted once its residual is "
+                                                       "<= fit_fraction a_i"),
+    "event_points": Param(int_at_least(2), "all", 512, "grid on which Definition 1's events are located (algorithm2: "
+                                                       "per phase, >= 3, default 65)", static=True),
+    "max_steps": Param(int_at_least(1, check.MAX_STEPS_LIMIT), "solved", 100_000,
                        "solver step budget per trajectory (per phase for algorithm2; at most 2^31 - 1)", static=True),
-    "model": Param(_choice(FLOW_MODELS), ALL, "normalized",
+    "model": Param(choice(FLOW_MODELS), "all", "normalized",
                    "factorization model: normalized (the paper's T = sum_j w_j^p / |w_j|^(p-2)) or plain "
                    "(T = sum_j w_j^p; escapes delta0 in a time ~ delta0^-(p-2)); flow and gd only for plain",
                    static=True),
-    "solver": Param(_choice(tuple(SOLVERS)), SOLVED, "tsit5", "diffrax solver by name", sweep=False, static=True),
-    "dtype": Param(_choice(DTYPES), CONTINUOUS, "float64", "floating point type of the state", sweep=False,
+    "solver": Param(choice(tuple(SOLVERS)), "solved", "tsit5", "diffrax solver by name", sweep=False, static=True),
+    "dtype": Param(choice(DTYPES), "continuous", "float64", "floating point type of the state", sweep=False,
                    static=True),
 }
 
+
+def params_table() -> dict[str, Param]:
+    """Every ``[params]`` key: the common ones, then each experiment's own, each with the names of
+    the experiments it applies to; computed once per content of the registry (an experiment
+    registered later, as a test does, is seen)."""
+    key = tuple((name, id(e)) for name, e in REGISTRY.items())
+    if key not in _TABLES:
+        _TABLES.clear()
+        _TABLES[key] = _table()
+    return _TABLES[key]
+
+
+_TABLES: dict[tuple, dict[str, Param]] = {}
+
+
+def _table() -> dict[str, Param]:
+    out = {name: dataclasses.replace(p, experiments=tuple(e.name for e in REGISTRY.values()
+                                                          if e.applies(p.experiments)))
+           for name, p in COMMON.items()}
+    for e in REGISTRY.values():
+        for name, p in e.params.items():
+            if name in out:
+                names = tuple(dict.fromkeys(out[name].experiments + (e.name,)))
+                out[name] = dataclasses.replace(out[name], experiments=names)
+            else:
+                out[name] = dataclasses.replace(p, experiments=(e.name,))
+    return out
+
+
+#: The experiments by name (each one module of :mod:`deflation.montecarlo.experiments`).
+EXPERIMENTS = tuple(REGISTRY)
+#: Every key of a study's ``[params]`` table (:data:`COMMON` and the experiments' own), with the
+#: experiments it applies to: what the checks, the defaults, the CLI and the docs read.
+PARAMS: dict[str, Param] = params_table()
+
 #: Old spellings of ``[params]`` keys (deprecated: a ``FutureWarning`` says so) -> the key to use.
 PARAM_ALIASES = {"grid_points": "event_points", "t_end": "horizon", "time": "horizon"}
-
-#: Default of ``event_points`` for algorithm2 (per phase; :data:`PARAMS` holds the flow's).
-ALGORITHM2_EVENT_POINTS = 65
 
 #: Defaults of the flow-experiment parameters that Theorem 1 would otherwise set.
 FLOW_DEFAULTS = {"delta0": 1e-15, "delta1": 1e-3, "alpha": 0.1, "lam": 0.0}
@@ -250,7 +230,7 @@ class Study(eqx.Module):
 
     def __init__(self, experiment: str, seeds: int, target: dict, params: dict, *, key: int = 0,
                  chunk: int | None = None, series: dict | None = None, description: str = ""):
-        self.experiment = _choice(EXPERIMENTS)("experiment", experiment)
+        self.experiment = choice(tuple(REGISTRY))("experiment", experiment)
         self.seeds = check.integer("seeds", seeds, 1)
         if self.seeds > MAX_SEEDS:
             raise ValueError(f"seeds must be at most 2^32 = {MAX_SEEDS} (seed indices are 32-bit: seed k uses "
@@ -353,9 +333,9 @@ class Study(eqx.Module):
     def _resolve(self, chosen: dict) -> dict:
         point = {k: (chosen[k] if k in chosen else v) for k, v in self.params}
         target = {k: (chosen[k] if k in chosen else v) for k, v in self.target}
-        if self.experiment == "algorithm2":
-            point.setdefault("event_points", ALGORITHM2_EVENT_POINTS)
-        for name, p in PARAMS.items():
+        for name, value in REGISTRY[self.experiment].defaults.items():
+            point.setdefault(name, value)
+        for name, p in params_table().items():
             if self.experiment in p.experiments and name not in point and p.default is not None:
                 point[name] = p.default
         if point.get("eps") is not None:
@@ -463,17 +443,17 @@ def _check_params(experiment: str, params: dict) -> dict:
         raise TypeError(f"params must be a table of keys, got {type(params).__name__}")
     out = {}
     params = _renamed(params)
+    table = params_table()
     for name, value in params.items():
-        if name not in PARAMS:
-            raise ValueError(f"params: unknown key {name!r} (allowed: {', '.join(PARAMS)})")
-        p = PARAMS[name]
+        if name not in table:
+            raise ValueError(f"params: unknown key {name!r} (allowed: {', '.join(table)})")
+        p = table[name]
         if experiment not in p.experiments:
             raise ValueError(f"params.{name} does not apply to experiment {experiment!r} "
                              f"(it applies to {', '.join(p.experiments)})")
         vals = tuple(p.check(f"params.{name}", v) for v in _values(f"params.{name}", value, p.sweep))
         out[name] = list(vals) if _is_list(value) else vals[0]
-    required = {"flow": ("d", "m", "horizon"), "phase1": ("d", "m", "horizon"), "algorithm2": ("d", "eps"),
-                "gd": ("d", "m", "horizon", "lr")}[experiment]
+    required = REGISTRY[experiment].required
     for name in required:
         if name not in out:
             raise ValueError(f"params: missing key {name!r} (experiment {experiment!r} needs {', '.join(required)})")
@@ -504,7 +484,7 @@ def _check_target(target: dict) -> dict:
     unknown = [k for k in target if k not in TARGET_KEYS]
     if unknown:
         raise ValueError(f"target: unknown key {unknown[0]!r} (allowed: {', '.join(TARGET_KEYS)})")
-    kind = _choice(TARGET_KINDS)("target.kind", target.get("kind", "basis"))
+    kind = choice(TARGET_KINDS)("target.kind", target.get("kind", "basis"))
     out = {"kind": kind}
     if kind == "file":
         for k in ("a", "ratio", "r", "angle"):
@@ -561,8 +541,9 @@ def _check_target(target: dict) -> dict:
 
 
 def _check_series(experiment: str, series: dict) -> dict:
-    if experiment not in CONTINUOUS:
-        raise ValueError(f"series applies to experiments {', '.join(CONTINUOUS)}, not {experiment!r}")
+    if not REGISTRY[experiment].continuous:
+        continuous = [e.name for e in REGISTRY.values() if e.continuous]
+        raise ValueError(f"series applies to experiments {', '.join(continuous)}, not {experiment!r}")
     if not isinstance(series, dict):
         raise TypeError(f"series must be a table of keys, got {type(series).__name__}")
     unknown = [k for k in series if k not in SERIES_KEYS]
@@ -613,29 +594,12 @@ def _check_point(study: Study, point: dict) -> None:
         if min(point["rtol"], point["atol"]) < 1e-6:
             raise ValueError(f"params.rtol and params.atol must be >= 1e-6 with dtype float32, got rtol = "
                              f"{point['rtol']!r}, atol = {point['atol']!r} ({at})")
-    if point.get("model", "normalized") != "normalized" and study.experiment not in ("flow", "gd"):
-        raise ValueError(f"params.model = {point['model']!r} runs only with experiments 'flow' and 'gd' (experiment "
-                         f"{study.experiment!r} is defined for the paper's normalized model) ({at})")
-    if study.experiment == "gd":
-        from ..gd import event_grid
-
-        try:
-            event_grid(point["horizon"], point["lr"], point["event_points"])
-        except ValueError as err:
-            raise ValueError(f"params.horizon and params.lr: {err} ({at})") from None
-    if study.experiment == "algorithm2":
-        if point["event_points"] < 3:
-            raise ValueError(f"params.event_points must be >= 3 for algorithm2 (points per phase), got "
-                             f"{point['event_points']!r} ({at})")
-        if d < 2:
-            raise ValueError(f"params.d must be >= 2 for algorithm2 (Phase 1's length has log d), got {d} ({at})")
-        if m < r:
-            raise ValueError(f"params.m = {m} must be >= r = {r} for algorithm2 ({at})")
-        if not point["lam"] > 0:
-            raise ValueError(f"params.lam must be > 0 for algorithm2 (Phase 2's length has log 1/lam), got "
-                             f"{point['lam']!r} ({at})")
-        if not point["lam"] * point["delta1"] < 1:
-            raise ValueError(f"params.lam * params.delta1 must be < 1 for algorithm2, got lam = {point['lam']!r}, "
-                             f"delta1 = {point['delta1']!r} ({at})")
+    experiment = REGISTRY[study.experiment]
+    if experiment.models is not None and point.get("model", "normalized") not in experiment.models:
+        runs = [e.name for e in REGISTRY.values() if e.models is None or point["model"] in e.models]
+        raise ValueError(f"params.model = {point['model']!r} runs only with experiments "
+                         f"{' and '.join(map(repr, runs))} (experiment {study.experiment!r} is defined for the "
+                         f"paper's normalized model) ({at})")
+    experiment.check_point(point, r, at)
     if study.series is not None and study.series_spec["norms"] > m:
         raise ValueError(f"series.norms = {study.series_spec['norms']} must be <= params.m = {m} ({at})")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..integrate import STATUS_NAMES, SUCCESS
+from .experiments import EXPERIMENTS
 from .points import grid_points, seed_counts
 from .store import study_of
 from .wilson import wilson_interval
@@ -76,7 +77,6 @@ def summarize(ds):
     (``discovered = 0``) or fitted (``fitted = 0``) the component."""
     import pandas as pd
 
-    experiment = ds.attrs["experiment"]
     study = study_of(ds)
     points = study.points()
     rows = []
@@ -86,7 +86,7 @@ def summarize(ds):
         disc = np.asarray(sub["discovered"].values)[ok]
         a = np.asarray(sub["a"].values)
         extra = {}
-        if experiment == "algorithm2":
+        if "converged" in sub:
             conv = int(np.asarray(sub["converged"].values)[ok].sum())
             lo, hi = wilson_interval(conv, n)
             extra = dict(p_converged=conv / n if n else np.nan, p_converged_lo=float(lo), p_converged_hi=float(hi))
@@ -97,18 +97,18 @@ def summarize(ds):
             row = dict(coords)
             row.update(component=i, a=float(a[i]), n=n, failed=failed, missing=missing,
                        status=_status_text(np.asarray(sub["status"].values)), discovered=k)
-            if experiment == "algorithm2":
+            if "fit_epoch" in sub:
                 fe = np.asarray(sub["fit_epoch"].values)[ok, i]
                 row["fitted"] = int((fe >= 0).sum())
             elif "fit_time" in sub:
                 row["fitted"] = int(np.isfinite(np.asarray(sub["fit_time"].values)[ok, i]).sum())
             row.update(p=k / n if n else np.nan, p_lo=float(lo), p_hi=float(hi))
-            if experiment == "algorithm2":
+            if "discovery_epoch" in sub:
                 de = np.asarray(sub["discovery_epoch"].values)[ok, i]
                 row.update(_quantiles(de[de >= 0], "epoch"))
-                row.update(_quantiles(fe[fe >= 0], "fit_epoch"))
-                row.update(extra)
-            else:
+                if "fit_epoch" in sub:
+                    row.update(_quantiles(fe[fe >= 0], "fit_epoch"))
+            elif "discovery_time" in sub:
                 t = np.asarray(sub["discovery_time"].values)[ok, i]
                 row.update(_quantiles(t[np.isfinite(t)], "t"))
                 if "fit_time" in sub:
@@ -119,6 +119,7 @@ def summarize(ds):
                     tol = points[j]["coupling_tol"]
                     row["flagged"] = int((~(c <= tol)).sum())
                     row["coupling_flagged"] = float((~(c <= tol)).mean()) if n else np.nan
+            row.update(extra)
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -129,8 +130,9 @@ def discovery_cdf(ds, num: int = 101):
     grid coordinates, ``component``, ``t``, ``p``, ``p_lo``, ``p_hi``, ``n``."""
     import pandas as pd
 
-    if ds.attrs["experiment"] == "algorithm2":
-        raise ValueError("discovery_cdf is for flow and phase1 studies (algorithm2 records epochs: see convergence)")
+    if not EXPERIMENTS[ds.attrs["experiment"]].timed:
+        raise ValueError(f"discovery_cdf is for studies run to a horizon ({_timed()}); {ds.attrs['experiment']} "
+                         "records epochs: see convergence")
     points = study_of(ds).points()
     frames = []
     for j, (coords, sel) in enumerate(grid_points(ds)):
@@ -148,14 +150,20 @@ def discovery_cdf(ds, num: int = 101):
     return pd.concat(frames, ignore_index=True)
 
 
+def _timed() -> str:
+    return ", ".join(e.name for e in EXPERIMENTS.values() if e.timed)
+
+
 def convergence(ds):
     """``P(converged within k epochs)`` per grid point for ``k = 1 .. max_epochs`` with Wilson 95%
     intervals (algorithm2): a long ``pandas.DataFrame`` with the grid coordinates, ``epochs``,
     ``p``, ``p_lo``, ``p_hi``, ``n``."""
     import pandas as pd
 
-    if ds.attrs["experiment"] != "algorithm2":
-        raise ValueError("convergence is for algorithm2 studies")
+    if EXPERIMENTS[ds.attrs["experiment"]].timed:
+        raise ValueError(f"convergence is for studies counted in epochs "
+                         f"({', '.join(e.name for e in EXPERIMENTS.values() if not e.timed)}), not "
+                         f"{ds.attrs['experiment']}")
     frames = []
     E = ds.sizes["epoch"]
     ks = np.arange(1, E + 1)
@@ -258,7 +266,7 @@ def write_summary(ds, out, csv=None, png=None) -> dict[str, Path]:
     _write(paths["plateaus"], lambda tmp: plateau_times(ds).to_csv(tmp, index=False), out)
     _write(paths["png"], lambda tmp: plot_study(df, ds, tmp), out)
     written = dict(csv=paths["csv"], order=paths["order"], plateaus=paths["plateaus"], png=paths["png"])
-    if ds.attrs["experiment"] == "algorithm2":
+    if not EXPERIMENTS[ds.attrs["experiment"]].timed:
         _write(paths["convergence"], lambda tmp: plot_convergence(convergence(ds), ds, tmp), out)
         written["convergence"] = paths["convergence"]
     else:
