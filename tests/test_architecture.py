@@ -95,6 +95,61 @@ def test_no_module_imports_another_modules_private_name():
     assert not bad, bad
 
 
+def module_aliases(name: str, tree: ast.AST, known: dict[str, Path]) -> set[str]:
+    """The local names a module binds to package modules (``from . import store``, ``import
+    deflation.plots as plots``), at any depth of the file."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == PACKAGE:
+                    out.add(alias.asname or alias.name.split(".")[0])
+        elif isinstance(node, ast.ImportFrom):
+            target = _resolve(name, node, known)
+            for alias in node.names:
+                if f"{target}.{alias.name}" in known:
+                    out.add(alias.asname or alias.name)
+    return out
+
+
+def private_attribute_uses(known: dict[str, Path]):
+    """``(module, line, expression)`` for every ``mod._name`` where ``mod`` is a package module."""
+    for name, path in known.items():
+        tree = ast.parse(path.read_text(), str(path))
+        aliases = module_aliases(name, tree, known)
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                    and isinstance(node.value, ast.Name) and node.value.id in aliases):
+                yield name, node.lineno, ast.unparse(node)
+
+
+@pytest.mark.smoke
+def test_no_module_reads_another_modules_private_attribute():
+    known = modules()
+    bad = list(private_attribute_uses(known))
+    assert not bad, bad
+
+
+def test_the_private_attribute_scan_sees_function_level_imports(tmp_path):
+    """The scan above can fail: a module that imports a sibling inside a function and reads its
+    private name is reported."""
+    pkg = tmp_path / PACKAGE
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def _hidden():\n    return 1\n")
+    (pkg / "b.py").write_text("def f():\n    from . import a\n    return a._hidden()\n")
+    known = {PACKAGE: pkg / "__init__.py", f"{PACKAGE}.a": pkg / "a.py", f"{PACKAGE}.b": pkg / "b.py"}
+    assert list(private_attribute_uses(known)) == [(f"{PACKAGE}.b", 3, "a._hidden")]
+
+
+def test_plots_take_data_and_montecarlo_does_not_reexport_them():
+    """The figures never import the studies (they are drawn from tables and datasets), and the
+    studies reach the figures only where they write them (summary.write_summary)."""
+    edges = graph()
+    assert not [m for m in edges["deflation.plots"] if m.startswith("deflation.montecarlo")]
+    assert "deflation.plots" not in edges["deflation.montecarlo"]
+
+
 def test_core_modules_do_not_import_the_layers_above_them():
     """The simulator core never imports studies, plots or the command line (so ``import deflation``
     pulls no matplotlib, xarray or zarr): the layers of docs/architecture.md."""

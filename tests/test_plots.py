@@ -259,10 +259,10 @@ def test_a_one_dimensional_grid_has_ticks_at_its_values_and_integer_ticks():
 
 
 def test_algorithm2_study_title_states_only_what_holds_at_every_grid_point():
-    from deflation.montecarlo import summarize
+    from deflation.montecarlo import study_caption, summarize
 
     ds = _study_ds("algorithm2", grid=dict(d=[4, 6]), r=3, seeds=16)
-    fig = plots._study_figure(summarize(ds), ds)
+    fig = plots._study_figure(summarize(ds), ds, study_caption(ds))
     title = fig.get_suptitle()
     assert "eps=0.01" in title and "vary with the grid" in title
     assert "m=" not in title and "lam=" not in title  # Theorem 1's m = 2 d^2 and lam differ between d = 4 and 6

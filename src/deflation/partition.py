@@ -37,14 +37,15 @@ class Partition(eqx.Module):
 
     Attributes:
         Gamma: ``Gamma_i`` (r,).
-        rho: ``rho_i = c_rho Gamma_i`` (r,).
+        margin: Definition 2's ``rho_i = c_rho Gamma_i`` (r,), the margin around ``Gamma_i``
+            (named apart from the log-norms ``rho`` of the state).
         good: ``good[i, k]``: column k is in ``S_{i,good}`` (r, m).
         potential: ``potential[i, k]``: column k is in ``S_{i,pot}`` (r, m).
         bad: column k is in ``S_bad`` (m,).
     """
 
     Gamma: Float[Array, " r"]
-    rho: Float[Array, " r"]
+    margin: Float[Array, " r"]
     good: Bool[Array, "r m"]
     potential: Bool[Array, "r m"]
     bad: Bool[Array, " m"]
@@ -76,4 +77,4 @@ def partition(ubar: Float[Array, "d m"], eligible: Bool[Array, " m"], target: Ta
     good = (C2 >= hi) & others_below & eligible[None, :]
     potential = above_lo & eligible[None, :]
     bad = (above_lo.sum(0) >= 2) & eligible
-    return Partition(Gamma=Gamma, rho=rho, good=good, potential=potential, bad=bad)
+    return Partition(Gamma=Gamma, margin=rho, good=good, potential=potential, bad=bad)

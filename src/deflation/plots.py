@@ -417,30 +417,13 @@ def _yerr(df, col: str = "p"):
     return [np.clip(df[col] - df[f"{col}_lo"], 0, None), np.clip(df[f"{col}_hi"] - df[col], 0, None)]
 
 
-def _study_title(ds, extra: str = "", inches: float = 7.0) -> str:
-    """What a study figure shows: the experiment, the parameters that are the same at every grid
-    point, those that vary with it without being swept (Theorem 1's scalings), and the seed count."""
+def _study_title(caption: str, extra: str = "", inches: float = 7.0) -> str:
+    """A study figure's title: ``caption`` (what the study is, see
+    :func:`deflation.montecarlo.study_caption`) and ``extra`` (what the figure's marks mean),
+    wrapped to the figure's width ``inches``."""
     import textwrap
 
-    from .montecarlo.store import study_of
-
-    study = study_of(ds)
-    grid = set(ds.attrs.get("grid") or [])
-    points = study.points()
-    fixed, varying = [], []
-    for k in ("d", "m", "horizon", "eps", "lam", "delta0", "delta1"):
-        if k not in points[0] or k in grid:
-            continue
-        values = {points[j][k] for j in range(len(points))}
-        if len(values) > 1:
-            varying.append(k)
-        else:
-            v = points[0][k]
-            fixed.append(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}")
-    kind = points[0]["target"]["kind"]
-    text = (f"{study.experiment}, target {kind}, " + ", ".join(fixed)
-            + (f"; {', '.join(varying)} vary with the grid (Theorem 1)" if varying else "")
-            + f"; {study.seeds} seeds per point" + (f"; {extra}" if extra else ""))
+    text = "; ".join(t for t in (caption, extra) if t)
     return "\n".join(textwrap.wrap(text, width=int(13 * inches)))  # ~13 characters per inch at 9 pt
 
 
@@ -518,7 +501,7 @@ def _ok_values(ds, name: str):
     return np.where(ok, values, fill)
 
 
-def plot_study(df, ds, path) -> Path:
+def plot_study(df, ds, path, caption: str = "") -> Path:
     """The main figure of a study (``df``: :func:`deflation.montecarlo.summarize`'s table), with
     Wilson 95% intervals throughout. Without a grid (one point): the probability that each
     component is discovered (Definition 1; by the horizon, or in some epoch of Algorithm 2) and
@@ -527,24 +510,28 @@ def plot_study(df, ds, path) -> Path:
     component in each epoch). A 1-D grid: P(discovered) against the swept parameter (one line per
     component, side by side where they coincide), and the discovery-time quantiles (Algorithm 2:
     P(converged)). A 2-D grid: one heatmap per component (and P(converged)), coloured on the range
-    of the data, each cell reading ``P [lo, hi]``; further grid dimensions give further rows."""
+    of the data, each cell reading ``P [lo, hi]``; further grid dimensions give further rows.
+
+    The figures of a study take its data only: ``ds`` is the study's dataset (the records of
+    :func:`deflation.montecarlo.open_study`) and ``caption`` the first part of the title
+    (:func:`deflation.montecarlo.study_caption`: the experiment and its fixed parameters)."""
     path = Path(path)
-    _study_figure(df, ds).savefig(path)
+    _study_figure(df, ds, caption).savefig(path)
     return path
 
 
-def _study_figure(df, ds):
+def _study_figure(df, ds, caption: str = ""):
     grid = list(ds.attrs.get("grid") or [])
     alg2 = "discovery_epoch" in ds  # events counted in epochs (Algorithm 2), not times
     what = "P(discovered in some epoch)" if alg2 else "P(discovered by the horizon)"
     if not grid:
-        return _single_point(df, ds, what, alg2)
+        return _single_point(df, ds, what, alg2, caption)
     if len(grid) == 1:
-        return _line_plots(df, ds, grid[0], what, alg2)
-    return _heatmaps(df, ds, grid, what, alg2)
+        return _line_plots(df, ds, grid[0], what, alg2, caption)
+    return _heatmaps(df, ds, grid, what, alg2, caption)
 
 
-def _single_point(df, ds, what: str, alg2: bool):
+def _single_point(df, ds, what: str, alg2: bool, caption: str):
     """A study without a grid: probabilities per component as bars, and the event times."""
     df = df.sort_values("component")
     r = len(df)
@@ -557,12 +544,7 @@ def _single_point(df, ds, what: str, alg2: bool):
     ax.bar(x - (w / 2 if has_fit else 0), df["p"], width=w, color=colors, edgecolor="k", lw=0.6,
            yerr=_yerr(df), capsize=4, label="discovered")
     if has_fit:
-        n = df["n"].to_numpy()
-        from .montecarlo.wilson import wilson_interval
-
-        with np.errstate(invalid="ignore", divide="ignore"):
-            pf = df["fitted"].to_numpy() / n
-        lo, hi = wilson_interval(df["fitted"].to_numpy(), n)
+        pf, lo, hi = (df[k].to_numpy() for k in ("p_fit", "p_fit_lo", "p_fit_hi"))
         ax.bar(x + w / 2, pf, width=w, color=colors, edgecolor="k", lw=0.6, hatch="///", alpha=0.45,
                yerr=[np.clip(pf - lo, 0, None), np.clip(hi - pf, 0, None)], capsize=4, label="fitted")
     counts = [("discovered", -w / 2 if has_fit else 0.0, df["p_hi"].to_numpy())]
@@ -649,11 +631,11 @@ def _single_point(df, ds, what: str, alg2: bool):
             handles.append(Patch(facecolor="0.6", edgecolor="k", hatch="///", alpha=0.45, label="fit time"))
         tx.legend(handles=handles, fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2),
                   title="box: 25-75%, line: median, whiskers: 10-90% of the seeds", title_fontsize=8)
-    fig.suptitle(_study_title(ds, "95% Wilson intervals", 11.5), fontsize=9)
+    fig.suptitle(_study_title(caption, "95% Wilson intervals", 11.5), fontsize=9)
     return fig
 
 
-def _line_plots(df, ds, name: str, what: str, alg2: bool):
+def _line_plots(df, ds, name: str, what: str, alg2: bool, caption: str):
     """A 1-D grid: P(discovered) against the swept parameter, and the discovery-time quantiles
     (Algorithm 2: P(converged) and the epochs it took)."""
     r = int(df["component"].max()) + 1
@@ -707,7 +689,7 @@ def _line_plots(df, ds, name: str, what: str, alg2: bool):
                         if never else ""), fontsize=9)
     _grid_axis(bx, values, name, levels)
     bx.grid(alpha=0.3)
-    fig.suptitle(_study_title(ds, "", 12), fontsize=9)
+    fig.suptitle(_study_title(caption, "", 12), fontsize=9)
     return fig
 
 
@@ -730,7 +712,7 @@ def _heatmap_limits(values) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _heatmaps(df, ds, grid, what: str, alg2: bool):
+def _heatmaps(df, ds, grid, what: str, alg2: bool, caption: str):
     """One heatmap per component (and P(converged)) over the first two grid dimensions; one row
     per combination of the others (at most four). One colour scale for all, from the range of the
     data; each cell reads ``P [lo, hi]`` (Wilson 95%)."""
@@ -790,7 +772,7 @@ def _heatmaps(df, ds, grid, what: str, alg2: bool):
                                                           if min(abs(np.asarray(ticks) - e), default=1) > 0.4 * step})
     bar.set_ticks(ticks, labels=[f"{v:.3g}" for v in ticks])
     cells_say = what + (" (last panel: P(converged))" if alg2 else "") + " [95% Wilson interval]"
-    fig.suptitle(_study_title(ds, "cell: " + cells_say, cell_w * ncol + 1.4), fontsize=9)
+    fig.suptitle(_study_title(caption, "cell: " + cells_say, cell_w * ncol + 1.4), fontsize=9)
     return fig
 
 
@@ -849,19 +831,19 @@ def _cdf_time_range(cdf, grid) -> tuple[float, float]:
     return max(t0, first - pad), min(t1, last + pad)
 
 
-def plot_discovery_cdf(cdf, ds, path) -> Path:
+def plot_discovery_cdf(cdf, ds, path, caption: str = "") -> Path:
     """P(discovered by time t) of each component discovered by some seed (one panel each, the
     probability axis up to 1, or up to the band's top when that is below 0.5; the components no
     seed discovered are named in the title) with its Wilson 95% band (light fill and dotted
     edges), one curve per grid point (at most eight; ``cdf``:
     :func:`deflation.montecarlo.discovery_cdf`), over the times where some curve changes (the
-    same in every panel)."""
+    same in every panel). ``ds`` and ``caption`` as in :func:`plot_study`."""
     path = Path(path)
-    _cdf_figure(cdf, ds).savefig(path)
+    _cdf_figure(cdf, ds, caption).savefig(path)
     return path
 
 
-def _cdf_figure(cdf, ds):
+def _cdf_figure(cdf, ds, caption: str = ""):
     grid = list(ds.attrs.get("grid") or [])
     r = int(cdf["component"].max()) + 1
     shown = [i for i in range(r) if (cdf.loc[cdf["component"] == i, "p"] > 0).any()]
@@ -906,20 +888,21 @@ def _cdf_figure(cdf, ds):
     note = "line: P; band: 95% Wilson (dotted edges)"
     if never:
         note += "; never discovered (not drawn): " + ", ".join(f"u{i + 1}" for i in never)
-    fig.suptitle(_study_title(ds, note, 3.6 * ncol + 0.4), fontsize=9)
+    fig.suptitle(_study_title(caption, note, 3.6 * ncol + 0.4), fontsize=9)
     return fig
 
 
-def plot_convergence(conv, ds, path) -> Path:
+def plot_convergence(conv, ds, path, caption: str = "") -> Path:
     """P(Algorithm 2 converged within k epochs) against k with its Wilson 95% band, one curve per
     grid point (at most eight; ``conv``: :func:`deflation.montecarlo.convergence`). The epoch axis
-    ends one epoch after the last change of any curve (the curves are flat beyond)."""
+    ends one epoch after the last change of any curve (the curves are flat beyond). ``ds`` and
+    ``caption`` as in :func:`plot_study`."""
     path = Path(path)
-    _convergence_figure(conv, ds).savefig(path)
+    _convergence_figure(conv, ds, caption).savefig(path)
     return path
 
 
-def _convergence_figure(conv, ds):
+def _convergence_figure(conv, ds, caption: str = ""):
     from matplotlib.ticker import MaxNLocator
 
     grid = list(ds.attrs.get("grid") or [])
@@ -950,5 +933,5 @@ def _convergence_figure(conv, ds):
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0,
                   title="grid point" + (f" (first 8 of {len(all_keys)})" if len(all_keys) > 8 else ""),
                   title_fontsize=8)
-    ax.set_title(_study_title(ds, "band: 95% Wilson (dotted edges)", 7.0), fontsize=9)
+    ax.set_title(_study_title(caption, "band: 95% Wilson (dotted edges)", 7.0), fontsize=9)
     return fig

@@ -1,13 +1,15 @@
 """Monte Carlo studies: every experiment of the paper as a declared, resumable, shardable study.
 
-A :class:`Study` names an experiment (``flow``, ``phase1``, ``algorithm2``), a target (``basis``,
+A :class:`Study` names an experiment (``flow``, ``phase1``, ``algorithm2``, ``gd``: one module
+each in :mod:`deflation.montecarlo.experiments`), a target (``basis``,
 ``random``, ``angle``, ``file``), a grid of parameters (any list sweeps, several lists make a
 Cartesian grid) and a number of seeds; :func:`run_study` computes it chunk by chunk into a Zarr
 store (resumable, sharded over devices and ``jax.distributed`` processes, results independent of
 the chunking and the device count); :func:`open_study` reads it back as an ``xarray.Dataset``;
 :func:`summarize`, :func:`discovery_cdf` and :func:`convergence` turn it into tables, and
 :func:`discovery_order`, :func:`order_distribution` and :func:`plateau_times` say in which order
-the components were discovered and how long each plateau lasted.
+the components were discovered and how long each plateau lasted. The figures are
+:mod:`deflation.plots`' (:func:`write_summary` draws them from the tables and the dataset).
 
     from deflation.montecarlo import Study, run_study, summarize, format_table
     study = Study.from_toml("study.toml")          # or Study("flow", 64, {"kind": "basis", ...}, {...})
@@ -15,7 +17,6 @@ the components were discovered and how long each plateau lasted.
     print(format_table(summarize(ds)))
 """
 
-from ..plots import plot_convergence, plot_discovery_cdf, plot_study
 from .distributed import CoordinatorUnreachable, initialize as initialize_distributed
 from .order import discovery_order, order_distribution, plateau_times
 from .plan import Plan, plan_study
@@ -29,6 +30,7 @@ from .summary import (
     failures,
     format_table,
     integrity,
+    study_caption,
     summarize,
     wilson_interval,
     write_summary,
@@ -57,11 +59,9 @@ __all__ = [
     "order_distribution",
     "plan_study",
     "plateau_times",
-    "plot_convergence",
-    "plot_discovery_cdf",
-    "plot_study",
     "run_study",
     "select_devices",
+    "study_caption",
     "summarize",
     "wilson_interval",
     "write_summary",

@@ -128,7 +128,7 @@ def run_study(study: Study, out, *, chunk: int | None = None, devices: int | Non
                              f"worker = {worker!r}, workers = {workers!r}")
         worker, workers = check_worker(worker, workers)
         claim_timeout = check.positive("claim_timeout", claim_timeout)
-    store._zarr()
+    store.require_zarr()
     import jax
     from jax.experimental import multihost_utils
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P

@@ -130,7 +130,7 @@ def _check_format(fmt, attrs, out) -> None:
 def open_readonly(out):
     """``(root, study, chunk)`` of an existing store, for reading (:class:`StoreMismatch` if it is not a
     study store of this format)."""
-    zarr = _zarr()
+    zarr = require_zarr()
     out = Path(out)
     try:
         root = zarr.open_group(str(out), mode="r")
@@ -189,10 +189,12 @@ def _consolidate(path) -> None:
     both are expected here."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        _zarr().consolidate_metadata(str(path))
+        require_zarr().consolidate_metadata(str(path))
 
 
-def _zarr():
+def require_zarr():
+    """The ``zarr`` module, or an ImportError that says how to install it (checked before a study
+    starts, so that a missing dependency is reported before any work)."""
     try:
         import zarr
     except ImportError as err:  # pragma: no cover - zarr is a dependency of the package
@@ -238,7 +240,7 @@ def create(out: str | os.PathLike, study: Study, chunk: int, attrs: dict) -> Non
     """Create an empty store for ``study`` at ``out`` (built in a temporary folder next to it, then
     renamed: a store either exists completely or not at all). If another process created ``out``
     in the meantime, this one's is discarded and ``out`` is left to be opened."""
-    zarr = _zarr()
+    zarr = require_zarr()
     out = Path(out)
     remove_stale_tmp(out)
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -399,7 +401,7 @@ def open_for_writing(out, study: Study, chunk: int | None, *, shared: bool = Fal
     :class:`~deflation.montecarlo.store.StoreBusy` when another process writes it. A data variable
     whose metadata was deleted is recreated (its chunks are then verified like any others).
     """
-    zarr = _zarr()
+    zarr = require_zarr()
     out = Path(out)
     try:
         root = zarr.open_group(str(out), mode="r+", use_consolidated=False)

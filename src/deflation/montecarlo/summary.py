@@ -62,13 +62,37 @@ def _quantiles(x, prefix: str) -> dict:
     return {f"{prefix}_q{round(100 * qq):02d}": float(v) for qq, v in zip(QUANTILES, q)}
 
 
+def study_caption(ds) -> str:
+    """What a study's figures show, as the first part of their titles: the experiment, the target
+    kind, the parameters that are the same at every grid point, those that vary with it without
+    being swept (Theorem 1's scalings), and the seed count per point."""
+    study = study_of(ds)
+    grid = set(ds.attrs.get("grid") or [])
+    points = study.points()
+    fixed, varying = [], []
+    for k in ("d", "m", "horizon", "eps", "lam", "delta0", "delta1"):
+        if k not in points[0] or k in grid:
+            continue
+        values = {points[j][k] for j in range(len(points))}
+        if len(values) > 1:
+            varying.append(k)
+        else:
+            v = points[0][k]
+            fixed.append(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}")
+    kind = points[0]["target"]["kind"]
+    return (f"{study.experiment}, target {kind}, " + ", ".join(fixed)
+            + (f"; {', '.join(varying)} vary with the grid (Theorem 1)" if varying else "")
+            + f"; {study.seeds} seeds per point")
+
+
 def summarize(ds):
     """A ``pandas.DataFrame``, one row per grid point and component: the grid coordinates, ``a``,
     ``n`` (intact, successful seeds), ``failed`` (solver failures), ``missing`` (not computed),
     ``status`` (``"ok"``, or how many seeds failed and why),
     ``discovered`` (seeds that discovered the component), ``fitted`` (seeds that fitted it; flow
     and algorithm2, which record fits), ``p = discovered / n`` with its Wilson 95% interval
-    ``p_lo``, ``p_hi``, and by experiment: discovery and fit time quantiles (``t_q10``, ``t_q50``,
+    ``p_lo``, ``p_hi`` (and ``p_fit = fitted / n`` with ``p_fit_lo``, ``p_fit_hi``), and by
+    experiment: discovery and fit time quantiles (``t_q10``, ``t_q50``,
     ``t_q90``, ``fit_q..``; flow and phase1), the seeds whose coupling bound exceeded
     ``coupling_tol`` (phase1: ``flagged``, their number among the ``n``, and ``coupling_flagged``,
     their share; such a seed left the regime where Phase 1 approximates the gradient flow), or the
@@ -103,6 +127,9 @@ def summarize(ds):
             elif "fit_time" in sub:
                 row["fitted"] = int(np.isfinite(np.asarray(sub["fit_time"].values)[ok, i]).sum())
             row.update(p=k / n if n else np.nan, p_lo=float(lo), p_hi=float(hi))
+            if "fitted" in row:
+                f_lo, f_hi = wilson_interval(row["fitted"], n)
+                row.update(p_fit=row["fitted"] / n if n else np.nan, p_fit_lo=float(f_lo), p_fit_hi=float(f_hi))
             if "discovery_epoch" in sub:
                 de = np.asarray(sub["discovery_epoch"].values)[ok, i]
                 row.update(_quantiles(de[de >= 0], "epoch"))
@@ -264,13 +291,14 @@ def write_summary(ds, out, csv=None, png=None) -> dict[str, Path]:
     _write(paths["csv"], lambda tmp: df.to_csv(tmp, index=False), out)
     _write(paths["order"], lambda tmp: order_distribution(ds).to_csv(tmp, index=False), out)
     _write(paths["plateaus"], lambda tmp: plateau_times(ds).to_csv(tmp, index=False), out)
-    _write(paths["png"], lambda tmp: plot_study(df, ds, tmp), out)
+    caption = study_caption(ds)
+    _write(paths["png"], lambda tmp: plot_study(df, ds, tmp, caption), out)
     written = dict(csv=paths["csv"], order=paths["order"], plateaus=paths["plateaus"], png=paths["png"])
     if not EXPERIMENTS[ds.attrs["experiment"]].timed:
-        _write(paths["convergence"], lambda tmp: plot_convergence(convergence(ds), ds, tmp), out)
+        _write(paths["convergence"], lambda tmp: plot_convergence(convergence(ds), ds, tmp, caption), out)
         written["convergence"] = paths["convergence"]
     else:
         # 401 times: fine enough for steep rises
-        _write(paths["cdf"], lambda tmp: plot_discovery_cdf(discovery_cdf(ds, num=401), ds, tmp), out)
+        _write(paths["cdf"], lambda tmp: plot_discovery_cdf(discovery_cdf(ds, num=401), ds, tmp, caption), out)
         written["cdf"] = paths["cdf"]
     return written
