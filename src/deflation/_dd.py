@@ -108,7 +108,9 @@ def sqrt(x: DD) -> DD:
 
 def power(x: DD, p: int) -> DD:
     """``x ** p`` for a static integer ``p >= 1`` (binary powering)."""
-    result = None
+    if p < 1:
+        raise ValueError(f"power needs a static integer p >= 1, got p = {p!r}")
+    result: DD | None = None
     base = x
     while p:
         if p & 1:
@@ -116,6 +118,7 @@ def power(x: DD, p: int) -> DD:
         p >>= 1
         if p:
             base = mul(base, base)
+    assert result is not None  # p >= 1 has a set bit
     return result
 
 

@@ -273,7 +273,7 @@ class Algorithm2Result(eqx.Module):
                 f"{rec.residual_norm_phase2[s]:10.3e} {rec.num_redrawn[s]:>7d} {rec.num_bad[s]:>7d}  "
                 f"{_index_list(new_disc):<18} {_index_list(new_fit):<18}"
             )
-            prev_disc, prev_fit = rec.discovered[s], rec.fitted[s]
+            prev_disc, prev_fit = np.asarray(rec.discovered[s]), np.asarray(rec.fitted[s])
         return "\n".join(lines)
 
     def component_table(self, target: Target, seed: int = 0) -> str:
@@ -681,7 +681,7 @@ def modified_gradient_flow(
         B = check.integer("seeds", seeds, 1, check.SEED_LIMIT + 1)
     else:
         try:
-            seeds = [check.integer(f"seeds[{i}]", s, 0, check.SEED_LIMIT) for i, s in enumerate(seeds)]
+            seeds = [check.integer(f"seeds[{i}]", s, 0, check.SEED_LIMIT) for i, s in enumerate(seeds)]  # type: ignore[arg-type]  # (a bool: the TypeError below)
         except TypeError:
             raise TypeError(f"seeds must be an int >= 1 or a sequence of integer seed indices >= 0, "
                             f"got {seeds!r}") from None

@@ -52,7 +52,7 @@ def enable(folder: str | os.PathLike | None) -> Path | None:
     ``JAX_COMPILATION_CACHE_DIR``, or the folder cannot be created: the command then just compiles)."""
     import jax
 
-    if folder is None or os.environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir:
+    if folder is None or os.environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir:  # type: ignore[attr-defined]
         return None
     folder = Path(folder)
     try:

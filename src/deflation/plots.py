@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -467,7 +468,7 @@ def _grid_axis(ax, values, name: str, levels=None) -> None:
     if _log_axis(v):
         ax.set_xscale("log")
     if v.size <= 12:
-        ax.xaxis.set_major_locator(FixedLocator(v))
+        ax.xaxis.set_major_locator(FixedLocator(v.tolist()))
         ax.xaxis.set_minor_locator(NullLocator())
     elif _integer_valued(v):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -851,7 +852,7 @@ def _cdf_figure(cdf, ds, caption: str = ""):
     nrow, ncol = _panel_grid(len(shown))
     fig = _figure(figsize=(3.6 * ncol + 0.4, 3.0 * nrow + 1.3), dpi=120, layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrow, ncol, squeeze=False)).ravel()
-    all_keys = cdf[grid].drop_duplicates() if grid else None
+    all_keys: Any = cdf[grid].drop_duplicates() if grid else None
     keys = all_keys.head(8) if grid else None
     rows = [None] if keys is None else [row for _, row in keys.iterrows()]
     styles = _curve_styles(len(rows))
@@ -908,7 +909,7 @@ def _convergence_figure(conv, ds, caption: str = ""):
     grid = list(ds.attrs.get("grid") or [])
     fig = _figure(figsize=(7.0, 4.6), dpi=120, layout="constrained")
     ax = fig.subplots()
-    all_keys = conv[grid].drop_duplicates() if grid else None
+    all_keys: Any = conv[grid].drop_duplicates() if grid else None
     keys = all_keys.head(8) if grid else None
     rows = [None] if keys is None else [row for _, row in keys.iterrows()]
     styles = _curve_styles(len(rows))

@@ -206,7 +206,7 @@ def check_values(a: Any, U: Any, orthogonal: bool = False) -> None:
             gram = Ub.T @ Ub - np.eye(Ub.shape[1])
             worst = float(np.abs(gram).max())
             if worst > 10 * tol:
-                i, k = np.unravel_index(np.argmax(np.abs(gram)), gram.shape)
+                i, k = (int(x) for x in np.unravel_index(np.argmax(np.abs(gram)), gram.shape))
                 raise ValueError(
                     "U must have orthonormal columns when orthogonal=True, got "
                     f"<U[:, {i}], U[:, {k}]> - delta = {gram[i, k]!r}{where}"

@@ -46,10 +46,10 @@ def import_submitit():
     if own:
         logger = logging.getLogger("submitit")
         fmt = logging.Formatter("%(name)s %(levelname)s (%(asctime)s) - %(message)s")
-        out, err = logging.StreamHandler(sys.stdout), logging.StreamHandler(sys.stderr)
+        out, warn = logging.StreamHandler(sys.stdout), logging.StreamHandler(sys.stderr)
         out.setLevel(logging.DEBUG)
-        err.setLevel(logging.WARNING)
-        for handler in (err, out):
+        warn.setLevel(logging.WARNING)
+        for handler in (warn, out):
             handler.setFormatter(fmt)
             logger.addHandler(handler)
         logger.setLevel(logging.INFO)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..memory import available_memory, gib
+from .kernel import Static
 from .resources import DEFAULT_CHUNK, check_fits, chunk_memory, compiled_bytes, dataset_bytes, select_devices
 from .study import Study
 from .workers import format_duration
@@ -27,7 +28,7 @@ CALIBRATION_SEEDS = 8
 class Program:
     """One distinct compiled program of a study and what its calibration measured."""
 
-    static: object
+    static: Static
     points: int
     seeds: int
     compile_s: float = float("nan")
@@ -138,7 +139,7 @@ def plan_study(study: Study, *, chunk: int | None = None, devices: int | None = 
     n_cal = min(padded, CALIBRATION_SEEDS * ndev)
     total = 0.0
     for program, members in zip(plan.programs, groups.values()):
-        params = {k: jax.make_array_from_callback(v.shape, replicated, lambda s, v=v: v[s])
+        params = {k: jax.make_array_from_callback(v.shape, replicated, v.__getitem__)
                   for k, v in traced_params(study, members[0]).items()}
         idx = np.arange(n_cal, dtype=np.uint32)
         x = jax.make_array_from_callback((n_cal,), sharding, lambda s: idx[s])
@@ -154,7 +155,7 @@ def plan_study(study: Study, *, chunk: int | None = None, devices: int | None = 
     plan.seconds = total
     sizes = [p.chunk_bytes for p in plan.programs if p.chunk_bytes is not None]
     plan.chunk_bytes = max(sizes) if sizes else None
-    if not plan.fits:
+    if not plan.fits and plan.chunk_bytes is not None and plan.available is not None:
         raise ValueError(
             f"the study is too large for memory: a chunk of {padded} seeds needs about "
             f"{gib(plan.chunk_bytes)} but {gib(plan.available)} is available; use a smaller chunk "

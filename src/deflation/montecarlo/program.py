@@ -40,10 +40,11 @@ def traced(study: Study) -> tuple[str, ...]:
 
 def series_times(study: Study) -> np.ndarray | None:
     """The ``time`` coordinate of a study's time series: ``linspace(0, largest horizon, points)``."""
-    if study.series is None:
+    series = study.series_spec
+    if series is None:
         return None
     horizon = max(p["horizon"] for p in study.points())
-    return np.linspace(0.0, horizon, study.series_spec["points"])
+    return np.linspace(0.0, horizon, series["points"])
 
 
 def traced_params(study: Study, point: dict) -> dict:

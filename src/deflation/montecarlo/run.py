@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -148,7 +149,9 @@ def run_study(study: Study, out, *, chunk: int | None = None, devices: int | Non
     if independent and nproc > 1:
         raise ValueError("independent workers (--worker/--workers) cannot be combined with a jax.distributed job: "
                          "run each worker as its own single process")
-    error, handle, done = None, None, None
+    error: Exception | None = None
+    handle: Any = None  # store.Handle, on process 0
+    done: Any = None  # (grid point, chunk) flags of the chunks already stored
     looked = time.time()  # a chunk claimed done after this was computed by another worker since
     if lead:
         try:
@@ -159,7 +162,7 @@ def run_study(study: Study, out, *, chunk: int | None = None, devices: int | Non
     if nproc > 1:  # everyone learns whether process 0 could open the store, its chunk and what is done
         head = multihost_utils.broadcast_one_to_all(np.array([error is None, chunk or 0], np.int64))
         if not head[0]:
-            if lead:
+            if lead and error is not None:
                 raise error
             raise ValueError(f"process 0 refused the study (see its error); out = {str(out)!r}")
         chunk = int(head[1])
@@ -187,12 +190,17 @@ def run_study(study: Study, out, *, chunk: int | None = None, devices: int | Non
     for j, key in enumerate(statics):
         groups.setdefault(key, []).append(j)
     todo = [(j, int(c)) for members in groups.values() for j in members for c in np.flatnonzero(~done[j])]
+    claims: Claims | None = None
+    seen: Any = None  # the chunk flags as this worker read them (independent workers)
     if independent:
+        assert worker is not None and workers is not None  # checked together above
         todo = worker_order(todo, n_chunks_per_point, worker, workers)
+        claims = Claims(out, worker, workers, claim_timeout, since=looked)
+        seen = store.read_flags(handle.root).reshape(len(points), -1)
     programs: dict = {}
-    claims = Claims(out, worker, workers, claim_timeout, since=looked) if independent else None
-    seen = store.read_flags(handle.root).reshape(len(points), -1) if independent else None
-    index_of = (lambda j: tuple(int(i) for i in np.unravel_index(j, study.shape)) if study.shape else ())
+
+    def index_of(j: int) -> tuple[int, ...]:
+        return tuple(int(i) for i in np.unravel_index(j, study.shape)) if study.shape else ()
     try:
         if claims is not None:
             claims.__enter__()
@@ -201,7 +209,7 @@ def run_study(study: Study, out, *, chunk: int | None = None, devices: int | Non
             if claims is not None:
                 if store.chunk_flag(handle.root, index_of(j), c) != seen[j, c] or not claims.claim((j, c)):
                     continue  # written, or being computed, by another worker meanwhile
-            params = {k: jax.make_array_from_callback(v.shape, replicated, lambda s, v=v: v[s])
+            params = {k: jax.make_array_from_callback(v.shape, replicated, v.__getitem__)
                       for k, v in traced_params(study, point).items()}
             lo = c * chunk
             idx = np.arange(lo, lo + padded, dtype=np.uint32)  # seeds past the end are padding

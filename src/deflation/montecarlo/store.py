@@ -38,6 +38,7 @@ import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,10 +76,11 @@ def provenance(study: Study) -> dict:
     from .._version import __version__
 
     return dict(deflation=__version__, jax=jax.__version__, jaxlib=jaxlib.__version__,
-                x64=bool(jax.config.jax_enable_x64), dtype=study.param_spec.get("dtype", "float64"))
+                x64=bool(jax.config.jax_enable_x64),  # type: ignore[attr-defined]  # (a flag jax declares at run time)
+                dtype=study.param_spec.get("dtype", "float64"))
 
 
-def target_values(study: Study) -> dict[str, np.ndarray] | None:
+def target_values(study: Study) -> dict[str, Any] | None:
     """The ``a`` and ``U`` of a ``kind = "file"`` target, read from its file (None for other kinds)."""
     spec = study.target_spec
     if spec.get("kind") != "file":
@@ -151,7 +153,7 @@ def remove_stale_tmp(out) -> list[Path]:
     """Remove the ``.tmp`` folders that an interrupted :func:`create` of ``out`` left next to it: those
     whose creating process (on this host) is gone, or older than :data:`STALE_TMP_S`. Returns them."""
     out = Path(out)
-    removed = []
+    removed: list[Path] = []
     try:
         candidates = list(out.parent.glob(f".{out.name}.*.tmp"))
     except OSError:
@@ -207,8 +209,9 @@ def dims_sizes(study: Study) -> dict[str, int]:
     """The size of every dimension of the study's dataset."""
     sizes = {k: len(v) for k, v in study.grid}
     sizes.update(seed=study.seeds, component=study.r)
-    if study.series is not None:
-        sizes.update(time=study.series_spec["points"], rank=study.series_spec["norms"])
+    series = study.series_spec
+    if series is not None:
+        sizes.update(time=series["points"], rank=series["norms"])
     sizes.update(EXPERIMENTS[study.experiment].dims(study.points()))
     return sizes
 
@@ -258,20 +261,21 @@ def create(out: str | os.PathLike, study: Study, chunk: int, attrs: dict) -> Non
             np.savez(tmp / TARGET_COPY, **values)
         _create_variables(root, study, chunk)
         sizes = dims_sizes(study)
-        coords = {"seed": np.arange(study.seeds, dtype=np.int64), "component": np.arange(study.r, dtype=np.int64)}
+        coords: dict[str, Any] = {"seed": np.arange(study.seeds, dtype=np.int64),
+                                  "component": np.arange(study.r, dtype=np.int64)}
         coords.update(study.coordinates())
         if study.series is not None:
             coords["time"] = series_times(study)
             coords["rank"] = np.arange(sizes["rank"], dtype=np.int64)
         if "epoch" in sizes:
             coords["epoch"] = np.arange(sizes["epoch"], dtype=np.int64)
-        for name, values in coords.items():
-            values = np.asarray(values)
-            if values.dtype.kind in "US":  # names (model): zarr's variable-length UTF-8 strings
-                root.create_array(name, shape=values.shape, dtype=str, chunks=values.shape,
-                                  dimension_names=(name,))[...] = values.astype(object)
+        for name, coord in coords.items():
+            coord = np.asarray(coord)
+            if coord.dtype.kind in "US":  # names (model): zarr's variable-length UTF-8 strings
+                root.create_array(name, shape=coord.shape, dtype=str, chunks=coord.shape,
+                                  dimension_names=(name,))[...] = coord.astype(object)
             else:
-                root.create_array(name, data=values, chunks=values.shape, dimension_names=(name,))
+                root.create_array(name, data=coord, chunks=coord.shape, dimension_names=(name,))
         grid = tuple(k for k, _ in study.grid)
         a = np.stack([weights(p) for p in study.points()]).reshape(study.shape + (study.r,))
         arr = root.create_array("a", data=a, chunks=a.shape, dimension_names=grid + ("component",))
@@ -346,10 +350,10 @@ def _repair_metadata(root, out: Path, study: Study, chunk: int) -> list[str]:
 class Handle:
     """An open store: its group, its chunk size and the lock held while writing."""
 
-    root: object
+    root: Any
     path: Path
     chunk: int
-    lock: object = field(default=None, repr=False)
+    lock: Any = field(default=None, repr=False)
     repaired: list = field(default_factory=list)
 
     def close(self) -> None:

@@ -121,7 +121,7 @@ def _table() -> dict[str, Param]:
     for e in REGISTRY.values():
         for name, p in e.params.items():
             if name in out:
-                names = tuple(dict.fromkeys(out[name].experiments + (e.name,)))
+                names = tuple(dict.fromkeys(tuple(out[name].experiments) + (e.name,)))
                 out[name] = dataclasses.replace(out[name], experiments=names)
             else:
                 out[name] = dataclasses.replace(p, experiments=(e.name,))
@@ -485,7 +485,7 @@ def _check_target(target: dict) -> dict:
     if unknown:
         raise ValueError(f"target: unknown key {unknown[0]!r} (allowed: {', '.join(TARGET_KEYS)})")
     kind = choice(TARGET_KINDS)("target.kind", target.get("kind", "basis"))
-    out = {"kind": kind}
+    out: dict[str, Any] = {"kind": kind}
     if kind == "file":
         for k in ("a", "ratio", "r", "angle"):
             if k in target:
@@ -601,5 +601,6 @@ def _check_point(study: Study, point: dict) -> None:
                          f"{' and '.join(map(repr, runs))} (experiment {study.experiment!r} is defined for the "
                          f"paper's normalized model) ({at})")
     experiment.check_point(point, r, at)
-    if study.series is not None and study.series_spec["norms"] > m:
-        raise ValueError(f"series.norms = {study.series_spec['norms']} must be <= params.m = {m} ({at})")
+    series = study.series_spec
+    if series is not None and series["norms"] > m:
+        raise ValueError(f"series.norms = {series['norms']} must be <= params.m = {m} ({at})")

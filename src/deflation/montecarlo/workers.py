@@ -127,7 +127,7 @@ def read_claim(path: Path) -> Claim | None:
 def read_claims(out) -> dict[tuple[int, int], Claim]:
     """Every claim of a store, by ``(point, chunk)``."""
     folder = claims_dir(out)
-    found = {}
+    found: dict[tuple[int, int], Claim] = {}
     try:
         names = os.listdir(folder)
     except OSError:
@@ -155,7 +155,7 @@ class Claims:
         self._held: dict[tuple[int, int], tuple[str, float]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = None
+        self._thread: threading.Thread | None = None
 
     # -------------------------------------------------------------- claiming
     def _create(self, path: Path) -> str | None:
