@@ -127,22 +127,12 @@ def _flow(target, y0, ts, t0, lam, solver: SolverConfig, events: EventConfig, fr
     ``chunk`` seeds at a time, the series ``block`` saved states at a time (both chosen by
     :func:`deflation.memory.flow_plan`; neither changes a seed's result)."""
     tol = solver.tolerance()
-    eps = jnp.finfo(y0[0].dtype).eps
-    p = target.order
 
     def series(rho, ubar):
         """Per saved state: ``W``, the loss, its accuracy floor and the residual on every u_i."""
-        u = materialize(normalize(ubar))  # computed once: the Gram products read every entry m times
-        omega = model.weights(rho, p)  # T = sum_j omega_j u_j^(x)p
-        sq, floor = residual_norm_sq(u, omega, target, precise)
-        norms_sq = omega if model.norm_power(p) == 2 else jnp.exp(2.0 * rho)  # |w_j|^2
-        loss = 0.5 * sq + 0.5 * lam * norms_sq.sum(-1)
-        floor = jnp.maximum(floor, (10 * (p + 2) * jnp.maximum(tol, eps) * omega.sum(-1)) ** 2)
-        residual = residual_on(u, omega, target, precise=bool(precise))
-        W = jnp.exp(rho)[..., None, :] * u  # deflation.dynamics.from_lognorm, from the u at hand
-        return W, dict(loss=loss, loss_floor=0.5 * floor, residual=residual)
+        return model.series((rho, ubar), target, lam, precise, tol)
 
-    B, d, m = y0[1].shape
+    B = jax.tree_util.tree_leaves(y0)[0].shape[0]
     K = ts.shape[0]
     chunk = min(chunk, B)
     block = min(block, chunk * K)
@@ -152,9 +142,11 @@ def _flow(target, y0, ts, t0, lam, solver: SolverConfig, events: EventConfig, fr
     # buffer stacked afterwards: two more passes over it), and the series, which normalizes the
     # directions anyway, overwrites each saved direction with its W. A chunk or block at the end
     # starts early enough to fit (it overlaps the one before, and the chunk writes the same values
-    # again), so nothing is padded or copied.
-    dtype = y0[0].dtype
-    saved = (jnp.full((B, K, m), jnp.inf, dtype), jnp.full((B, K, d, m), jnp.inf, dtype))
+    # again), so nothing is padded or copied. (A state of several factor matrices, the asymmetric
+    # model's, is a tree of such buffers, one per factor.)
+    saved = jax.tree_util.tree_map(lambda x: jnp.full((B, K) + x.shape[1:], jnp.inf, x.dtype), y0)
+    rows = lambda x: x.reshape((B * K,) + x.shape[2:])  # noqa: E731  (seed and save point as one axis)
+    tree_map = jax.tree_util.tree_map
 
     def run(saved, i):
         start = jnp.minimum(i * chunk, B - chunk)
@@ -166,23 +158,26 @@ def _flow(target, y0, ts, t0, lam, solver: SolverConfig, events: EventConfig, fr
         def series_block(j, carry):
             W, out = carry
             at = jnp.minimum(j * block, n - block)  # the last block may overlap the one before
-            rho = jax.lax.dynamic_slice_in_dim(sol.rho.reshape((B * K, m)), start * K + at, block)
-            x = jax.lax.dynamic_slice_in_dim(W, start * K + at, block)  # directions, or W if done
+            rho = tree_map(lambda r: jax.lax.dynamic_slice_in_dim(rows(r), start * K + at, block), sol.rho)
+            # directions, or W if done
+            x = tree_map(lambda w: jax.lax.dynamic_slice_in_dim(w, start * K + at, block), W)
             W_new, vals = jax.vmap(series)(rho, x)
             if n % block:  # an overlap's states are W already: kept as they are
                 new = (at + jnp.arange(block)) >= j * block
                 keep = lambda v, o: jnp.where(new.reshape((block,) + (1,) * (v.ndim - 1)), v, o)  # noqa: E731
             else:
                 keep = lambda v, o: v  # noqa: E731
-            W = jax.lax.dynamic_update_slice_in_dim(W, keep(W_new, x), start * K + at, 0)
+            W = tree_map(lambda w, wn, o: jax.lax.dynamic_update_slice_in_dim(w, keep(wn, o), start * K + at, 0),
+                         W, W_new, x)
             out = {k: jax.lax.dynamic_update_slice_in_dim(
                 out[k], keep(v, jax.lax.dynamic_slice_in_dim(out[k], at, block)), at, 0) for k, v in vals.items()}
             return W, out
 
-        shapes = jax.eval_shape(jax.vmap(series), sol.rho[0, :1], sol.ubar[0, :1])[1]
+        first = lambda x: x[0, :1]  # noqa: E731
+        shapes = jax.eval_shape(jax.vmap(series), tree_map(first, sol.rho), tree_map(first, sol.ubar))[1]
         out = {k: jnp.zeros((n,) + v.shape[1:], v.dtype) for k, v in shapes.items()}
-        W, out = jax.lax.fori_loop(0, -(-n // block), series_block, (sol.ubar.reshape((B * K, d, m)), out))
-        saved = (sol.rho, W.reshape((B, K, d, m)))
+        W, out = jax.lax.fori_loop(0, -(-n // block), series_block, (tree_map(rows, sol.ubar), out))
+        saved = (sol.rho, tree_map(lambda w, u: w.reshape(u.shape), W, sol.ubar))
         out = {k: v.reshape((chunk, K) + v.shape[1:]) for k, v in out.items()}
         # a successful solve whose saved states or losses overflowed (a loose tolerance's dense
         # output between far-apart steps), or whose loss rose, is not a success
