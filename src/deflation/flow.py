@@ -25,7 +25,7 @@ from .integrate import (
     seed_chunk,
     solve,
 )
-from .models import MODELS, SymmetricModel, as_model
+from .models import AbstractModel, as_model
 from .target import Target, as_target
 
 
@@ -205,24 +205,15 @@ def _flow(target, y0, ts, t0, lam, solver: SolverConfig, events: EventConfig, fr
     return out
 
 
-def flow_model(model: Any, target: Target) -> SymmetricModel:
-    """The model ``model`` names, checked to be one that :func:`gradient_flow` integrates: a symmetric
-    model (one factor matrix ``W``) at order ``p >= 3``.
+def flow_model(model: Any, target: Target) -> AbstractModel:
+    """The model ``model`` names (or is), for :func:`gradient_flow`: every model of
+    :mod:`deflation.models` at every order ``p >= 2`` (Definition 1 on columns or rank-one terms
+    at ``p >= 3``, on the spectrum at ``p = 2``: :meth:`deflation.models.AbstractModel.definition`).
 
     Raises:
-        ValueError / TypeError: an unknown model, the asymmetric one (its state is ``p`` factor
-            matrices: its loss and velocity are in :mod:`deflation.models`, its flow is not
-            integrated yet), or order 2 (where a single column means nothing and Definition 1
-            must be read from the spectrum of ``W W^T``, which is not implemented yet).
+        ValueError / TypeError: an unknown model (:func:`deflation.models.as_model`).
     """
-    model = as_model(model)
-    if not isinstance(model, SymmetricModel):
-        raise ValueError(f"model {model.name!r} is not integrated by gradient_flow yet: it takes a symmetric model "
-                         f"({', '.join(repr(k) for k, v in MODELS.items() if isinstance(v, SymmetricModel))})")
-    if target.order < 3:
-        raise ValueError(f"gradient_flow needs a target of order >= 3, got order {target.order} (the matrix case: "
-                         "its loss and velocity work, its spectral Definition 1 is not implemented yet)")
-    return model
+    return as_model(model)
 
 
 def flow_plan(B: int, d: int, m: int, r: int, K: int, P: int, precise: bool | None, itemsize: int,
@@ -283,6 +274,22 @@ def _as_initial_state(W0, target: Target):
         state = _to_lognorm(W0)
     dtype = state[1].dtype
     state = (state[0].astype(dtype), state[1])
+    if not batched:
+        state = jax.tree_util.tree_map(lambda x: x[None], state)
+    return state, batched
+
+
+def _as_initial_factors(W0, target: Target, model: AbstractModel):
+    """``((rho_1, ..., rho_p), (ubar_1, ..., ubar_p))`` batches (B, m), (B, d, m) from a tuple ``W0``
+    of factor matrices (d, m) or (B, d, m) (a model whose state has several factors: the
+    asymmetric one), each column's norm taken without underflow."""
+    factors = model.check_state("W0", W0, target, batch=True)
+    for k, Wk in enumerate(factors):
+        if check.is_concrete(Wk):
+            _refuse_zero_columns(f"W0[{k}]", np.asarray(Wk))
+    batched = factors[0].ndim == 3
+    pairs = [_to_lognorm(Wk) for Wk in factors]
+    state = (tuple(r.astype(u.dtype) for r, u in pairs), tuple(u for _, u in pairs))
     if not batched:
         state = jax.tree_util.tree_map(lambda x: x[None], state)
     return state, batched
@@ -389,10 +396,13 @@ def gradient_flow(
     """
     target = as_target(target)
     model = flow_model(model, target)
-    y0, batched = _as_initial_state(W0, target)
+    if model.factor_count(target.order) > 1:
+        y0, batched = _as_initial_factors(W0, target, model)
+    else:
+        y0, batched = _as_initial_state(W0, target)
     lam = check.nonnegative("lam", lam)
     t0 = check.finite("t0", t0)
-    dtype = y0[0].dtype
+    dtype = jax.tree_util.tree_leaves(y0)[0].dtype
     ts_np = check.array("ts", ts, 1).astype(np.float64)
     if ts_np.size < 1:
         raise ValueError("ts must hold at least one save time, got an empty array")
@@ -424,14 +434,15 @@ def gradient_flow(
     if isinstance(stepsize_controller, diffrax.ConstantStepSize) and dt0 is None:
         raise ValueError("dt0 must be given (> 0) with a ConstantStepSize controller")
     config = SolverConfig(solver=solver, controller=stepsize_controller, dt0=dt0, max_steps=max_steps)
-    B, m = y0[0].shape
+    B, m = jax.tree_util.tree_leaves(y0)[0].shape
     if precise_loss is None:
         tol = float(config.tolerance())
         precise_loss = (precise_for_tolerance(target.a, target.U, target.order, tol, target.d, m) if tol > 0
                         else precise_by_default(target.d, m, target.r))
-    plan = flow_plan(B, target.d, m, target.r, ts_np.size, events.points, precise_loss, np.dtype(dtype).itemsize)
+    # a state of p factor matrices is sized as one of p d rows
+    plan = flow_plan(B, target.d * model.factor_count(target.order), m, target.r, ts_np.size, events.points, precise_loss, np.dtype(dtype).itemsize)
     out = _flow(target, y0, jnp.asarray(ts_np, dtype), jnp.asarray(t0, dtype), jnp.asarray(lam, dtype), config,
                 events, frozen, precise_loss, progress, plan.chunk, plan.block, model)
     if not batched:
-        out = {k: v[0] for k, v in out.items()}
+        out = jax.tree_util.tree_map(lambda v: v[0], out)
     return FlowResult(ts=jnp.asarray(ts_np, dtype), **out)

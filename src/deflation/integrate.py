@@ -29,7 +29,8 @@ from jaxtyping import Array, Float, Int
 from . import _validate as check, stepping
 from .contract import log_positive
 from .definition1 import Observation, Tracked, fill, observe, track
-from .dynamics import lognorm_vector_field
+from .dynamics import DEFAULT_MODEL, lognorm_vector_field
+from .models import as_model
 from .target import Target
 
 #: Trajectory status codes (``status`` of every result) and their names. ``LOSS_INCREASED``: the
@@ -252,8 +253,8 @@ def solve(
         a :class:`Solution`.
     """
     rho0, ubar0 = y0
-    B, m = rho0.shape
-    dtype = rho0.dtype
+    B, m = jax.tree_util.tree_leaves(rho0)[0].shape  # a tree of log-norms for a state of several factors
+    dtype = jax.tree_util.tree_leaves(rho0)[0].dtype
     t0 = jnp.asarray(t0, dtype)
     t1 = jnp.broadcast_to(jnp.asarray(t1, dtype), (B,))
     save_ts = (t1[:, None] if save_ts is None
@@ -339,6 +340,7 @@ def _solve_chunk(target, batch, t0, lam, config: SolverConfig, events, from_abov
             ys = jax.tree_util.tree_map(lambda buf, y: jax.lax.dynamic_update_slice_in_dim(buf, y, save_into[1], 0),
                                         save_into[0], ys)
     B = member.shape[0]
+    field_model = as_model(DEFAULT_MODEL if model is None else model)
 
     def post(y, last, res, ob, mem, ets, tg):
         tg = seed_target(tg)
@@ -346,7 +348,7 @@ def _solve_chunk(target, batch, t0, lam, config: SolverConfig, events, from_abov
         status = _status(res, y, last, f0)
         if events is None:
             return status, None
-        above = (y[0] >= log_positive(events.delta1)) if from_above else None
+        above = (field_model.column_log_sizes(y, tg.order) >= log_positive(events.delta1)) if from_above else None
         tr = track(ets, ob, mem, tg.a, lam, events.delta1, events.alpha, events.fit_fraction, above, model=model,
                    order=tg.order)
         return status, tr
