@@ -35,8 +35,10 @@ class FlowResult(eqx.Module):
 
     Attributes:
         ts: save times (K,).
-        W: the state at every save time, (B, K, d, m).
-        log_norm: ``log |w_j|`` at every save time, (B, K, m) (exact even where ``W`` underflows).
+        W: the state at every save time, (B, K, d, m); for a model of several factor matrices
+            (the asymmetric one) a tuple of them, one (B, K, d, m) per mode.
+        log_norm: ``log |w_j|`` at every save time, (B, K, m) (exact even where ``W`` underflows);
+            a tuple of them, one per mode, for a model of several factor matrices.
         loss: ``L(W)`` at the save times, (B, K), accurate far below ``1e-16 |T*|^2`` (see ``loss_floor``).
         loss_floor: accuracy floor of ``loss`` (B, K): a value below it is not resolved. The larger
             of the rounding bound of the loss formula and the integration floor
@@ -46,11 +48,15 @@ class FlowResult(eqx.Module):
             high-accuracy solve in the tests).
         residual: ``(T* - T)(u_i^p)`` for each ground truth ``i``, (B, K, r).
         discovery_time: first time a column reaches norm ``delta1`` with ``wbar_i^2 >= 1 - alpha^2``
-            (Definition 1), (B, r); ``inf`` if not within the horizon.
+            (Definition 1), (B, r); ``inf`` if not within the horizon. Read on the model's slots
+            (:meth:`deflation.models.AbstractModel.definition`): at order ``p >= 3`` its columns
+            (the asymmetric model's rank-one terms), at order 2 the spectrum (``"spectral"``: the
+            eigenpairs of ``W W^T``, the singular pairs of ``W_1 W_2^T``, largest first).
         fit_time: first time ``i`` is fitted (``a_i - ahat_i <= 2 lam``; with ``lam = 0`` the
             residual on ``u_i`` drops to ``fit_fraction * a_i``, see :mod:`deflation.definition1`), (B, r).
-        member: for each column, the ground truth ``i`` whose ``S_i`` it joined (Definition 1), or -1, (B, m).
-        join_time: for each column, when it joined that ``S_i`` (inf: it did not), (B, m).
+        member: for each column (slot: at order 2 the ``k``-th largest eigen- or singular pair), the
+            ground truth ``i`` whose ``S_i`` it joined (Definition 1), or -1, (B, m).
+        join_time: for each column (slot), when it joined that ``S_i`` (inf: it did not), (B, m).
         num_steps, num_accepted_steps, num_rejected_steps: solver statistics, (B,).
         status: 0 success, 1 max_steps reached, 2 non-finite state (also: ``W`` or the loss at a
             save point overflowed), 3 other solver failure, 4 the loss increased (see
@@ -59,8 +65,8 @@ class FlowResult(eqx.Module):
     """
 
     ts: Float[Array, " K"]
-    W: Float[Array, "*B K d m"]
-    log_norm: Float[Array, "*B K m"]
+    W: Float[Array, "*B K d m"] | tuple[Float[Array, "*B K d m"], ...]
+    log_norm: Float[Array, "*B K m"] | tuple[Float[Array, "*B K m"], ...]
     loss: Float[Array, "*B K"]
     loss_floor: Float[Array, "*B K"]
     residual: Float[Array, "*B K r"]

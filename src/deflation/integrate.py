@@ -158,8 +158,9 @@ class Solution(eqx.Module):
         num_steps, num_accepted_steps, num_rejected_steps: solver statistics, (B,).
     """
 
-    rho: Float[Array, "N K m"]  # N = B, or the rows of the save_into buffers
-    ubar: Float[Array, "N K d m"]
+    # N = B, or the rows of the save_into buffers; one per factor matrix (a tuple) for the asymmetric model
+    rho: Float[Array, "N K m"] | tuple[Float[Array, "N K m"], ...]
+    ubar: Float[Array, "N K d m"] | tuple[Float[Array, "N K d m"], ...]
     observations: Observation | None
     tracked: Tracked | None
     event_ts: Float[Array, "B Ke"] | None
@@ -198,7 +199,8 @@ def _from_diffrax(result):
 
 def solve(
     target: Target,
-    y0: tuple[Float[Array, "B m"], Float[Array, "B d m"]],
+    y0: (tuple[Float[Array, "B m"], Float[Array, "B d m"]]
+         | tuple[tuple[Float[Array, "B m"], ...], tuple[Float[Array, "B d m"], ...]]),
     *,
     t1: Float[Array, "*B"],
     solver: SolverConfig,
@@ -211,7 +213,7 @@ def solve(
     frozen: bool = False,
     progress: bool = False,
     chunk: int | None = None,
-    save_into: tuple[tuple[Array, Array], Any] | None = None,
+    save_into: tuple[Any, Any] | None = None,
     model: Any = None,
 ) -> Solution:
     """Integrate the gradient flow (or, ``frozen=True``, the tensor-power dynamics of paper
@@ -223,7 +225,8 @@ def solve(
     Args:
         target: the ground truth, one for the batch, or one per seed (a batched :class:`Target`,
             ``a`` (B, r), ``U`` (B, d, r); e.g. a random orthonormal ``U`` per seed).
-        y0: ``(rho (B, m), ubar (B, d, m))``: log-norms and unit directions.
+        y0: ``(rho (B, m), ubar (B, d, m))``: log-norms and unit directions (for a model of ``p``
+            factor matrices, the asymmetric one, ``((rho_1, ..., rho_p), (ubar_1, ..., ubar_p))``).
         t1: end time, one for all or one per trajectory ``(B,)`` (``t1 = t0``: no step).
         solver: the :class:`SolverConfig`.
         save_ts: save times ``(K,)`` or ``(B, K)`` within ``[t0, t1]``; default ``t1`` only.
@@ -246,8 +249,9 @@ def solve(
             solves a large batch chunk by chunk writes one output array in place (see
             :func:`deflation.stepping.solve_batch`). The batch is then solved at once (``chunk``
             is not used).
-        model: a symmetric model of :mod:`deflation.models` (``None``: the paper's normalized
-            model): its log-norm field is integrated, and Definition 1 reads its weights.
+        model: a model of :mod:`deflation.models` (``None``: the paper's normalized model): its
+            log-norm field is integrated, and Definition 1 reads its slots
+            (:meth:`deflation.models.AbstractModel.event_terms`) and weights.
 
     Returns:
         a :class:`Solution`.

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, Bool, Float
 
 from ..contract import matmul, sum_rows
 
@@ -86,7 +86,7 @@ def _scaled(rho: Float[Array, " m"], u: Float[Array, "d m"]) -> tuple[Float[Arra
     return s, jnp.exp(rho - s)[None, :] * u
 
 
-def _floored(w: Float[Array, " m"]) -> tuple[Float[Array, " m"], Float[Array, " m"]]:
+def _floored(w: Float[Array, " m"]) -> tuple[Float[Array, " m"], Bool[Array, " m"]]:
     """``(w', resolved)``: ``w`` with the eigenvalues below :func:`_resolution` set to it."""
     floor = _resolution(w)
     resolved = w > floor
