@@ -293,8 +293,8 @@ def test_figure1_command_at_order_2(model, tmp_path):
         capture_output=True, text=True,
     )
     assert out.returncode == 0, out.stderr
-    slot = "singular pair of W_1 W_2^T" if model == "asymmetric" else "eigenpair of W W^T"
-    assert f"discovered: a {slot} reaches size delta1=0.001" in out.stdout
+    slot = "a singular pair of W_1 W_2^T" if model == "asymmetric" else "an eigenpair of W W^T"
+    assert f"discovered: {slot} reaches size delta1=0.001" in out.stdout
     assert "fitted in order u_1, ..., u_2: 2/2 seeds" in out.stdout
     data = np.load(tmp_path / "figure1.npz")
     assert np.isfinite(data["discovery_time"]).all() and data["loss"].shape == (2, 121)

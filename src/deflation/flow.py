@@ -359,7 +359,8 @@ def gradient_flow(
 
     Args:
         target: the ground truth ``T*``.
-        W0: initial columns of ``W``, of any real dtype. The flow runs in one dtype, that of ``W0`` and
+        W0: initial columns of ``W``, of any real dtype (the asymmetric model: a tuple of ``p``
+            factor matrices, a single array is a ``ValueError``). The flow runs in one dtype, that of ``W0`` and
             the target promoted together (:func:`deflation.dynamics.working_dtype`): a float32 or
             float16 ``W0`` with a float64 target (every built-in constructor) runs in float64,
             float32 ``W0`` and target in float32; a float16 computation is refused (``TypeError``).
@@ -386,10 +387,15 @@ def gradient_flow(
             Figure 1: precise at ``rtol = 1e-10``, float at ``1e-6``), and the size is moderate.
         frozen: integrate the tensor-power dynamics (paper Eq. 1, ``R`` frozen at ``T*``) instead.
         model: the factorization model, a name or a :mod:`deflation.models` value: ``"normalized"``
-            (the paper's ``T = sum_j w_j^{(x)p} / |w_j|^{p-2}``, the default) or ``"plain"``
+            (the paper's ``T = sum_j w_j^{(x)p} / |w_j|^{p-2}``, the default), ``"plain"``
             (``T = sum_j w_j^{(x)p}``, whose escape from a small ``delta0`` takes a time
-            ``~ delta0^{-(p-2)}``: practical from ``delta0 ~ 1e-3``). Definition 1 and the loss
-            are the model's (:class:`deflation.models.SymmetricModel`).
+            ``~ delta0^{-(p-2)}``: practical from ``delta0 ~ 1e-3``) or ``"asymmetric"``
+            (``T = sum_j w_j^(1) (x) ... (x) w_j^(p)``: ``W0`` is then a tuple of ``p`` factor
+            matrices (d, m), or batches (B, d, m), and ``W`` and ``log_norm`` are tuples of one
+            array per mode; as slow to escape as the plain model at ``p >= 3``). Definition 1 and
+            the loss are the model's: on its columns (rank-one terms) at order ``p >= 3``, on the
+            spectrum of ``W W^T`` (``W_1 W_2^T``) at order 2 (:class:`deflation.models.
+            SymmetricModel`, :class:`deflation.models.Asymmetric`).
 
     Returns:
         a :class:`FlowResult`; a trajectory whose solve failed, whose saved state overflowed or
