@@ -175,8 +175,10 @@ def test_models_by_name_and_bad_names():
 
 def test_asymmetric_state_and_target_checks():
     target = D.Target.asymmetric([0.5, 0.5], [np.eye(3)[:, :2]] * 3)
-    with pytest.raises(TypeError, match=r"W must be a tuple of 3 factor matrices"):
+    with pytest.raises(ValueError, match=r"W must be a tuple of 3 factor matrices .* got a single array"):
         D.loss(jnp.ones((3, 2)), target, model="asymmetric")
+    with pytest.raises(TypeError, match=r"W must be a tuple of 3 factor matrices"):
+        D.loss(None, target, model="asymmetric")
     with pytest.raises(ValueError, match="one number of columns"):
         D.loss((jnp.ones((3, 2)), jnp.ones((3, 2)), jnp.ones((3, 4))), target, model="asymmetric")
     with pytest.raises(ValueError, match=r"W\[1\] has 4 rows"):
@@ -237,12 +239,10 @@ def test_gradient_flow_of_the_plain_model_against_a_high_accuracy_raw_solve():
     assert not np.allclose(other.W[-1], res.W[10], atol=1e-3)
 
 
-def test_gradient_flow_refuses_models_and_orders_it_does_not_integrate():
+def test_gradient_flow_refuses_unknown_models_and_asymmetric_states_that_are_one_matrix():
     W0 = jnp.full((3, 2), 0.1)
-    with pytest.raises(ValueError, match="model 'asymmetric' is not integrated by gradient_flow yet"):
+    with pytest.raises(ValueError, match=r"W0 must be a tuple of 4 factor matrices .* got a single array"):
         D.gradient_flow(D.Target.geometric(3, 2), W0, [1.0], model="asymmetric")
-    with pytest.raises(ValueError, match="order >= 3, got order 2"):
-        D.gradient_flow(D.Target.geometric(3, 2, order=2), W0, [1.0])
     with pytest.raises(ValueError, match="model must be one of"):
         D.gradient_flow(D.Target.geometric(3, 2), W0, [1.0], model="Plain")
 

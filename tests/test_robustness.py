@@ -398,7 +398,7 @@ FIGURE1_BAD = [
     (["--d", "1"], "--d"), (["--d", "0"], "--d"), (["--r", "0"], "--r"), (["--r", "11"], "--r"),
     (["--ratio", "0.5"], "--ratio"), (["--ratio", "nan"], "--ratio"), (["--ratio", "inf"], "--ratio"),
     (["--m", "0"], "--m"), (["--m", "-3"], "--m"), (["--m", "10000000"], "--m"),
-    (["--order", "2"], "--order"), (["--order", str(10**18)], "--order"),
+    (["--order", "1"], "--order"), (["--order", str(10**18)], "--order"), (["--model", "cp"], "--model"),
     (["--init", "0"], "--init"), (["--init=-1e-15"], "--init"), (["--init", "nan"], "--init"),
     (["--init", "inf"], "--init"), (["--init", "1e300"], "--init"),
     (["--horizon", "0"], "--horizon"), (["--horizon", "-5"], "--horizon"), (["--horizon", "nan"], "--horizon"),

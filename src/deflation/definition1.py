@@ -28,6 +28,19 @@ phase of :func:`deflation.modified_gradient_flow` and for the Monte Carlo studie
    ``S_i`` at its first crossing that qualifies. Membership on the grid gives ``ahat_i(t)``, the
    discovery times (first join into an ``S_i`` that was empty at the start) and the fit times.
 
+Slots. What the steps above call a column is a *slot* of the model
+(:meth:`deflation.models.AbstractModel.event_terms`): at order ``p >= 3`` a column of ``W`` (for
+the asymmetric model a rank-one term ``w^(1) (x) ... (x) w^(p)``, see its class); at order 2, where
+``W`` and ``W Q`` are the same model, an eigenpair of ``W W^T`` (a singular pair of ``W_1 W_2^T``),
+largest first. A model's :meth:`~deflation.models.AbstractModel.definition` says which
+(``"columns"`` or ``"spectral"``). With ``"spectral"`` a slot joins ``S_i`` at the first time at
+which both conditions hold, its size at least ``delta1`` and its misalignment at most
+``alpha^2`` (an eigenvector has no identity across time, and the top one may turn towards
+``u_i`` only after it has grown past ``delta1``): the first qualifying crossing of ``delta1``, or
+the first time the misalignment drops to ``alpha^2`` while the size is at least ``delta1``, or
+the start if both hold there. ``ahat_i`` sums the model's weights of the slots in ``S_i``
+(:meth:`~deflation.models.AbstractModel.weights`: ``lam_k`` for an eigenpair).
+
 ``member`` carries membership in: :func:`deflation.gradient_flow` starts every column outside every
 ``S_i`` (``-1``); Algorithm 2 passes the membership at the start of each phase, so ``S_i`` persists
 across phases and epochs until a column is re-drawn.
@@ -49,8 +62,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
-from .contract import log_positive, matmul, residual_norm_sq, residual_on, sum_rows
-from .dynamics import DEFAULT_MODEL, normalize
+from .contract import log_positive
+from .dynamics import DEFAULT_MODEL
 from .models import as_model
 from .target import Target
 
@@ -93,31 +106,20 @@ def observe(target: Target, y, dydt, member: Int[Array, " m"], *, norm: bool = F
         y, dydt: state and its time derivative.
         member: each column's ``S_i`` index, or -1 (decides the reference direction).
         norm: also return ``|T - T*|_F`` and its derivative (one more Gram product, ``2 m^2 d``).
-        model: the symmetric model whose ``T`` the residuals are of (``None``: normalized).
+        model: the model whose slots and ``T`` these are (``None``: normalized); ``rho`` is
+            then each slot's log-size (the columns' log-norms for the symmetric models at order
+            ``p >= 3``), and the state ``y`` is in the model's log-norm coordinates.
     """
-    U = target.U
     model = as_model(DEFAULT_MODEL if model is None else model)
 
     def quantities(state):
-        rho, ubar = state
-        u = normalize(ubar)
-        omega = model.weights(rho, target.order)
-        C = matmul(U.T, u)  # (r, m)
-        # 1 - wbar_i^2 as |u - <u_i, u> u_i|^2 for every i (resolved even for Theorem 1's tiny
-        # alpha), one row per i: XLA fuses each into its sum over d
-        mis_all = [sum_rows((u - C[i][None, :] * U[:, i][:, None]) ** 2) for i in range(U.shape[-1])]
+        size, mis_all, res, rn = model.event_terms(state, target, norm)
         nearest = _argmin_rows([jax.lax.stop_gradient(x) for x in mis_all])
         ref = jnp.where(member >= 0, member, nearest).astype(jnp.int32)
-        res = residual_on(u, omega, target)
-        if norm:
-            sq, _ = residual_norm_sq(u, omega, target, precise=False)
-            rn = jnp.sqrt(jnp.maximum(sq, 0.0))
-        else:
-            rn = jnp.zeros((), rho.dtype)
-        return (_select_rows(ref, mis_all), res, rn), ref
+        return (size, _select_rows(ref, mis_all), res, rn), ref
 
-    (mis, res, rn), (dmis, dres, drn), ref = jax.jvp(quantities, (y,), (dydt,), has_aux=True)
-    return Observation(rho=y[0], drho=dydt[0], mis=mis, dmis=dmis, ref=ref, residual=res, dresidual=dres,
+    (rho, mis, res, rn), (drho, dmis, dres, drn), ref = jax.jvp(quantities, (y,), (dydt,), has_aux=True)
+    return Observation(rho=rho, drho=drho, mis=mis, dmis=dmis, ref=ref, residual=res, dresidual=dres,
                        residual_norm=rn, dresidual_norm=drn)
 
 
@@ -310,11 +312,13 @@ def track(t: Float[Array, " K"], obs: Observation, member: Int[Array, " m"], a: 
         a: ground-truth weights (r,); lam, delta1, alpha, fit_fraction: scalars.
         from_above: (m,) columns initialized at or above ``delta1`` at the start of the grid (see
             the module docstring); None: none (every column's norm must cross ``delta1``).
-        model, order: the symmetric model (``None``: normalized) and the tensor order: ``ahat_i``
-            sums the model's weights ``|w_k|^q`` (``q = 2`` for the normalized model, ``p`` for the
-            plain one), and the fit test ``a_i - ahat_i <= 2 lam`` is used only for a model whose
-            ``fit_by_weight`` is set (the normalized one: paper Lemma 7); the others use the
-            residual test at every ``lam``.
+        model, order: the model (``None``: normalized) and the tensor order: ``ahat_i`` sums the
+            model's weights of the slots (``|w_k|^q``: ``q = 2`` for the normalized model, ``p``
+            for the plain one; an eigenvalue at order 2), and the fit test ``a_i - ahat_i <= 2 lam``
+            is used only for a model whose ``fit_by_weight`` is set (the normalized one: paper
+            Lemma 7); the others use the residual test at every ``lam``. A model whose
+            ``definition(order)`` is ``"spectral"`` joins slots by state (the module docstring;
+            ``from_above`` is not used).
     """
     model = as_model(DEFAULT_MODEL if model is None else model)
     r = a.shape[0]
@@ -343,12 +347,20 @@ def track(t: Float[Array, " K"], obs: Observation, member: Int[Array, " m"], a: 
     n_time = jnp.where(n_found, t[n_k] + n_x * n_h, jnp.inf)
     join_time, join_k, join_x = n_time, n_k, n_x
     start = jnp.zeros(m, bool)
-    if from_above is not None:
+    if model.definition(order) == "spectral":
+        # a slot joins at the first time it is both aligned and at least delta1 (the module
+        # docstring): at a crossing of delta1 while aligned (above), or where its misalignment
+        # drops to alpha^2 while it is at least delta1, or at the start if both hold there
+        aligning, above = free, free & (rho[0] >= log_delta1)
+    elif from_above is not None:
         # the norm condition holds from the start: join where the misalignment first drops to
         # alpha^2 while the norm is still >= delta1, or at the start if already aligned there
-        above = from_above & free
+        aligning = above = from_above & free
+    else:
+        aligning = None
+    if aligning is not None:
         a_g = alpha_sq - mis
-        a_candidate = sign_changes(a_g) & (mis[:-1] > alpha_sq) & above[None, :]
+        a_candidate = sign_changes(a_g) & (mis[:-1] > alpha_sq) & aligning[None, :]
 
         def norm_still_above(k, x, h):
             return hermite(x, rho[k, cols], rho[k + 1, cols], drho[k, cols] * h, drho[k + 1, cols] * h) >= log_delta1

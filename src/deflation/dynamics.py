@@ -33,6 +33,9 @@ from .state import check_W, normalize, working_dtype  # noqa: F401  (check_W: re
 from .target import Target, as_target
 
 LogNormState = tuple[Float[Array, "*B m"], Float[Array, "*B d m"]]
+#: The log-norm state of a model of several factor matrices (the asymmetric one): one ``rho`` and
+#: one ``ubar`` per mode.
+FactorLogNormState = tuple[tuple[Float[Array, "*B m"], ...], tuple[Float[Array, "*B d m"], ...]]
 
 
 def _check_lam(lam: Any) -> Any:
@@ -136,8 +139,8 @@ def from_lognorm(rho: Float[Array, "*B m"], ubar: Float[Array, "*B d m"]) -> Flo
     return jnp.exp(rho)[..., None, :] * normalize(ubar)
 
 
-def lognorm_vector_field(state: LogNormState, target: Target, lam, frozen: bool = False,
-                         model: AbstractModel | None = None) -> LogNormState:
+def lognorm_vector_field(state: LogNormState | FactorLogNormState, target: Target, lam, frozen: bool = False,
+                         model: AbstractModel | None = None) -> LogNormState | FactorLogNormState:
     """The gradient flow (or, with ``frozen=True``, the tensor-power dynamics) in log-norm coordinates.
 
     For the normalized model (``model=None``) ``d rho/dt = 2 R(u^p) - lam`` and

@@ -25,7 +25,7 @@ from .integrate import (
     seed_chunk,
     solve,
 )
-from .models import MODELS, SymmetricModel, as_model
+from .models import AbstractModel, as_model
 from .target import Target, as_target
 
 
@@ -35,8 +35,10 @@ class FlowResult(eqx.Module):
 
     Attributes:
         ts: save times (K,).
-        W: the state at every save time, (B, K, d, m).
-        log_norm: ``log |w_j|`` at every save time, (B, K, m) (exact even where ``W`` underflows).
+        W: the state at every save time, (B, K, d, m); for a model of several factor matrices
+            (the asymmetric one) a tuple of them, one (B, K, d, m) per mode.
+        log_norm: ``log |w_j|`` at every save time, (B, K, m) (exact even where ``W`` underflows);
+            a tuple of them, one per mode, for a model of several factor matrices.
         loss: ``L(W)`` at the save times, (B, K), accurate far below ``1e-16 |T*|^2`` (see ``loss_floor``).
         loss_floor: accuracy floor of ``loss`` (B, K): a value below it is not resolved. The larger
             of the rounding bound of the loss formula and the integration floor
@@ -46,11 +48,15 @@ class FlowResult(eqx.Module):
             high-accuracy solve in the tests).
         residual: ``(T* - T)(u_i^p)`` for each ground truth ``i``, (B, K, r).
         discovery_time: first time a column reaches norm ``delta1`` with ``wbar_i^2 >= 1 - alpha^2``
-            (Definition 1), (B, r); ``inf`` if not within the horizon.
+            (Definition 1), (B, r); ``inf`` if not within the horizon. Read on the model's slots
+            (:meth:`deflation.models.AbstractModel.definition`): at order ``p >= 3`` its columns
+            (the asymmetric model's rank-one terms), at order 2 the spectrum (``"spectral"``: the
+            eigenpairs of ``W W^T``, the singular pairs of ``W_1 W_2^T``, largest first).
         fit_time: first time ``i`` is fitted (``a_i - ahat_i <= 2 lam``; with ``lam = 0`` the
             residual on ``u_i`` drops to ``fit_fraction * a_i``, see :mod:`deflation.definition1`), (B, r).
-        member: for each column, the ground truth ``i`` whose ``S_i`` it joined (Definition 1), or -1, (B, m).
-        join_time: for each column, when it joined that ``S_i`` (inf: it did not), (B, m).
+        member: for each column (slot: at order 2 the ``k``-th largest eigen- or singular pair), the
+            ground truth ``i`` whose ``S_i`` it joined (Definition 1), or -1, (B, m).
+        join_time: for each column (slot), when it joined that ``S_i`` (inf: it did not), (B, m).
         num_steps, num_accepted_steps, num_rejected_steps: solver statistics, (B,).
         status: 0 success, 1 max_steps reached, 2 non-finite state (also: ``W`` or the loss at a
             save point overflowed), 3 other solver failure, 4 the loss increased (see
@@ -59,8 +65,8 @@ class FlowResult(eqx.Module):
     """
 
     ts: Float[Array, " K"]
-    W: Float[Array, "*B K d m"]
-    log_norm: Float[Array, "*B K m"]
+    W: Float[Array, "*B K d m"] | tuple[Float[Array, "*B K d m"], ...]
+    log_norm: Float[Array, "*B K m"] | tuple[Float[Array, "*B K m"], ...]
     loss: Float[Array, "*B K"]
     loss_floor: Float[Array, "*B K"]
     residual: Float[Array, "*B K r"]
@@ -127,22 +133,12 @@ def _flow(target, y0, ts, t0, lam, solver: SolverConfig, events: EventConfig, fr
     ``chunk`` seeds at a time, the series ``block`` saved states at a time (both chosen by
     :func:`deflation.memory.flow_plan`; neither changes a seed's result)."""
     tol = solver.tolerance()
-    eps = jnp.finfo(y0[0].dtype).eps
-    p = target.order
 
     def series(rho, ubar):
         """Per saved state: ``W``, the loss, its accuracy floor and the residual on every u_i."""
-        u = materialize(normalize(ubar))  # computed once: the Gram products read every entry m times
-        omega = model.weights(rho, p)  # T = sum_j omega_j u_j^(x)p
-        sq, floor = residual_norm_sq(u, omega, target, precise)
-        norms_sq = omega if model.norm_power(p) == 2 else jnp.exp(2.0 * rho)  # |w_j|^2
-        loss = 0.5 * sq + 0.5 * lam * norms_sq.sum(-1)
-        floor = jnp.maximum(floor, (10 * (p + 2) * jnp.maximum(tol, eps) * omega.sum(-1)) ** 2)
-        residual = residual_on(u, omega, target, precise=bool(precise))
-        W = jnp.exp(rho)[..., None, :] * u  # deflation.dynamics.from_lognorm, from the u at hand
-        return W, dict(loss=loss, loss_floor=0.5 * floor, residual=residual)
+        return model.series((rho, ubar), target, lam, precise, tol)
 
-    B, d, m = y0[1].shape
+    B = jax.tree_util.tree_leaves(y0)[0].shape[0]
     K = ts.shape[0]
     chunk = min(chunk, B)
     block = min(block, chunk * K)
@@ -152,9 +148,11 @@ def _flow(target, y0, ts, t0, lam, solver: SolverConfig, events: EventConfig, fr
     # buffer stacked afterwards: two more passes over it), and the series, which normalizes the
     # directions anyway, overwrites each saved direction with its W. A chunk or block at the end
     # starts early enough to fit (it overlaps the one before, and the chunk writes the same values
-    # again), so nothing is padded or copied.
-    dtype = y0[0].dtype
-    saved = (jnp.full((B, K, m), jnp.inf, dtype), jnp.full((B, K, d, m), jnp.inf, dtype))
+    # again), so nothing is padded or copied. (A state of several factor matrices, the asymmetric
+    # model's, is a tree of such buffers, one per factor.)
+    saved = jax.tree_util.tree_map(lambda x: jnp.full((B, K) + x.shape[1:], jnp.inf, x.dtype), y0)
+    rows = lambda x: x.reshape((B * K,) + x.shape[2:])  # noqa: E731  (seed and save point as one axis)
+    tree_map = jax.tree_util.tree_map
 
     def run(saved, i):
         start = jnp.minimum(i * chunk, B - chunk)
@@ -166,23 +164,26 @@ def _flow(target, y0, ts, t0, lam, solver: SolverConfig, events: EventConfig, fr
         def series_block(j, carry):
             W, out = carry
             at = jnp.minimum(j * block, n - block)  # the last block may overlap the one before
-            rho = jax.lax.dynamic_slice_in_dim(sol.rho.reshape((B * K, m)), start * K + at, block)
-            x = jax.lax.dynamic_slice_in_dim(W, start * K + at, block)  # directions, or W if done
+            rho = tree_map(lambda r: jax.lax.dynamic_slice_in_dim(rows(r), start * K + at, block), sol.rho)
+            # directions, or W if done
+            x = tree_map(lambda w: jax.lax.dynamic_slice_in_dim(w, start * K + at, block), W)
             W_new, vals = jax.vmap(series)(rho, x)
             if n % block:  # an overlap's states are W already: kept as they are
                 new = (at + jnp.arange(block)) >= j * block
                 keep = lambda v, o: jnp.where(new.reshape((block,) + (1,) * (v.ndim - 1)), v, o)  # noqa: E731
             else:
                 keep = lambda v, o: v  # noqa: E731
-            W = jax.lax.dynamic_update_slice_in_dim(W, keep(W_new, x), start * K + at, 0)
+            W = tree_map(lambda w, wn, o: jax.lax.dynamic_update_slice_in_dim(w, keep(wn, o), start * K + at, 0),
+                         W, W_new, x)
             out = {k: jax.lax.dynamic_update_slice_in_dim(
                 out[k], keep(v, jax.lax.dynamic_slice_in_dim(out[k], at, block)), at, 0) for k, v in vals.items()}
             return W, out
 
-        shapes = jax.eval_shape(jax.vmap(series), sol.rho[0, :1], sol.ubar[0, :1])[1]
+        first = lambda x: x[0, :1]  # noqa: E731
+        shapes = jax.eval_shape(jax.vmap(series), tree_map(first, sol.rho), tree_map(first, sol.ubar))[1]
         out = {k: jnp.zeros((n,) + v.shape[1:], v.dtype) for k, v in shapes.items()}
-        W, out = jax.lax.fori_loop(0, -(-n // block), series_block, (sol.ubar.reshape((B * K, d, m)), out))
-        saved = (sol.rho, W.reshape((B, K, d, m)))
+        W, out = jax.lax.fori_loop(0, -(-n // block), series_block, (tree_map(rows, sol.ubar), out))
+        saved = (sol.rho, tree_map(lambda w, u: w.reshape(u.shape), W, sol.ubar))
         out = {k: v.reshape((chunk, K) + v.shape[1:]) for k, v in out.items()}
         # a successful solve whose saved states or losses overflowed (a loose tolerance's dense
         # output between far-apart steps), or whose loss rose, is not a success
@@ -210,24 +211,15 @@ def _flow(target, y0, ts, t0, lam, solver: SolverConfig, events: EventConfig, fr
     return out
 
 
-def flow_model(model: Any, target: Target) -> SymmetricModel:
-    """The model ``model`` names, checked to be one that :func:`gradient_flow` integrates: a symmetric
-    model (one factor matrix ``W``) at order ``p >= 3``.
+def flow_model(model: Any, target: Target) -> AbstractModel:
+    """The model ``model`` names (or is), for :func:`gradient_flow`: every model of
+    :mod:`deflation.models` at every order ``p >= 2`` (Definition 1 on columns or rank-one terms
+    at ``p >= 3``, on the spectrum at ``p = 2``: :meth:`deflation.models.AbstractModel.definition`).
 
     Raises:
-        ValueError / TypeError: an unknown model, the asymmetric one (its state is ``p`` factor
-            matrices: its loss and velocity are in :mod:`deflation.models`, its flow is not
-            integrated yet), or order 2 (where a single column means nothing and Definition 1
-            must be read from the spectrum of ``W W^T``, which is not implemented yet).
+        ValueError / TypeError: an unknown model (:func:`deflation.models.as_model`).
     """
-    model = as_model(model)
-    if not isinstance(model, SymmetricModel):
-        raise ValueError(f"model {model.name!r} is not integrated by gradient_flow yet: it takes a symmetric model "
-                         f"({', '.join(repr(k) for k, v in MODELS.items() if isinstance(v, SymmetricModel))})")
-    if target.order < 3:
-        raise ValueError(f"gradient_flow needs a target of order >= 3, got order {target.order} (the matrix case: "
-                         "its loss and velocity work, its spectral Definition 1 is not implemented yet)")
-    return model
+    return as_model(model)
 
 
 def flow_plan(B: int, d: int, m: int, r: int, K: int, P: int, precise: bool | None, itemsize: int,
@@ -293,6 +285,22 @@ def _as_initial_state(W0, target: Target):
     return state, batched
 
 
+def _as_initial_factors(W0, target: Target, model: AbstractModel):
+    """``((rho_1, ..., rho_p), (ubar_1, ..., ubar_p))`` batches (B, m), (B, d, m) from a tuple ``W0``
+    of factor matrices (d, m) or (B, d, m) (a model whose state has several factors: the
+    asymmetric one), each column's norm taken without underflow."""
+    factors = model.check_state("W0", W0, target, batch=True)
+    for k, Wk in enumerate(factors):
+        if check.is_concrete(Wk):
+            _refuse_zero_columns(f"W0[{k}]", np.asarray(Wk))
+    batched = factors[0].ndim == 3
+    pairs = [_to_lognorm(Wk) for Wk in factors]
+    state = (tuple(r.astype(u.dtype) for r, u in pairs), tuple(u for _, u in pairs))
+    if not batched:
+        state = jax.tree_util.tree_map(lambda x: x[None], state)
+    return state, batched
+
+
 def _check_times(ts: np.ndarray, t0, where: str) -> None:
     """``ValueError`` unless ``ts`` is strictly increasing, starts at or after ``t0`` and ends after it."""
     if ts.size > 1 and not (np.diff(ts) > 0).all():
@@ -351,7 +359,8 @@ def gradient_flow(
 
     Args:
         target: the ground truth ``T*``.
-        W0: initial columns of ``W``, of any real dtype. The flow runs in one dtype, that of ``W0`` and
+        W0: initial columns of ``W``, of any real dtype (the asymmetric model: a tuple of ``p``
+            factor matrices, a single array is a ``ValueError``). The flow runs in one dtype, that of ``W0`` and
             the target promoted together (:func:`deflation.dynamics.working_dtype`): a float32 or
             float16 ``W0`` with a float64 target (every built-in constructor) runs in float64,
             float32 ``W0`` and target in float32; a float16 computation is refused (``TypeError``).
@@ -378,10 +387,15 @@ def gradient_flow(
             Figure 1: precise at ``rtol = 1e-10``, float at ``1e-6``), and the size is moderate.
         frozen: integrate the tensor-power dynamics (paper Eq. 1, ``R`` frozen at ``T*``) instead.
         model: the factorization model, a name or a :mod:`deflation.models` value: ``"normalized"``
-            (the paper's ``T = sum_j w_j^{(x)p} / |w_j|^{p-2}``, the default) or ``"plain"``
+            (the paper's ``T = sum_j w_j^{(x)p} / |w_j|^{p-2}``, the default), ``"plain"``
             (``T = sum_j w_j^{(x)p}``, whose escape from a small ``delta0`` takes a time
-            ``~ delta0^{-(p-2)}``: practical from ``delta0 ~ 1e-3``). Definition 1 and the loss
-            are the model's (:class:`deflation.models.SymmetricModel`).
+            ``~ delta0^{-(p-2)}``: practical from ``delta0 ~ 1e-3``) or ``"asymmetric"``
+            (``T = sum_j w_j^(1) (x) ... (x) w_j^(p)``: ``W0`` is then a tuple of ``p`` factor
+            matrices (d, m), or batches (B, d, m), and ``W`` and ``log_norm`` are tuples of one
+            array per mode; as slow to escape as the plain model at ``p >= 3``). Definition 1 and
+            the loss are the model's: on its columns (rank-one terms) at order ``p >= 3``, on the
+            spectrum of ``W W^T`` (``W_1 W_2^T``) at order 2 (:class:`deflation.models.
+            SymmetricModel`, :class:`deflation.models.Asymmetric`).
 
     Returns:
         a :class:`FlowResult`; a trajectory whose solve failed, whose saved state overflowed or
@@ -394,10 +408,13 @@ def gradient_flow(
     """
     target = as_target(target)
     model = flow_model(model, target)
-    y0, batched = _as_initial_state(W0, target)
+    if model.factor_count(target.order) > 1:
+        y0, batched = _as_initial_factors(W0, target, model)
+    else:
+        y0, batched = _as_initial_state(W0, target)
     lam = check.nonnegative("lam", lam)
     t0 = check.finite("t0", t0)
-    dtype = y0[0].dtype
+    dtype = jax.tree_util.tree_leaves(y0)[0].dtype
     ts_np = check.array("ts", ts, 1).astype(np.float64)
     if ts_np.size < 1:
         raise ValueError("ts must hold at least one save time, got an empty array")
@@ -429,14 +446,15 @@ def gradient_flow(
     if isinstance(stepsize_controller, diffrax.ConstantStepSize) and dt0 is None:
         raise ValueError("dt0 must be given (> 0) with a ConstantStepSize controller")
     config = SolverConfig(solver=solver, controller=stepsize_controller, dt0=dt0, max_steps=max_steps)
-    B, m = y0[0].shape
+    B, m = jax.tree_util.tree_leaves(y0)[0].shape
     if precise_loss is None:
         tol = float(config.tolerance())
         precise_loss = (precise_for_tolerance(target.a, target.U, target.order, tol, target.d, m) if tol > 0
                         else precise_by_default(target.d, m, target.r))
-    plan = flow_plan(B, target.d, m, target.r, ts_np.size, events.points, precise_loss, np.dtype(dtype).itemsize)
+    # a state of p factor matrices is sized as one of p d rows
+    plan = flow_plan(B, target.d * model.factor_count(target.order), m, target.r, ts_np.size, events.points, precise_loss, np.dtype(dtype).itemsize)
     out = _flow(target, y0, jnp.asarray(ts_np, dtype), jnp.asarray(t0, dtype), jnp.asarray(lam, dtype), config,
                 events, frozen, precise_loss, progress, plan.chunk, plan.block, model)
     if not batched:
-        out = {k: v[0] for k, v in out.items()}
+        out = jax.tree_util.tree_map(lambda v: v[0], out)
     return FlowResult(ts=jnp.asarray(ts_np, dtype), **out)

@@ -29,7 +29,8 @@ from jaxtyping import Array, Float, Int
 from . import _validate as check, stepping
 from .contract import log_positive
 from .definition1 import Observation, Tracked, fill, observe, track
-from .dynamics import lognorm_vector_field
+from .dynamics import DEFAULT_MODEL, lognorm_vector_field
+from .models import as_model
 from .target import Target
 
 #: Trajectory status codes (``status`` of every result) and their names. ``LOSS_INCREASED``: the
@@ -157,8 +158,9 @@ class Solution(eqx.Module):
         num_steps, num_accepted_steps, num_rejected_steps: solver statistics, (B,).
     """
 
-    rho: Float[Array, "N K m"]  # N = B, or the rows of the save_into buffers
-    ubar: Float[Array, "N K d m"]
+    # N = B, or the rows of the save_into buffers; one per factor matrix (a tuple) for the asymmetric model
+    rho: Float[Array, "N K m"] | tuple[Float[Array, "N K m"], ...]
+    ubar: Float[Array, "N K d m"] | tuple[Float[Array, "N K d m"], ...]
     observations: Observation | None
     tracked: Tracked | None
     event_ts: Float[Array, "B Ke"] | None
@@ -197,7 +199,8 @@ def _from_diffrax(result):
 
 def solve(
     target: Target,
-    y0: tuple[Float[Array, "B m"], Float[Array, "B d m"]],
+    y0: (tuple[Float[Array, "B m"], Float[Array, "B d m"]]
+         | tuple[tuple[Float[Array, "B m"], ...], tuple[Float[Array, "B d m"], ...]]),
     *,
     t1: Float[Array, "*B"],
     solver: SolverConfig,
@@ -210,7 +213,7 @@ def solve(
     frozen: bool = False,
     progress: bool = False,
     chunk: int | None = None,
-    save_into: tuple[tuple[Array, Array], Any] | None = None,
+    save_into: tuple[Any, Any] | None = None,
     model: Any = None,
 ) -> Solution:
     """Integrate the gradient flow (or, ``frozen=True``, the tensor-power dynamics of paper
@@ -222,7 +225,8 @@ def solve(
     Args:
         target: the ground truth, one for the batch, or one per seed (a batched :class:`Target`,
             ``a`` (B, r), ``U`` (B, d, r); e.g. a random orthonormal ``U`` per seed).
-        y0: ``(rho (B, m), ubar (B, d, m))``: log-norms and unit directions.
+        y0: ``(rho (B, m), ubar (B, d, m))``: log-norms and unit directions (for a model of ``p``
+            factor matrices, the asymmetric one, ``((rho_1, ..., rho_p), (ubar_1, ..., ubar_p))``).
         t1: end time, one for all or one per trajectory ``(B,)`` (``t1 = t0``: no step).
         solver: the :class:`SolverConfig`.
         save_ts: save times ``(K,)`` or ``(B, K)`` within ``[t0, t1]``; default ``t1`` only.
@@ -245,15 +249,16 @@ def solve(
             solves a large batch chunk by chunk writes one output array in place (see
             :func:`deflation.stepping.solve_batch`). The batch is then solved at once (``chunk``
             is not used).
-        model: a symmetric model of :mod:`deflation.models` (``None``: the paper's normalized
-            model): its log-norm field is integrated, and Definition 1 reads its weights.
+        model: a model of :mod:`deflation.models` (``None``: the paper's normalized model): its
+            log-norm field is integrated, and Definition 1 reads its slots
+            (:meth:`deflation.models.AbstractModel.event_terms`) and weights.
 
     Returns:
         a :class:`Solution`.
     """
     rho0, ubar0 = y0
-    B, m = rho0.shape
-    dtype = rho0.dtype
+    B, m = jax.tree_util.tree_leaves(rho0)[0].shape  # a tree of log-norms for a state of several factors
+    dtype = jax.tree_util.tree_leaves(rho0)[0].dtype
     t0 = jnp.asarray(t0, dtype)
     t1 = jnp.broadcast_to(jnp.asarray(t1, dtype), (B,))
     save_ts = (t1[:, None] if save_ts is None
@@ -339,6 +344,7 @@ def _solve_chunk(target, batch, t0, lam, config: SolverConfig, events, from_abov
             ys = jax.tree_util.tree_map(lambda buf, y: jax.lax.dynamic_update_slice_in_dim(buf, y, save_into[1], 0),
                                         save_into[0], ys)
     B = member.shape[0]
+    field_model = as_model(DEFAULT_MODEL if model is None else model)
 
     def post(y, last, res, ob, mem, ets, tg):
         tg = seed_target(tg)
@@ -346,7 +352,7 @@ def _solve_chunk(target, batch, t0, lam, config: SolverConfig, events, from_abov
         status = _status(res, y, last, f0)
         if events is None:
             return status, None
-        above = (y[0] >= log_positive(events.delta1)) if from_above else None
+        above = (field_model.column_log_sizes(y, tg.order) >= log_positive(events.delta1)) if from_above else None
         tr = track(ets, ob, mem, tg.a, lam, events.delta1, events.alpha, events.fit_fraction, above, model=model,
                    order=tg.order)
         return status, tr

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models import FLOW_MODELS
+from ..models import MODELS
 from ._options import (
     add_aliases,
     add_options,
@@ -47,10 +47,13 @@ OPTIONS = [
     ("--r", int, 5, "number of ground-truth components", at_least(1)),
     ("--ratio", float, 1.2, "a_i / a_(i+1)", ratio),
     ("--m", int, 50, "number of columns of W", at_least(1)),
-    ("--order", int, 4, "tensor order p", at_least(3, 2**31 - 1)),
-    ("--model", str, "normalized", "factorization model: normalized (the paper's T = sum_j w_j^p / |w_j|^(p-2)) or "
-                                   "plain (T = sum_j w_j^p, which leaves --init only after a time ~ init^-(p-2): use "
-                                   "e.g. --init 0.05 --delta1 0.5 --horizon 2000)", one_of(FLOW_MODELS)),
+    ("--order", int, 4, "tensor order p (2: the matrix case, Definition 1 read from the spectrum)",
+     at_least(2, 2**31 - 1)),
+    ("--model", str, "normalized", "factorization model: normalized (the paper's T = sum_j w_j^p / |w_j|^(p-2)), "
+                                   "plain (T = sum_j w_j^p, which leaves --init only after a time ~ init^-(p-2) at "
+                                   "order 3 or more: use e.g. --init 0.05 --delta1 0.5 --horizon 2000) or asymmetric "
+                                   "(T = sum_j w_j^(1) x ... x w_j^(p), one factor matrix per mode, as slow as plain "
+                                   "at order 3 or more)", one_of(tuple(MODELS))),
     ("--init", float, 1e-15, "initial norm delta0", positive),
     ("--horizon", float, 300.0, "time horizon: the flow runs from t = 0 to this time", positive),
     ("--points", int, 601, "save points", at_least(2)),
@@ -135,18 +138,24 @@ def run(args) -> int:
 
     seeds, points = args.seeds, args.points
     with flag_names(NAMES):
-        flow_plan(seeds, args.d, args.m, args.r, points, args.event_points, None, 8,
+        model = as_model(args.model)
+        factors = model.factor_count(args.order)  # a state of p factor matrices is sized as one of p d rows
+        flow_plan(seeds, args.d * factors, args.m, args.r, points, args.event_points, None, 8,
                   names=dict(seeds="--seeds", m="--m", d="--d", save_points="--points"))  # refused at once if too large
         target = Target.geometric(args.d, args.r, args.ratio, args.order)
         # each column at norm --init exactly, in log-norm coordinates (any positive --init works)
         keys = seed_keys(jax.random.PRNGKey(args.key), range(seeds))
-        ubar = jax.vmap(lambda k: unit_columns(k, args.d, args.m))(keys)
-        rho = jnp.full((seeds, args.m), math.log(args.init))
+        if factors == 1:
+            ubar = jax.vmap(lambda k: unit_columns(k, args.d, args.m))(keys)
+            W0 = (jnp.full((seeds, args.m), math.log(args.init)), ubar)
+        else:  # one factor matrix per mode, mode k's columns drawn with fold_in(key, k), each of norm --init
+            W0 = tuple(args.init * jax.vmap(lambda k: unit_columns(jax.random.fold_in(k, mode), args.d, args.m))(keys)
+                       for mode in range(factors))
         ts = jnp.linspace(0.0, args.horizon, points)
 
         start = time.perf_counter()
         res = gradient_flow(
-            target, (rho, ubar), ts, model=args.model, lam=args.lam, rtol=args.rtol, atol=args.atol, delta1=args.delta1,
+            target, W0, ts, model=model, lam=args.lam, rtol=args.rtol, atol=args.atol, delta1=args.delta1,
             alpha=args.alpha, event_points=args.event_points, progress=args.progress,
         )
         jax.block_until_ready(res.loss)
@@ -156,8 +165,13 @@ def run(args) -> int:
     a = np.asarray(target.a)
     print(f"deflation figure1: model={args.model} d={args.d} r={args.r} ratio={args.ratio} m={args.m} p={args.order} "
           f"init={args.init:g} seeds={seeds} horizon={args.horizon:g} ({elapsed:.1f} s incl. compilation)")
-    by_weight = args.lam > 0 and as_model(args.model).fit_by_weight  # Lemma 7's rule, for the paper's model
-    print(f"discovered: norm reaches delta1={args.delta1:g} with wbar_i^2 >= 1-{args.alpha:g}^2; "
+    by_weight = args.lam > 0 and model.fit_by_weight  # Lemma 7's rule, for the paper's model
+    spectral = model.definition(args.order) == "spectral"
+    slot = (("a singular pair of W_1 W_2^T" if factors > 1 else "an eigenpair of W W^T") if spectral
+            else ("a rank-one term" if factors > 1 else "a column"))
+    rule = (f"norm reaches delta1={args.delta1:g} with wbar_i^2 >= 1-{args.alpha:g}^2" if slot == "a column" else
+            f"{slot} reaches size delta1={args.delta1:g} aligned with u_i (cos^2 >= 1-{args.alpha:g}^2)")
+    print(f"discovered: {rule}; "
           + ("fitted: a_i - ahat_i <= 2 lam" if by_weight else "fitted: residual on u_i <= 0.1 a_i"))
     print(f"{'i':>3} {'a_i':>8} {'discovery time (per seed)':>40}   {'fit time (per seed)':>40}")
     for i in range(args.r):
@@ -169,25 +183,31 @@ def run(args) -> int:
     print(f"fitted in order u_1, ..., u_{args.r}: {sum(order_ok)}/{seeds} seeds; "
           f"final loss: {final_losses(res.loss[:, -1], res.loss_floor[:, -1])}")
     if not np.isfinite(disc).any():
+        slow = args.model in ("plain", "asymmetric") and args.order >= 3
         print(f"NOTE: no component was discovered by --horizon {args.horizon:g}"
-              + (f" (the plain model leaves --init {args.init:g} only after a time ~ init^-(p-2): "
+              + (f" (the {args.model} model leaves --init {args.init:g} only after a time ~ init^-(p-2): "
                  "try e.g. --init 0.05 --delta1 0.5 "
-                 "--horizon 2000)" if args.model == "plain" else " (try a longer --horizon)"))
+                 "--horizon 2000)" if slow else " (try a longer --horizon)"))
     failed = res.failed()
     for b, why in failed:
         print(f"WARNING: seed {b} did not complete: {why} (try {ADVICE.get(why, 'other settings')})")
 
     fit_rule = r"$a_i - \hat a_i \leq 2\lambda$" if by_weight else r"residual on $u_i$ $\leq 0.1\,a_i$"
-    model = ("" if args.model == "normalized"
-             else f" of the {args.model} model $T = \\sum_j w_j^{{\\otimes {args.order}}}$")
-    title = (f"Gradient flow{model} on $T^* = \\sum_i a_i e_i^{{\\otimes {args.order}}}$ (d={args.d}, r={args.r}, "
+    formula = (f"w_j^{{(1)}} \\otimes \\dots \\otimes w_j^{{({args.order})}}" if factors > 1
+               else f"w_j^{{\\otimes {args.order}}}")
+    model_txt = "" if args.model == "normalized" else f" of the {args.model} model $T = \\sum_j {formula}$"
+    title = (f"Gradient flow{model_txt} on $T^* = \\sum_i a_i e_i^{{\\otimes {args.order}}}$ (d={args.d}, r={args.r}, "
              f"$a_i/a_{{i+1}}$={args.ratio:g}), m={args.m} columns of initial norm {args.init:g}, {seeds} seeds;\n"
              f"fitted one by one in the order $u_1, \\dots, u_{{{args.r}}}$ (largest first) in {sum(order_ok)} "
              f"of {seeds} seeds")
+    discovery_label = (f"discovery (Definition 1): a column reaches norm $\\delta_1$={args.delta1:g}\n"
+                       f"with $\\bar w_i^2 \\geq 1 - {args.alpha:g}^2$" if slot == "a column" else
+                       f"discovery (Definition 1): {slot} reaches size $\\delta_1$={args.delta1:g}\n"
+                       f"aligned with $u_i$: $\\cos^2 \\geq 1 - {args.alpha:g}^2$")
+    levels_label = r"deflation levels $\frac{1}{2}\sum_{j>k} a_j^2$"  # the target is orthogonal (U = I[:, :r])
     png = write_atomic("--out", out / "figure1.png", lambda tmp: plot_figure1(
-        res, target, tmp, title=title,
-        discovery_label=(f"discovery (Definition 1): a column reaches norm $\\delta_1$={args.delta1:g}\n"
-                         f"with $\\bar w_i^2 \\geq 1 - {args.alpha:g}^2$"),
+        res, target, tmp, title=title, levels=model.deflation_levels(target), levels_label=levels_label,
+        discovery_label=discovery_label,
         fit_label=f"fit: {fit_rule}"))
     data = dict(ts=np.asarray(res.ts), loss=np.asarray(res.loss), loss_floor=np.asarray(res.loss_floor),
                 residual=np.asarray(res.residual), log_norm=np.asarray(res.log_norm), discovery_time=disc, fit_time=fit,

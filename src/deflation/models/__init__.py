@@ -7,8 +7,8 @@
 
 Each is an ``eqx.Module`` value; :func:`as_model` turns a name into one. A new model is a new file
 with a subclass of :class:`AbstractModel` (or :class:`SymmetricModel`) registered in ``MODELS`` (every
-model by name); ``FLOW_MODELS`` names the symmetric ones, whose flow ``gradient_flow``, the
-studies (``model``) and ``deflation figure1 --model`` integrate.
+model by name). ``gradient_flow`` and ``deflation figure1 --model`` integrate every model at every
+order ``p >= 2``; ``FLOW_MODELS`` names the symmetric ones, which the studies (``model``) integrate.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ from .symmetric import SymmetricModel
 
 # every model by name (documented in the module docstring)
 MODELS: dict[str, AbstractModel] = {model.name: model for model in (Normalized(), Plain(), Asymmetric())}
-# the models whose gradient flow gradient_flow, the studies and the commands integrate (the
-# symmetric ones), by name
+# the models whose gradient flow the studies integrate (the symmetric ones), by name
 FLOW_MODELS: tuple[str, ...] = tuple(name for name, model in MODELS.items() if isinstance(model, SymmetricModel))
 
 

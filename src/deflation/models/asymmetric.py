@@ -26,11 +26,13 @@ from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from ..contract import sum_rows
+from ..contract import materialize, sum_rows
 from ..init import sample_sphere
-from ..state import check_W
+from ..state import check_W, normalize
 from .base import AbstractModel
+from .spectral import misalignments, singular_pairs
 
 
 def target_factors(target: Any) -> tuple[jax.Array, ...]:
@@ -52,21 +54,132 @@ def _others(mats):
     return [_product(mats, skip=k) for k in range(len(mats))]
 
 
+def joint_misalignment(rows: list[jax.Array]) -> jax.Array:
+    """``1 - prod_k (1 - mis_k)`` from the misalignments ``mis_k = 1 - <x^(k), u^(k)>^2`` of the
+    factors: the misalignment ``1 - <x^(1) (x) ... (x) x^(p), u^(1) (x) ... (x) u^(p)>^2`` of the
+    unit rank-one terms, summed as ``mis_1 + (1 - mis_1) mis_2 + ...`` (no cancellation: resolved
+    down to the factors' own resolution, and polynomial, so its time derivative is finite)."""
+    out = rows[0]
+    for x in rows[1:]:
+        out = out + (1.0 - out) * x
+    return out
+
+
 class Asymmetric(AbstractModel):
-    """``T = sum_j w_j^(1) (x) ... (x) w_j^(p)`` with state ``(W_1, ..., W_p)`` (module docstring)."""
+    """``T = sum_j w_j^(1) (x) ... (x) w_j^(p)`` with state ``(W_1, ..., W_p)`` (module docstring).
+
+    Definition 1 (paper Section 5.1, read on rank-one terms). At order ``p >= 3``
+    (``definition = "columns"``) the slots are the terms ``j``: term ``j`` joins ``S_i`` when its
+    size, the geometric mean ``sigma_j = (|w_j^(1)| ... |w_j^(p)|)^{1/p}`` of its factor norms,
+    reaches ``delta1`` while its unit term is aligned with the component's,
+    ``<wbar_j^(1) (x) ... (x) wbar_j^(p), u_i^(1) (x) ... (x) u_i^(p)>^2 = prod_k <wbar_j^(k),
+    u_i^(k)>^2 >= 1 - alpha^2`` (:func:`joint_misalignment`); for ``W_1 = ... = W_p = W`` and a
+    symmetric target the size is ``|w_j|``, as for the symmetric models. ``ahat_i = sum_{j in S_i}
+    sigma_j^p`` (the term's weight ``|w_j^(1)| ... |w_j^(p)|`` in ``T``); ``i`` is discovered when
+    ``S_i`` is non-empty and fitted when its residual ``(T* - T)(u_i^(1), ..., u_i^(p))`` falls to
+    ``fit_fraction a_i`` (at every ``lam``: Lemma 7's weight test is not used).
+
+    At order 2 (``definition = "spectral"``: ``W_1 Q, W_2 Q^{-T}`` give the same ``T = W_1 W_2^T``)
+    the slots are the singular pairs ``(s_k, x_k, y_k)`` of ``W_1 W_2^T``, largest first
+    (:func:`deflation.models.spectral.singular_pairs`, from ``m x m`` Gram matrices): size
+    ``sqrt(s_k)``, misalignment ``1 - <x_k, u_i^(1)>^2 <y_k, u_i^(2)>^2``, weight ``s_k``; a pair
+    joins ``S_i`` at the first time at which it is both at least ``delta1`` and aligned (as for
+    the symmetric models' eigenpairs). From a balanced start at ``delta0`` per factor a component of
+    weight ``a`` grows like ``e^{a t}`` in size (``dW_1/dt = (T* - W_1 W_2^T) W_2``), so its discovery
+    takes ``~ log(delta1/delta0) / a`` (leading order).
+    """
 
     name: ClassVar[str] = "asymmetric"
 
+    def factor_count(self, order: int) -> int:
+        return order
+
+    def norm_power(self, order: int) -> int:
+        """``p``: a term of log-size ``sigma`` (the mean of its factors' log-norms) weighs
+        ``exp(p sigma) = |w^(1)| ... |w^(p)|`` in ``T`` (a singular value ``s_k`` at order 2)."""
+        return order
+
+    def column_log_sizes(self, state: tuple[Any, Any], order: int) -> jax.Array:
+        """Each term's log-size ``sigma_j = (1/p) sum_k log |w_j^(k)|``."""
+        return sum(state[0]) / order
+
+    def target_grams(self, target: Any) -> list:
+        """``U_k^T U_k`` of the target's factor matrices, one per mode."""
+        return [np.asarray(Uk, dtype=np.float64).T @ np.asarray(Uk, dtype=np.float64) for Uk in target_factors(target)]
+
+    def event_terms(self, state: tuple[Any, Any], target: Any, norm: bool):
+        """Definition 1's slots (the class docstring): the terms, or at order 2 the singular pairs
+        of ``W_1 W_2^T``; the residual ``(T* - T)(u_i^(1), ..., u_i^(p))``; ``|T - T*|_F``."""
+        rho, ubar = state
+        U = target_factors(target)
+        u = [normalize(ub) for ub in ubar]
+        if self.definition(target.order) == "spectral":
+            size, X, Y = singular_pairs(rho[0], u[0], rho[1], u[1])
+            per_mode = [misalignments(X, U[0]), misalignments(Y, U[1])]
+        else:
+            size = sum(rho) / target.order
+            per_mode = [misalignments(uk, Uk) for uk, Uk in zip(u, U)]
+        mis = [joint_misalignment([rows[i] for rows in per_mode]) for i in range(target.a.shape[-1])]
+        omega = jnp.exp(sum(rho))
+        res = self._residual_on(omega, u, U, target.a)
+        if norm:
+            sq, _ = self._residual_norm_sq(omega, u, U, target.a)
+            rn = jnp.sqrt(jnp.maximum(sq, 0.0))
+        else:
+            rn = jnp.zeros((), omega.dtype)
+        return size, mis, res, rn
+
+    @staticmethod
+    def _residual_on(omega, u, U, a):
+        """``(T* - T)(u_i^(1), ..., u_i^(p))`` for every ``i``, ``T = sum_j omega_j u_j^(1) (x) ...``."""
+        truth = _product([Uk.T @ Uk for Uk in U]) @ a
+        return truth - _product([Uk.T @ uk for Uk, uk in zip(U, u)]) @ omega
+
+    @staticmethod
+    def _residual_norm_sq(omega, u, U, a):
+        """``(|T - T*|_F^2, rounding floor)`` by the Gram formula on the unit factors."""
+        t_model = omega @ (_product([uk.T @ uk for uk in u]) @ omega)
+        t_cross = a @ (_product([Uk.T @ uk for Uk, uk in zip(U, u)]) @ omega)
+        t_target = a @ (_product([Uk.T @ Uk for Uk in U]) @ a)
+        scale = jnp.abs(t_model) + 2 * jnp.abs(t_cross) + jnp.abs(t_target)
+        return t_model - 2 * t_cross + t_target, 64 * jnp.finfo(omega.dtype).eps * scale
+
+    def series(self, state: tuple[Any, Any], target: Any, lam: Any, precise: Any, tol: Any):
+        """The factor matrices ``W_k``, the loss, its accuracy floor and the residual on every
+        component at a saved state (float Gram route: ``precise`` is not used)."""
+        rho, ubar = state
+        p = target.order
+        U = target_factors(target)
+        u = [materialize(normalize(ub)) for ub in ubar]
+        omega = jnp.exp(sum(rho))  # T = sum_j omega_j u_j^(1) (x) ... (x) u_j^(p)
+        sq, floor = self._residual_norm_sq(omega, u, U, target.a)
+        norms_sq = sum(jnp.exp(2.0 * r) for r in rho)  # sum_k |w_j^(k)|^2
+        loss = 0.5 * sq + 0.5 * lam * norms_sq.sum(-1)
+        eps = jnp.finfo(omega.dtype).eps
+        floor = jnp.maximum(floor, (10 * (p + 2) * jnp.maximum(tol, eps) * omega.sum(-1)) ** 2)
+        W = tuple(jnp.exp(r)[..., None, :] * uk for r, uk in zip(rho, u))
+        return W, dict(loss=loss, loss_floor=0.5 * floor, residual=self._residual_on(omega, u, U, target.a))
+
     def check_state(self, name: str, W: Any, target: Any, batch: bool = False) -> tuple[jax.Array, ...]:
-        """A tuple of ``p`` factor matrices, each ``(d, m)`` with one ``m``."""
-        if not isinstance(W, (tuple, list)) or len(W) != target.order:
-            raise TypeError(f"{name} must be a tuple of {target.order} factor matrices (d, m) for the asymmetric "
-                            f"model at order {target.order}, got {type(W).__name__}"
-                            + (f" of length {len(W)}" if isinstance(W, (tuple, list)) else ""))
+        """A tuple of ``p`` factor matrices, each ``(d, m)`` (``batch``: or each ``(B, d, m)``) with
+        one ``m`` (and one ``B``). ``ValueError`` for a single array or a tuple of another length
+        (naming ``name`` and what was given), ``TypeError`` for anything else."""
+        p = target.order
+        want = f"a tuple of {p} factor matrices (d, m) for the asymmetric model at order {p} (one per mode)"
+        if isinstance(W, (tuple, list)):
+            if len(W) != p:
+                raise ValueError(f"{name} must be {want}, got a {type(W).__name__} of length {len(W)}")
+        elif hasattr(W, "shape"):
+            raise ValueError(f"{name} must be {want}, got a single array of shape {tuple(W.shape)}")
+        else:
+            raise TypeError(f"{name} must be {want}, got {type(W).__name__}")
         out = tuple(check_W(f"{name}[{k}]", Wk, target, batch) for k, Wk in enumerate(W))
         widths = {Wk.shape[-1] for Wk in out}
         if len(widths) > 1:
             raise ValueError(f"{name}'s factor matrices must have one number of columns m, got {sorted(widths)}")
+        batches = {Wk.shape[:-2] for Wk in out}
+        if len(batches) > 1:
+            raise ValueError(f"{name}'s factor matrices must have one batch shape, got {sorted(batches)}")
         return out
 
     def loss(self, W: Any, target: Any, lam: Any = 0.0, *, precise: bool | None = None) -> jax.Array:

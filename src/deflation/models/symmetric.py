@@ -21,7 +21,7 @@ paper's normalization speeds up). Everything goes through the Gram contractions 
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from ..contract import (
     column_norms,
     frozen_residual_vectors,
+    materialize,
     residual_norm_sq,
     residual_on,
     residual_vectors,
@@ -37,21 +38,32 @@ from ..dense import dense_power_sum
 from ..init import sample_sphere
 from ..state import check_W, normalize
 from .base import AbstractModel
+from .spectral import eigenpairs, misalignments
 
 
 class SymmetricModel(AbstractModel):
     """``T = sum_j |w_j|^q wbar_j^{(x)p}`` with ``q = norm_power(p)``; ``W`` is (d, m).
 
-    Definition 1 (paper Section 5.1) reads the same for every symmetric model: column ``k`` joins
-    ``S_i`` when ``|w_k| = delta1`` while ``wbar_{k,i}^2 >= 1 - alpha^2``; ``ahat_i = sum_{k in S_i}
-    |w_k|^q`` (the weight of the column's rank-one term in ``T``); ``i`` is discovered when ``S_i`` is
-    non-empty and fitted when its residual ``(T* - T)(u_i^p)`` falls to ``fit_fraction a_i`` (or, for
-    a model with :attr:`fit_by_weight` and ``lam > 0``, when ``a_i - ahat_i <= 2 lam``).
-    """
+    Definition 1 (paper Section 5.1) reads the same for every symmetric model. At order ``p >= 3``
+    (``definition = "columns"``): column ``k`` joins ``S_i`` when ``|w_k| = delta1`` while
+    ``wbar_{k,i}^2 >= 1 - alpha^2``; ``ahat_i = sum_{k in S_i} |w_k|^q`` (the weight of the column's
+    rank-one term in ``T``); ``i`` is discovered when ``S_i`` is non-empty and fitted when its
+    residual ``(T* - T)(u_i^p)`` falls to ``fit_fraction a_i`` (or, for a model with
+    :attr:`fit_by_weight` and ``lam > 0``, when ``a_i - ahat_i <= 2 lam``).
 
-    #: Whether ``lam > 0`` fits are read from ``a_i - ahat_i <= 2 lam`` (paper Lemma 7, proved for
-    #: the normalized model) rather than from the residual.
-    fit_by_weight: ClassVar[bool] = False
+    At order 2 (``definition = "spectral"``; ``T = W W^T`` for both ``q``) the slots are the
+    eigenpairs ``(lam_k, v_k)`` of ``W W^T``, largest first (:func:`deflation.models.spectral.
+    eigenpairs`, from the ``m x m`` Gram matrix): ``lam_k v_k v_k^T`` is the rank-one term
+    ``w w^T`` with ``|w| = sqrt(lam_k)``. Slot ``k`` joins ``S_i`` at the first time at which
+    ``lam_k >= delta1^2`` while ``<v_k, u_i>^2 >= 1 - alpha^2`` (a state, not a crossing: an
+    eigenvector has no identity of its own across time, and the one that grows past ``delta1^2``
+    turns towards ``u_i`` afterwards as often as before); ``ahat_i = sum_{k in S_i} lam_k``;
+    ``i`` is discovered when ``S_i`` is non-empty and fitted as above, on the residual
+    ``(T* - T)(u_i, u_i) = a_i - u_i^T W W^T u_i`` (or ``a_i - ahat_i <= 2 lam``), which depends
+    on ``W W^T`` only. From ``|w| = delta0`` a component of weight ``a`` grows like
+    ``e^{2 a t}`` (``dW/dt = 2 (T* - W W^T) W``), so it is discovered after
+    ``~ log(delta1/delta0) / (2a)`` (leading order).
+    """
 
     @abc.abstractmethod
     def norm_power(self, order: int) -> int:
@@ -59,10 +71,6 @@ class SymmetricModel(AbstractModel):
 
     def check_state(self, name: str, W: Any, target: Any, batch: bool = False) -> jax.Array:
         return check_W(name, W, target, batch)
-
-    def weights(self, rho: jax.Array, order: int) -> jax.Array:
-        """``omega_j = |w_j|^q = exp(q rho_j)`` from the log-norms ``rho``."""
-        return jnp.exp(float(self.norm_power(order)) * rho)
 
     def unit_weights(self, W: jax.Array, order: int) -> tuple[jax.Array, jax.Array]:
         """``(omega, Wbar)``: ``T = sum_j omega_j wbar_j^{(x)p}``, exact at every scale of ``W``."""
@@ -120,6 +128,41 @@ class SymmetricModel(AbstractModel):
             s = jnp.exp((q - 2) * rho)
             drho, du = s * drho, s[..., None, :] * du
         return drho - lam, du
+
+    def column_log_sizes(self, state: tuple[jax.Array, jax.Array], order: int) -> jax.Array:
+        """The log-norms ``rho``."""
+        return state[0]
+
+    def event_terms(self, state: tuple[jax.Array, jax.Array], target: Any, norm: bool):
+        """Definition 1's slots (the class docstring): the columns (``log |w_j|``, ``wbar_j``), or
+        at order 2 the eigenpairs of ``W W^T``; the residual ``(T* - T)(u_i^p)``."""
+        rho, ubar = state
+        u = normalize(ubar)
+        omega = self.weights(rho, target.order)
+        size, V = eigenpairs(rho, u) if self.definition(target.order) == "spectral" else (rho, u)
+        mis = misalignments(V, target.U)
+        res = residual_on(u, omega, target)
+        if norm:
+            sq, _ = residual_norm_sq(u, omega, target, precise=False)
+            rn = jnp.sqrt(jnp.maximum(sq, 0.0))
+        else:
+            rn = jnp.zeros((), rho.dtype)
+        return size, mis, res, rn
+
+    def series(self, state: tuple[jax.Array, jax.Array], target: Any, lam: Any, precise: Any, tol: Any):
+        """``W``, the loss, its accuracy floor and the residual on every ``u_i`` at a saved state."""
+        rho, ubar = state
+        p = target.order
+        eps = jnp.finfo(rho.dtype).eps
+        u = materialize(normalize(ubar))  # computed once: the Gram products read every entry m times
+        omega = self.weights(rho, p)  # T = sum_j omega_j u_j^(x)p
+        sq, floor = residual_norm_sq(u, omega, target, precise)
+        norms_sq = omega if self.norm_power(p) == 2 else jnp.exp(2.0 * rho)  # |w_j|^2
+        loss = 0.5 * sq + 0.5 * lam * norms_sq.sum(-1)
+        floor = jnp.maximum(floor, (10 * (p + 2) * jnp.maximum(tol, eps) * omega.sum(-1)) ** 2)
+        residual = residual_on(u, omega, target, precise=bool(precise))
+        W = jnp.exp(rho)[..., None, :] * u  # deflation.dynamics.from_lognorm, from the u at hand
+        return W, dict(loss=loss, loss_floor=0.5 * floor, residual=residual)
 
     def dense(self, W: Any, order: int) -> jax.Array:
         omega, Wbar = self.unit_weights(jnp.asarray(W), order)
