@@ -101,11 +101,11 @@ def spectral_discoveries(ts, T_of, U, V, alpha, delta1):
                 continue
             ok = (s >= delta1**2) & (cos2[i] >= 1 - alpha**2)
             if ok.any():
-                l = int(np.argmax(ok))
-                if prev is None or prev[l] >= delta1**2:
+                j = int(np.argmax(ok))
+                if prev is None or prev[j] >= delta1**2:
                     want[i] = ts[k]
                 else:  # the crossing, linear in log s
-                    g0, g1 = np.log(prev[l] / delta1**2), np.log(s[l] / delta1**2)
+                    g0, g1 = np.log(prev[j] / delta1**2), np.log(s[j] / delta1**2)
                     want[i] = ts[k - 1] + g0 / (g0 - g1) * (ts[k] - ts[k - 1])
         prev = s
     return want

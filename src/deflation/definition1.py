@@ -57,6 +57,8 @@ needs this: its draws and re-draws are all at ``delta0 < delta1``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -296,8 +298,9 @@ def by_group(op, values: Float[Array, "K m"], ids: Int[Array, "K m"], r: int) ->
     return reduce(jnp.where(in_group, values[..., None, :], jnp.asarray(empty, values.dtype)), axis=-1)
 
 
-_GROUP_REDUCTIONS = {jax.ops.segment_sum: (jnp.sum, 0), jax.ops.segment_max: (jnp.max, -jnp.inf),
-                     jax.ops.segment_min: (jnp.min, jnp.inf)}
+_GROUP_REDUCTIONS: dict[Any, tuple[Any, float]] = {
+    jax.ops.segment_sum: (jnp.sum, 0), jax.ops.segment_max: (jnp.max, -jnp.inf),
+    jax.ops.segment_min: (jnp.min, jnp.inf)}
 
 
 def track(t: Float[Array, " K"], obs: Observation, member: Int[Array, " m"], a: Float[Array, " r"], lam,

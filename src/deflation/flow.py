@@ -13,8 +13,8 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from . import _validate as check, memory
-from .contract import materialize, precise_by_default, precise_for_tolerance, residual_norm_sq, residual_on, split_norms
-from .dynamics import check_W, normalize, to_lognorm, working_dtype
+from .contract import precise_by_default, precise_for_tolerance, split_norms
+from .dynamics import check_W, to_lognorm, working_dtype
 from .integrate import (
     LOSS_INCREASED,
     NONFINITE,
@@ -452,7 +452,8 @@ def gradient_flow(
         precise_loss = (precise_for_tolerance(target.a, target.U, target.order, tol, target.d, m) if tol > 0
                         else precise_by_default(target.d, m, target.r))
     # a state of p factor matrices is sized as one of p d rows
-    plan = flow_plan(B, target.d * model.factor_count(target.order), m, target.r, ts_np.size, events.points, precise_loss, np.dtype(dtype).itemsize)
+    plan = flow_plan(B, target.d * model.factor_count(target.order), m, target.r, ts_np.size, events.points,
+                     precise_loss, np.dtype(dtype).itemsize)
     out = _flow(target, y0, jnp.asarray(ts_np, dtype), jnp.asarray(t0, dtype), jnp.asarray(lam, dtype), config,
                 events, frozen, precise_loss, progress, plan.chunk, plan.block, model)
     if not batched:

@@ -104,7 +104,7 @@ class SolverConfig(eqx.Module):
 
     def tolerance(self) -> Float[Array, ""]:
         """``max(rtol, atol)`` of the controller (0 when it has none, e.g. constant steps)."""
-        controller = self.controller
+        controller: Any = self.controller
         while controller is not None and not hasattr(controller, "rtol"):
             controller = getattr(controller, "controller", None)
         if controller is None:

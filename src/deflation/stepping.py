@@ -334,10 +334,12 @@ def solve_batch(
     empty = _alloc(lambda y: y, y_one, save_ts.shape[1], B) if save_into is None else save_into[0]
     buffers["ys"], indices["ys"] = write_start(empty, save_ts, y0)
     if event_fn is not None:
+        assert event_ts is not None and event_fill is not None  # they go with the event function
         args_one = jax.tree_util.tree_map(lambda x: x[0], event_args)
-        one = lambda y: event_fn(t0, y, y, args_one)  # noqa: E731
-        ends = jax.vmap(lambda y, f, a: event_fn(t0, y, f, a))(y0, f_start, event_args)
-        empty = _alloc(lambda y: event_fill(t0, t0, one(y), one(y)), y_one, event_ts.shape[1], B)
+        observe, fill = event_fn, event_fill  # (bound here: the closures below see them set)
+        one = lambda y: observe(t0, y, y, args_one)  # noqa: E731
+        ends = jax.vmap(lambda y, f, a: observe(t0, y, f, a))(y0, f_start, event_args)
+        empty = _alloc(lambda y: fill(t0, t0, one(y), one(y)), y_one, event_ts.shape[1], B)
         buffers["events"], indices["events"] = write_start(empty, event_ts, ends, jnp.arange(B)[:, None])
     else:
         ends = None

@@ -12,6 +12,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -209,7 +210,7 @@ def run(args) -> int:
         res, target, tmp, title=title, levels=model.deflation_levels(target), levels_label=levels_label,
         discovery_label=discovery_label,
         fit_label=f"fit: {fit_rule}"))
-    data = dict(ts=np.asarray(res.ts), loss=np.asarray(res.loss), loss_floor=np.asarray(res.loss_floor),
+    data: dict[str, Any] = dict(ts=np.asarray(res.ts), loss=np.asarray(res.loss), loss_floor=np.asarray(res.loss_floor),
                 residual=np.asarray(res.residual), log_norm=np.asarray(res.log_norm), discovery_time=disc, fit_time=fit,
                 member=np.asarray(res.member), status=np.asarray(res.status), a=a, U=np.asarray(target.U))
     npz = write_atomic("--out", out / "figure1.npz", lambda tmp: np.savez_compressed(tmp, **data))

@@ -153,7 +153,7 @@ class Asymmetric(AbstractModel):
         u = [materialize(normalize(ub)) for ub in ubar]
         omega = jnp.exp(sum(rho))  # T = sum_j omega_j u_j^(1) (x) ... (x) u_j^(p)
         sq, floor = self._residual_norm_sq(omega, u, U, target.a)
-        norms_sq = sum(jnp.exp(2.0 * r) for r in rho)  # sum_k |w_j^(k)|^2
+        norms_sq = sum((jnp.exp(2.0 * r) for r in rho), jnp.zeros_like(rho[0]))  # sum_k |w_j^(k)|^2
         loss = 0.5 * sq + 0.5 * lam * norms_sq.sum(-1)
         eps = jnp.finfo(omega.dtype).eps
         floor = jnp.maximum(floor, (10 * (p + 2) * jnp.maximum(tol, eps) * omega.sum(-1)) ** 2)

@@ -98,6 +98,7 @@ class AbstractModel(eqx.Module):
         for H in self.target_grams(target):
             H = np.asarray(H, dtype=np.float64)[np.ix_(order, order)]
             G = H if G is None else G * H
+        assert G is not None  # a target has at least one mode
         levels = [0.5 * float(a[k:] @ G[k:, k:] @ a[k:]) for k in range(a.shape[0])]
         return np.maximum(np.array(levels + [0.0]), 0.0)
 

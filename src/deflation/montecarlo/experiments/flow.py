@@ -3,6 +3,9 @@ Definition 1's discovery and fit events located on the event grid."""
 
 from __future__ import annotations
 
+from typing import Any, cast
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -23,11 +26,13 @@ def run(s: Static, seed_idx, p):
     times = jnp.minimum(p["series_ts"], p["horizon"]) if s.series_points else p["horizon"][None]
     sol = solve(target, y0, t1=p["horizon"], save_ts=times, solver=solver, lam=p["lam"], events=events, model=model)
     tr = sol.tracked
+    assert tr is not None  # a solve with events tracks Definition 1
+    rho, ubar = cast(Any, sol.rho), cast(Any, sol.ubar)  # one array, or one per factor matrix
+    last = lambda x: jax.tree_util.tree_map(lambda v: v[:, -1], x)  # noqa: E731
     out = dict(
         discovered=jnp.isfinite(tr.discovery_time), discovery_time=tr.discovery_time, fit_time=tr.fit_time,
         members=members(tr.member, s.r), status=sol.status.astype(jnp.int8), num_steps=sol.num_steps.astype(jnp.int32),
-        loss=per_seed(target, lambda tg, rh, ub: point_loss(model, tg, rh, ub, p["lam"]), sol.rho[:, -1],
-                      sol.ubar[:, -1]),
+        loss=per_seed(target, lambda tg, rh, ub: point_loss(model, tg, rh, ub, p["lam"]), last(rho), last(ubar)),
     )
     if s.series_points:
         out.update(time_series(s, target, sol.rho, sol.ubar, p["series_ts"], p["horizon"], p["lam"]))
