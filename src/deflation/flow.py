@@ -394,8 +394,8 @@ def gradient_flow(
             matrices (d, m), or batches (B, d, m), and ``W`` and ``log_norm`` are tuples of one
             array per mode; as slow to escape as the plain model at ``p >= 3``). Definition 1 and
             the loss are the model's: on its columns (rank-one terms) at order ``p >= 3``, on the
-            spectrum of ``W W^T`` (``W_1 W_2^T``) at order 2 (:class:`deflation.models.
-            SymmetricModel`, :class:`deflation.models.Asymmetric`).
+            spectrum of ``W W^T`` (``W_1 W_2^T``) at order 2 (:class:`deflation.models.SymmetricModel`,
+            :class:`deflation.models.Asymmetric`).
 
     Returns:
         a :class:`FlowResult`; a trajectory whose solve failed, whose saved state overflowed or

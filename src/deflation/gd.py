@@ -117,6 +117,10 @@ def gradient_descent(
     if not isinstance(target, Target):
         raise TypeError(f"target must be a deflation.Target, got {type(target).__name__}")
     model = flow_model(model, target)
+    if model.factor_count(target.order) != 1:
+        raise ValueError(f"model {model.name!r} is not run by gradient_descent: it descends a single factor matrix W "
+                         "(a symmetric model: 'normalized' or 'plain'); the asymmetric model's flow is "
+                         "gradient_flow's")
     horizon = check.positive("horizon", horizon)
     lr = check.positive("lr", lr)
     if momentum is not None:

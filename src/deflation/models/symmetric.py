@@ -49,11 +49,12 @@ class SymmetricModel(AbstractModel):
     ``wbar_{k,i}^2 >= 1 - alpha^2``; ``ahat_i = sum_{k in S_i} |w_k|^q`` (the weight of the column's
     rank-one term in ``T``); ``i`` is discovered when ``S_i`` is non-empty and fitted when its
     residual ``(T* - T)(u_i^p)`` falls to ``fit_fraction a_i`` (or, for a model with
-    :attr:`fit_by_weight` and ``lam > 0``, when ``a_i - ahat_i <= 2 lam``).
+    :attr:`~deflation.models.AbstractModel.fit_by_weight` and ``lam > 0``, when ``a_i - ahat_i <= 2 lam``).
 
     At order 2 (``definition = "spectral"``; ``T = W W^T`` for both ``q``) the slots are the
-    eigenpairs ``(lam_k, v_k)`` of ``W W^T``, largest first (:func:`deflation.models.spectral.
-    eigenpairs`, from the ``m x m`` Gram matrix): ``lam_k v_k v_k^T`` is the rank-one term
+    eigenpairs ``(lam_k, v_k)`` of ``W W^T``, largest first
+    (:func:`deflation.models.spectral.eigenpairs`, from the ``m x m`` Gram matrix):
+    ``lam_k v_k v_k^T`` is the rank-one term
     ``w w^T`` with ``|w| = sqrt(lam_k)``. Slot ``k`` joins ``S_i`` at the first time at which
     ``lam_k >= delta1^2`` while ``<v_k, u_i>^2 >= 1 - alpha^2`` (a state, not a crossing: an
     eigenvector has no identity of its own across time, and the one that grows past ``delta1^2``
