@@ -113,6 +113,12 @@ def check_models(res):
     errors = [r["median_rel_error"] for r in rows]
     assert all(e1 < e2 for e1, e2 in zip(errors, errors[1:]))  # larger steps, larger errors
     assert 0.7 < res["gd_slope"] < 1.3  # first order in lr (forward Euler)
+    assert set(res["matrix"]) == {"normalized", "plain", "asymmetric"}
+    for name, m in res["matrix"].items():  # order 2: discovery times near the exponential phase's closed form
+        assert m["failed"] == 0 and m["discovered"] == 1.0, (name, m)
+        np.testing.assert_allclose(m["median"], m["closed"], rtol=0.3, err_msg=name)
+    # the same flow at order 2 (T = W W^T for both), solved with its own step sequence
+    np.testing.assert_allclose(res["matrix"]["normalized"]["median"], res["matrix"]["plain"]["median"], rtol=1e-4)
 
 
 CHECKS = {
