@@ -44,3 +44,14 @@ def contract_all(Tens, v):
 def random_unit_columns(rng, d, r):
     U = rng.standard_normal((d, r))
     return U / np.linalg.norm(U, axis=0)
+
+
+def dense_rank_one_sum(a, factors):
+    """sum_i a_i u_i^(1) (x) ... (x) u_i^(p) as a d^p array (one factor matrix per mode)."""
+    total = 0.0
+    for i in range(factors[0].shape[1]):
+        term = a[i] * factors[0][:, i]
+        for F in factors[1:]:
+            term = jnp.multiply.outer(term, F[:, i])
+        total = total + term
+    return total

@@ -16,27 +16,16 @@ import pytest
 import deflation as D
 from deflation import models
 
-from dense import dense_Tstar, random_unit_columns
-
-
-def dense_terms(a, factors):
-    """sum_j a_j f_j^(1) (x) ... (x) f_j^(p) as a d^p array."""
-    total = 0.0
-    for j in range(factors[0].shape[1]):
-        term = a[j] * factors[0][:, j]
-        for F in factors[1:]:
-            term = jnp.multiply.outer(term, F[:, j])
-        total = total + term
-    return total
+from dense import dense_rank_one_sum, dense_Tstar, random_unit_columns
 
 
 def dense_loss_fn(model, target, lam):
     """The loss ``1/2 |T(W) - T*|^2 + lam/2 |W|^2`` from dense ``d^p`` arrays."""
     if model == "asymmetric":
-        Tstar = dense_terms(target.a, target.factors if target.factors is not None else (target.U,) * target.order)
+        Tstar = dense_rank_one_sum(target.a, models.asymmetric.target_factors(target))
 
         def T(W):
-            return dense_terms(jnp.ones(W[0].shape[1]), W)
+            return dense_rank_one_sum(jnp.ones(W[0].shape[1]), W)
     else:
         assert target.order == 2  # T = W W^T for both symmetric models
         Tstar = dense_Tstar(target.a, target.U, 2)
@@ -238,7 +227,7 @@ def test_order_2_asymmetric_discoveries_are_the_singular_pairs_and_the_closed_fo
     np.testing.assert_allclose(res.discovery_time, np.log(delta1 / delta0) / a * np.ones((2, 1)), rtol=0.2)
     # and the loss reaches the deflation levels the model reads from its target
     levels = models.Asymmetric().deflation_levels(target)
-    np.testing.assert_allclose(levels[0], 0.5 * np.sum(np.asarray(dense_terms(a, factors)) ** 2), rtol=1e-12)
+    np.testing.assert_allclose(levels[0], 0.5 * np.sum(np.asarray(dense_rank_one_sum(a, factors)) ** 2), rtol=1e-12)
     plateau = np.asarray(res.loss)[:, np.searchsorted(np.asarray(ts), 0.5 * (res.fit_time[0, 0] +
                                                                               res.discovery_time[0, 1]))]
     np.testing.assert_allclose(plateau, levels[1], rtol=1e-2)
@@ -254,7 +243,7 @@ def test_asymmetric_deflation_levels_are_the_dense_residuals():
     want = []
     for k in range(4):
         keep = order[k:]
-        want.append(0.5 * np.sum(np.asarray(dense_terms(a[keep], [F[:, keep] for F in factors])) ** 2))
+        want.append(0.5 * np.sum(np.asarray(dense_rank_one_sum(a[keep], [F[:, keep] for F in factors])) ** 2))
     np.testing.assert_allclose(levels, want, rtol=1e-12, atol=1e-15)
 
 

@@ -12,7 +12,7 @@ import deflation as D
 from deflation import models
 from deflation.contract import column_norms, residual_vectors
 
-from dense import dense_Tstar, outer_power, random_unit_columns
+from dense import dense_rank_one_sum, dense_Tstar, outer_power, random_unit_columns
 
 ORDERS = (2, 3, 4, 5)
 LAMS = (0.0, 0.07)
@@ -25,17 +25,6 @@ def dense_symmetric(W, p, q):
         w = W[:, j]
         n = jnp.linalg.norm(w)
         total = total + n**q * outer_power(w / n, p)
-    return total
-
-
-def dense_rank_one_sum(a, factors):
-    """sum_i a_i u_i^(1) (x) ... (x) u_i^(p)."""
-    total = 0.0
-    for i in range(factors[0].shape[1]):
-        term = a[i] * factors[0][:, i]
-        for F in factors[1:]:
-            term = jnp.multiply.outer(term, F[:, i])
-        total = total + term
     return total
 
 
