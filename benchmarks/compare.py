@@ -12,7 +12,8 @@ the end) and the working tree, ``--rounds`` times, and the best time of each sid
 - ``study``: the README's ``deflation montecarlo`` study (d = 10, m = 50, ``a = 0.3 .. 0.1``,
   ``delta0 = 1e-15``, horizon 80, chunks of 512) with ``--study-seeds`` seeds, end to end with its
   store;
-- ``algorithm2``: an ``algorithm2`` study at d = 6 with Theorem 1's parameters (eps = 0.05).
+- ``algorithm2``: an ``algorithm2`` study at d = 6 with Theorem 1's parameters (eps = 0.05), in
+  chunks of ``--alg2-chunk`` seeds.
 
 Every output the workloads produce is hashed (SHA-256 of the arrays' bytes): equal hashes are
 bit-identical results. A first call in each process is a compilation and is not timed (it is
@@ -42,7 +43,7 @@ import jax, jax.numpy as jnp, numpy as np
 import deflation as D
 from deflation.montecarlo import Study, run_study
 
-work, seeds, study_seeds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+work, seeds, study_seeds, alg2_chunk = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 
 def digest(*arrays):
     h = hashlib.sha256()
@@ -69,7 +70,7 @@ else:
                       {"d": 10, "m": 50, "horizon": 80.0, "delta0": 1e-15}, chunk=min(study_seeds, 512))
     else:
         study = Study("algorithm2", study_seeds, {"kind": "basis", "a": [0.5, 0.3, 0.2]}, {"d": 6, "eps": 0.05},
-                      chunk=min(study_seeds, 64))
+                      chunk=min(study_seeds, alg2_chunk))
     def fn():
         with tempfile.TemporaryDirectory() as tmp:
             ds = run_study(study, Path(tmp) / "s.zarr", progress=False)
@@ -92,7 +93,8 @@ def run(args) -> int:
     dirty = bool(subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"], check=True,
                                 capture_output=True, text=True).stdout.strip())
     results = {"device": device_info(), "base": base, "head": head, "head_has_uncommitted_src": dirty,
-               "seeds": seeds, "study_seeds": study_seeds, "rounds": args.rounds, "workloads": {}}
+               "seeds": seeds, "study_seeds": study_seeds, "alg2_chunk": args.alg2_chunk, "rounds": args.rounds,
+               "workloads": {}}
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "base"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), base], check=True,
@@ -105,7 +107,7 @@ def run(args) -> int:
                     for side, src in sides.items():
                         env = dict(os.environ, PYTHONPATH=str(src))
                         env.pop("JAX_COMPILATION_CACHE_DIR", None)
-                        done = subprocess.run([sys.executable, "-c", CHILD, work, str(seeds), str(study_seeds)],
+                        done = subprocess.run([sys.executable, "-c", CHILD, work, str(seeds), str(study_seeds), str(args.alg2_chunk)],
                                               env=env, capture_output=True, text=True)
                         if done.returncode:
                             raise SystemExit(f"{work} ({side}, {src}) failed:\n{done.stderr[-3000:]}")
@@ -134,6 +136,9 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=512, help="seeds of the flow and series workloads")
     p.add_argument("--study-seeds", type=int, default=1024, help="seeds of the study workloads")
     p.add_argument("--rounds", type=int, default=3, help="alternating fresh processes per side")
+    p.add_argument("--alg2-chunk", type=int, default=64,
+                   help="seeds per chunk of the algorithm2 study (512: the studies' default, where a chunk's seeds "
+                        "go through the solver's lanes as a work queue)")
     p.add_argument("--quick", action="store_true", help="64 / 128 seeds")
     add_output_arguments(p)
     return run(p.parse_args(argv))

@@ -21,6 +21,16 @@ def dense_T(W, p):
     return total
 
 
+def dense_symmetric(W, p, q):
+    """sum_j |w_j|^q (w_j/|w_j|)^{(x)p}, column by column (q = 2: :func:`dense_T`)."""
+    total = 0.0
+    for j in range(W.shape[1]):
+        w = W[:, j]
+        n = jnp.linalg.norm(w)
+        total = total + n**q * outer_power(w / n, p)
+    return total
+
+
 def dense_Tstar(a, U, p):
     total = 0.0
     for i in range(U.shape[1]):

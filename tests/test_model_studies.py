@@ -70,8 +70,48 @@ def test_experiments_of_the_papers_model_refuse_another_in_one_line(experiment, 
 
 
 def test_unknown_model_names_the_choices():
-    with pytest.raises(ValueError, match=r"params.model must be one of .*normalized.*plain.*got 'asymmetric'"):
-        Study("flow", 4, TARGET, dict(PARAMS, model="asymmetric"))
+    with pytest.raises(ValueError, match=r"params.model must be one of .*normalized.*plain.*asymmetric.*got 'cp'"):
+        Study("flow", 4, TARGET, dict(PARAMS, model="cp"))
+
+
+def test_gd_refuses_the_asymmetric_model_and_algorithm2_order_2_in_one_line(tmp_path, capsys):
+    for extra, message in ((dict(experiment="gd", lr=0.1, model="asymmetric"),
+                            "params.model = 'asymmetric' runs only with experiments 'flow' (experiment 'gd' runs "
+                            "the models 'normalized', 'plain')"),
+                           (dict(experiment="phase1", order=2),
+                            "params.order = 2 must be >= 3 for experiment 'phase1'")):
+        params = dict(PARAMS, **{k: v for k, v in extra.items() if k != "experiment"})
+        text = "".join([f"experiment = '{extra['experiment']}'\nseeds = 4\n[target]\na = [0.6, 0.4]\n[params]\n",
+                        *(f"{k} = {v!r}\n" for k, v in params.items())])
+        (tmp_path / "s.toml").write_text(text)
+        assert cli.main(["study", "run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "x.zarr")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+        assert not (tmp_path / "x.zarr").exists()
+
+
+@pytest.mark.parametrize("order, horizon", [(2, 60.0), pytest.param(3, 1500.0, marks=pytest.mark.slow)])
+def test_asymmetric_model_in_a_study_is_the_python_apis(order, horizon, tmp_path):
+    """A study of the asymmetric model (one factor matrix per mode, each drawn as the model's own
+    ``init`` draws it) gives the discovery and fit times of ``gradient_flow(model="asymmetric")``
+    for the same seeds; at order 2 (``U V^T``) Definition 1 reads the singular pairs."""
+    params = dict(PARAMS, model="asymmetric", order=order, horizon=horizon)
+    ds = run_study(Study("flow", 4, TARGET, params, chunk=4), tmp_path / "a.zarr", progress=False)
+    assert (ds["status"].values == 0).all()
+    asym = D.models.MODELS["asymmetric"]
+    draws = [asym.init(jax.random.fold_in(jax.random.PRNGKey(0), k), PARAMS["d"], PARAMS["m"], PARAMS["delta0"], order)
+             for k in range(4)]
+    W0 = tuple(np.stack([w[j] for w in draws]) for j in range(order))
+    res = D.gradient_flow(D.Target.basis(TARGET["a"], PARAMS["d"], order=order), W0, [horizon], model="asymmetric",
+                          delta1=PARAMS["delta1"], event_points=PARAMS["event_points"])
+    for name in ("discovery_time", "fit_time"):
+        want, got = np.asarray(getattr(res, name)), ds[name].values
+        found = np.isfinite(want)
+        assert found.sum() >= 4, name  # most components found and fitted by the horizon
+        np.testing.assert_array_equal(np.isfinite(got), found, err_msg=name)
+        np.testing.assert_allclose(got[found], want[found], rtol=1e-9, err_msg=name)
+    np.testing.assert_allclose(ds["loss"].values, np.asarray(res.loss)[:, -1], rtol=1e-8, atol=1e-14)
+    assert ds.attrs["definition1"] == f"asymmetric at order {order}: {'spectral' if order == 2 else 'columns'}"
 
 
 @pytest.mark.slow

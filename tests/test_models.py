@@ -12,20 +12,10 @@ import deflation as D
 from deflation import models
 from deflation.contract import column_norms, residual_vectors
 
-from dense import dense_rank_one_sum, dense_Tstar, outer_power, random_unit_columns
+from dense import dense_rank_one_sum, dense_symmetric, dense_Tstar, random_unit_columns
 
 ORDERS = (2, 3, 4, 5)
 LAMS = (0.0, 0.07)
-
-
-def dense_symmetric(W, p, q):
-    """sum_j |w_j|^q (w_j/|w_j|)^{(x)p}, column by column."""
-    total = 0.0
-    for j in range(W.shape[1]):
-        w = W[:, j]
-        n = jnp.linalg.norm(w)
-        total = total + n**q * outer_power(w / n, p)
-    return total
 
 
 def case(model, p, seed):

@@ -233,3 +233,62 @@ def test_dense_output_as_weights_matches_diffrax(solver):
     got = combine_dense(interpolation_weights(solver.interpolation_cls, t0, t1, ts, len(fs)), t1 - t0, y0, y1, fs)
     for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
         np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-13, atol=1e-14)
+
+
+def _queue_problem(N=10, d=5, m=6):
+    """Trajectories of different lengths and work: per-trajectory ``t1``, save grid, scale and
+    ``lam`` (the term's per-trajectory args), with events (the log-norms and their rate)."""
+    tg = D.Target.geometric(d, 3, ratio=1.5)
+    W0 = D.sample_sphere_batch(jax.random.PRNGKey(7), jnp.arange(N), d, m, 1e-6)
+    y0 = jax.vmap(to_lognorm)(W0)
+    y0 = (y0[0] + jnp.linspace(0.0, 6.0, N)[:, None], y0[1])  # later seeds start larger: more steps early
+    lam = jnp.linspace(0.0, 0.02, N)
+    term = diffrax.ODETerm(lambda t, y, a: lognorm_vector_field(y, tg, a))
+    t1 = jnp.linspace(2.0, 14.0, N)[::-1]
+    save_ts = jax.vmap(lambda e: jnp.linspace(0.0, e, 5))(t1)
+    event_ts = jax.vmap(lambda e: jnp.linspace(0.0, e, 9))(t1)
+
+    def event_fn(t, y, dydt, args):
+        return dict(rho=y[0], rate=dydt[0], t=t + 0 * args)
+
+    def event_fill(x, h, s0, s1):
+        return jax.tree_util.tree_map(lambda a, b: (1 - x) * a + x * b, s0, s1)
+
+    return term, y0, lam, t1, dict(save_ts=save_ts, event_ts=event_ts, event_fn=event_fn, event_fill=event_fill,
+                                   event_args=jnp.arange(N, dtype=jnp.float64))
+
+
+@pytest.mark.parametrize("name", ["Tsit5", *_slow("Heun", "Euler", "Tsit5-clip", "overridden-step")])
+def test_lanes_give_every_trajectory_bit_identical_results(name):
+    """A work queue (3 lanes, refilled as trajectories end, over 10 trajectories of different
+    lengths, one of them stopped by ``max_steps``) gives every trajectory exactly the results of
+    one batch of all 10 at once: saved states, events, final state, step counts, result codes."""
+    solver, controller = CASES[name]
+    term, y0, lam, t1, kw = _queue_problem()
+    dt0 = 0.01 if name == "Euler" else None  # None: the controller's first-step heuristic runs at each start
+    run = lambda lanes, max_steps: stepping.solve_batch(  # noqa: E731
+        term, solver, controller, jnp.asarray(0.0), t1, y0, dt0=dt0, max_steps=max_steps, term_args=lam,
+        lanes=lanes, **kw)
+    free = run(None, 100_000)
+    cap = int(np.sort(np.asarray(free.num_steps))[-2])  # the longest trajectory runs out of steps
+    whole, queued = run(None, cap), run(3, cap)
+    assert (np.asarray(whole.result) == stepping.MAX_STEPS).sum() == 1
+    assert len(set(np.asarray(whole.num_steps).tolist())) > 3  # lengths differ: lanes are refilled out of order
+    for got, want in zip(jax.tree_util.tree_leaves(queued), jax.tree_util.tree_leaves(whole)):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_lanes_write_into_given_rows_and_are_checked():
+    """With ``save_into``, a work queue writes its trajectories' rows as one batch does; ``lanes``
+    must be a positive integer."""
+    solver, controller = CASES["Tsit5"]
+    term, y0, lam, t1, kw = _queue_problem(N=5)
+    marker = jax.tree_util.tree_map(lambda x: jnp.full((8, 5) + x.shape[1:], -5.0), y0)
+    run = lambda lanes: stepping.solve_batch(  # noqa: E731
+        term, solver, controller, jnp.asarray(0.0), t1, y0, dt0=None, max_steps=10_000, term_args=lam,
+        save_into=(marker, 2), lanes=lanes, **kw)
+    for got, want in zip(jax.tree_util.tree_leaves(run(2)), jax.tree_util.tree_leaves(run(None))):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="lanes must be a positive integer or None, got -?[01]"):
+            run(bad)

@@ -171,13 +171,13 @@ class Solution(eqx.Module):
 
 
 def seed_chunk(B: int) -> int:
-    """How many seeds one batched solve handles; larger batches are mapped over chunks.
+    """How many seeds one batched solve integrates at a time (its lanes).
 
-    The batched loop (:mod:`deflation.stepping`) runs until its slowest seed is done, and on CPU
-    its working set (the Gram matrices of every seed) must stay in cache, so CPU batches go in
-    chunks of :data:`SEED_CHUNK` (``benchmarks/README.md``). On accelerators the whole batch is
-    solved at once. Chunking changes nothing per seed: every seed's solve is its own (own steps,
-    own controller).
+    On CPU the loop's working set (the Gram matrices of every seed in flight) must stay in cache,
+    so at most :data:`SEED_CHUNK` seeds are integrated at once (``benchmarks/README.md``); a larger
+    batch goes through those lanes as a work queue (:func:`deflation.stepping.solve_batch`). On
+    accelerators the whole batch is integrated at once. This changes nothing per seed: every
+    seed's solve is its own (own steps, own controller).
     """
     return int(SEED_CHUNK.get(jax.default_backend(), 2**62))
 
@@ -241,8 +241,11 @@ def solve(
             Algorithm 2's phases pass False.
         frozen: the tensor-power dynamics (``R`` frozen at ``T*``) instead of the gradient flow.
         progress: a tqdm progress bar (diffrax's progress meter).
-        chunk: seeds per batched solve (default :func:`seed_chunk`); larger batches are mapped over
-            chunks, the last one padded with copies of the last seed.
+        chunk: seeds integrated at a time (default :func:`seed_chunk`). The loop of
+            :mod:`deflation.stepping` runs them as a work queue of that many lanes (a lane whose
+            seed ends takes the next one, so no chunk waits for its slowest seed); diffrax's own
+            loop (implicit solvers) is mapped over chunks, the last one padded with copies of the
+            last seed. Either way, every seed's result is the same.
         save_into: ``((rho, ubar), row)``: write the saved log-norms and directions into rows
             ``row, ..., row + B - 1`` of these buffers (``(N, K, m)`` and ``(N, K, d, m)``, filled
             with ``inf`` beforehand) and return them whole as ``rho`` and ``ubar``: a caller that
@@ -270,11 +273,14 @@ def solve(
         event_ts = None
     batch = dict(y=(rho0, ubar0), t1=t1, save_ts=save_ts, member=member, event_ts=event_ts,
                  target=target if target.batched else None)
-    run = lambda b: _solve_chunk(target if b["target"] is None else b["target"], b, t0, lam, solver, events,  # noqa: E731
-                                 from_above, frozen, progress, save_into, model)
+    run = lambda b, lanes=None: _solve_chunk(target if b["target"] is None else b["target"], b, t0, lam,  # noqa: E731
+                                             solver, events, from_above, frozen, progress, save_into, model, lanes)
     if save_into is not None:
         return run(batch)
-    return map_chunks(run, batch, seed_chunk(B) if chunk is None else int(chunk))
+    lanes = seed_chunk(B) if chunk is None else int(chunk)
+    if stepping.supports(solver.solver, solver.controller):  # a work queue: no lane waits for a chunk's slowest seed
+        return run(batch, lanes)
+    return map_chunks(run, batch, lanes)
 
 
 def map_chunks(fn, batch, chunk: int):
@@ -292,7 +298,7 @@ def map_chunks(fn, batch, chunk: int):
 
 
 def _solve_chunk(target, batch, t0, lam, config: SolverConfig, events, from_above, frozen, progress,
-                 save_into, model) -> Solution:
+                 save_into, model, lanes=None) -> Solution:
     """:func:`solve` for one chunk of seeds (a dict of batched inputs). A batched target (one per
     seed) travels as the term's per-trajectory ``args``; a single one is a constant of the field."""
     per_seed = target.batched
@@ -318,7 +324,7 @@ def _solve_chunk(target, batch, t0, lam, config: SolverConfig, events, from_abov
             term, config.solver, config.controller, t0, t1, y0, dt0=config.dt0, max_steps=config.max_steps,
             save_ts=save_ts, event_ts=event_ts, event_fn=event_fn, event_fill=fill if events is not None else None,
             event_args=(member, targets if per_seed else dummy), term_args=targets, save_into=save_into,
-            progress_meter=meter,
+            lanes=lanes, progress_meter=meter,
         )
         ys, obs, result, last = sol.ys, sol.events, sol.result, sol.y_final
         stats = (sol.num_steps, sol.num_accepted_steps, sol.num_rejected_steps)

@@ -47,6 +47,12 @@ SAVE_BLOCK = 4
 #: Per-trajectory result codes (``BatchSolution.result``).
 OK, MAX_STEPS, FAILED = 0, 1, 3
 
+#: With ``lanes`` (a work queue, see :func:`solve_batch`), finished lanes are refilled in groups of
+#: ``lanes // REFILL_GROUP`` (at least one): a group's start (the controller's first step size, the
+#: field and the events at ``t0``) is one small batched evaluation, and a lane waits for at most
+#: that many others to finish before it takes its next trajectory.
+REFILL_GROUP = 16
+
 
 class BatchSolution(eqx.Module):
     """What :func:`solve_batch` returns (leading axis ``B`` = trajectory).
@@ -239,6 +245,7 @@ def solve_batch(
     event_args: PyTree = None,
     term_args: PyTree = None,
     save_into: tuple[PyTree, Any] | None = None,
+    lanes: int | None = None,
     progress_meter: diffrax.AbstractProgressMeter = diffrax.NoProgressMeter(),  # noqa: B008  (immutable, as diffrax's own)
 ) -> BatchSolution:
     """Integrate ``dy/dt = term(t, y)`` from ``t0`` to ``t1`` for every trajectory of the batch
@@ -267,29 +274,39 @@ def solve_batch(
     batch in chunks keeps one output array, written in place, instead of stacking a copy of each
     chunk's. Points never reached keep what the buffers held (fill them with ``inf`` first).
 
+    ``lanes``: integrate at most this many trajectories at a time, as a work queue: when a
+    trajectory ends, its lane takes the next one not yet started (in groups, see
+    :data:`REFILL_GROUP`), so that a batch does not wait for its slowest trajectory at every chunk
+    boundary. Every trajectory still takes exactly its own steps: the results are bit-identical to
+    a solve without lanes (tested). None, or at least ``B``: all at once.
+
     Raises:
         ValueError: the solver or controller is not one :func:`supports` takes.
     """
     reason = unsupported(solver, controller)
     if reason is not None:
         raise ValueError(f"solve_batch cannot run this solver: {reason}")
-    B = jax.tree_util.tree_leaves(y0)[0].shape[0]
+    N = jax.tree_util.tree_leaves(y0)[0].shape[0]  # trajectories
+    if lanes is not None and (isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1):
+        raise ValueError(f"lanes must be a positive integer or None, got {lanes!r}")
+    L = N if lanes is None or lanes >= N else int(lanes)  # trajectories integrated at a time
+    queue = L < N
     dtype = jnp.result_type(t0)
     t0 = jnp.asarray(t0, dtype)
-    t1 = jnp.broadcast_to(jnp.asarray(t1, dtype), (B,))
+    t1 = jnp.broadcast_to(jnp.asarray(t1, dtype), (N,))
     # a step ending within ~100 ULPs of t1 is stretched to t1 (as in diffrax's loop)
     t1_floor = t1 - 100 * (jnp.nextafter(t1, jnp.asarray(jnp.inf, dtype)) - t1)
     controller = controller.wrap(1)  # forward time, as diffeqsolve wraps it for direction = +1
     error_order = solver.error_order(term)
     y_one = jax.tree_util.tree_map(lambda x: x[0], y0)
-    save_ts = _per_trajectory(save_ts, B)
+    save_ts = _per_trajectory(save_ts, N)
     if event_fn is not None:
-        event_ts = _per_trajectory(event_ts, B)
+        event_ts = _per_trajectory(event_ts, N)
         if event_args is None:
-            event_args = jnp.zeros((B,))
+            event_args = jnp.zeros((N,))
 
     if term_args is None:
-        term_args = jnp.zeros((B,))  # one dummy per trajectory; the term gets args = None
+        term_args = jnp.zeros((N,))  # one dummy per trajectory; the term gets args = None
         args_of = lambda a: None  # noqa: E731
     else:
         args_of = lambda a: a  # noqa: E731
@@ -299,28 +316,28 @@ def solve_batch(
         tnext = jnp.minimum(tnext, t_end)
         return tnext, cstate, solver.init(term, t0, tnext, y, args_of(a))
 
-    tnext, cstate, sstate = jax.vmap(init_one)(y0, t1, term_args)
     tableau = _explicit_tableau(solver) if isinstance(term, diffrax.ODETerm) else None
     can_jump = _can_jump(controller)
     vf = lambda t, y, a: term.vf(t, y, args_of(a))  # noqa: E731
     needs_f = (tableau is not None and tableau.fsal) or event_fn is not None
-    f_start = jax.vmap(lambda y, a: vf(t0, y, a))(y0, term_args) if needs_f else None
-    if tableau is not None:  # own unrolled step; solver state = f at the step start (FSAL) or None
-        sstate = f_start if tableau.fsal else None
 
     def interpolate(tprev, tnext, dense, t):
         return solver.interpolation_cls(t0=tprev, t1=tnext, **dense).evaluate(t)
 
     row0 = jnp.zeros((), jnp.int32) if save_into is None else jnp.asarray(save_into[1], jnp.int32)
-    rows = row0 + jnp.arange(B, dtype=jnp.int32)[:, None]  # this batch's rows of the save buffers
+    # each trajectory's inputs; a lane reads those of the trajectory it integrates
+    inputs = dict(t1=t1, t1_floor=t1_floor, term=term_args, save_ts=save_ts)
+    if event_fn is not None:
+        inputs.update(event_ts=event_ts, event_args=event_args)
 
-    def write_start(buf, ts, value, rows=rows):
+    def write_start(buf, ts, value, rows):
         """Points at ``t0`` (or before) get the value at ``t0``; returns ``(buf, next index)``.
 
         They are a prefix of each sorted grid, usually of one point (none for a grid that starts
         later; the whole grid for a phase of length 0): written one index at a time, so that the
-        cost is that of the prefix, not of a pass over the whole buffer."""
-        n = (ts <= t0).sum(axis=1, dtype=jnp.int32)  # (B,)
+        cost is that of the prefix, not of a pass over the whole buffer. ``rows`` ``(R, 1)``: the
+        buffer rows (out of range: not written)."""
+        n = (ts <= t0).sum(axis=1, dtype=jnp.int32)  # (R,)
 
         def body(state):
             b, k = state
@@ -330,31 +347,57 @@ def solve_batch(
         buf, _ = jax.lax.while_loop(lambda s: (s[1] < n).any(), body, (buf, jnp.zeros((), jnp.int32)))
         return buf, n
 
+    observe, fill = event_fn, event_fill  # (bound here: the closures below see them set)
+
+    # every trajectory's start, computed at once before the loop (a lane that takes a trajectory
+    # takes its start as computed here, so a trajectory's results do not depend on when it starts)
+    tnext, cstate, sstate = jax.vmap(init_one)(y0, t1, term_args)
+    f_start = jax.vmap(lambda y, a: vf(t0, y, a))(y0, term_args) if needs_f else None
+    if tableau is not None:  # own unrolled step; solver state = f at the step start (FSAL) or None
+        sstate = f_start if tableau.fsal else None
+    every = jnp.arange(N, dtype=jnp.int32)
     buffers, indices = {}, {}
-    empty = _alloc(lambda y: y, y_one, save_ts.shape[1], B) if save_into is None else save_into[0]
-    buffers["ys"], indices["ys"] = write_start(empty, save_ts, y0)
-    if event_fn is not None:
-        assert event_ts is not None and event_fill is not None  # they go with the event function
+    empty = _alloc(lambda y: y, y_one, save_ts.shape[1], N) if save_into is None else save_into[0]
+    buffers["ys"], indices["ys"] = write_start(empty, save_ts, y0, row0 + every[:, None])
+    if observe is not None:
+        assert event_ts is not None and fill is not None  # they go with the event function
         args_one = jax.tree_util.tree_map(lambda x: x[0], event_args)
-        observe, fill = event_fn, event_fill  # (bound here: the closures below see them set)
         one = lambda y: observe(t0, y, y, args_one)  # noqa: E731
         ends = jax.vmap(lambda y, f, a: observe(t0, y, f, a))(y0, f_start, event_args)
-        empty = _alloc(lambda y: fill(t0, t0, one(y), one(y)), y_one, event_ts.shape[1], B)
-        buffers["events"], indices["events"] = write_start(empty, event_ts, ends, jnp.arange(B)[:, None])
+        empty = _alloc(lambda y: fill(t0, t0, one(y), one(y)), y_one, event_ts.shape[1], N)
+        buffers["events"], indices["events"] = write_start(empty, event_ts, ends, every[:, None])
     else:
         ends = None
+    starts = dict(tnext=tnext, y=y0, sstate=sstate, cstate=cstate, indices=indices, event_start=ends)
 
-    zeros = jnp.zeros(B, jnp.int32)
-    carry = dict(
-        tprev=jnp.full(B, t0), tnext=tnext, y=y0, sstate=sstate, cstate=cstate, made_jump=jnp.zeros(B, bool),
-        num_steps=zeros, accepted=zeros, rejected=zeros, result=zeros, buffers=buffers, indices=indices,
-        event_start=ends, meter=progress_meter.init(),
-    )
+    def begin(ids):
+        """Lane states for the trajectories ``ids`` (None: all), at their start."""
+        lane = starts if ids is None else jax.tree_util.tree_map(lambda x: x[ids], starts)
+        R = N if ids is None else ids.shape[0]
+        zeros = jnp.zeros(R, jnp.int32)
+        return dict(lane, tprev=jnp.full(R, t0), made_jump=jnp.zeros(R, bool), num_steps=zeros, accepted=zeros,
+                    rejected=zeros, result=zeros)
+
+    gather = lambda tree, ids: jax.tree_util.tree_map(lambda x: x[ids], tree)  # noqa: E731
+    first = jnp.arange(L, dtype=jnp.int32)
+    carry = dict(begin(first if queue else None), buffers=buffers, meter=progress_meter.init())
+    if queue:  # the trajectory of each lane, the next one to start, each lane's inputs, the results
+        zeros = jnp.zeros(N, jnp.int32)
+        carry.update(who=first, next=jnp.asarray(L, jnp.int32), inp=gather(inputs, first),
+                     out=dict(y=y0, num_steps=zeros, accepted=zeros, rejected=zeros, result=zeros))
+
+    def lane_inputs(c):
+        return c["inp"] if queue else inputs
+
+    def lane_rows(c):
+        """The rows of the save buffers and of the event buffers that the lanes write, ``(L, 1)``."""
+        who = c["who"] if queue else first
+        return row0 + who[:, None], who[:, None]
 
     def active(c):
-        return (c["tprev"] < t1) & (c["result"] == OK) & (c["num_steps"] < max_steps)
+        return (c["tprev"] < lane_inputs(c)["t1"]) & (c["result"] == OK) & (c["num_steps"] < max_steps)
 
-    def save(keep, tprev, tnext, dense, buf, idx, ts, fn, rows=rows):
+    def save(keep, tprev, tnext, dense, buf, idx, ts, fn, rows):
         """Write ``fn`` at every ``ts`` point in ``(tprev, tnext]`` of the accepted steps, up to
         ``SAVE_BLOCK`` points per trajectory and pass (one pass covers almost every step)."""
         K = ts.shape[1]
@@ -362,14 +405,14 @@ def solve_batch(
 
         def at(k):  # ts[b, k[b, ...]] with k clipped into range
             k = jnp.minimum(k, K - 1)
-            return jnp.take_along_axis(ts, k.reshape(B, -1), axis=1).reshape(k.shape)
+            return jnp.take_along_axis(ts, k.reshape(L, -1), axis=1).reshape(k.shape)
 
         def pending(i):
             return keep & (i < K) & (at(i) <= tnext)
 
         def body(s):
             buf, i = s
-            k = i[:, None] + jnp.arange(P)  # (B, P)
+            k = i[:, None] + jnp.arange(P)  # (L, P)
             t = at(k)
             ok = keep[:, None] & (k < K) & (t <= tnext[:, None])
             vals = jax.vmap(lambda a, b, dn, tt: jax.vmap(lambda x: fn(a, b, dn, x))(tt))(tprev, tnext, dense, t)
@@ -381,14 +424,16 @@ def solve_batch(
 
     def summary_at(tprev, tnext, dense, t, args):
         y, dy = jax.jvp(lambda s: interpolate(tprev, tnext, dense, s), (t,), (jnp.ones_like(t),))
-        return event_fn(t, y, dy, args)
+        return observe(t, y, dy, args)
 
     def save_event(ends, tprev, tnext, t):
         h = tnext - tprev
-        return event_fill((t - tprev) / h, h, *ends)
+        return fill((t - tprev) / h, h, *ends)
 
     def step(c):
         on = active(c)
+        inp = lane_inputs(c)
+        rows, erows = lane_rows(c)
 
         def one(tprev, tnext, y, sstate, cstate, made_jump, t_end, t_end_floor, a):
             f = lambda t, yy: vf(t, yy, a)  # noqa: E731
@@ -421,7 +466,8 @@ def solve_batch(
             return y1, dense, sstate1, keep, tp, tn, cstate1, jnp.asarray(jump, bool), failed
 
         y1, dense, sstate1, keep, tp, tn, cstate1, jump, failed = jax.vmap(one)(
-            c["tprev"], c["tnext"], c["y"], c["sstate"], c["cstate"], c["made_jump"], t1, t1_floor, term_args
+            c["tprev"], c["tnext"], c["y"], c["sstate"], c["cstate"], c["made_jump"], inp["t1"], inp["t1_floor"],
+            inp["term"],
         )
         keep = keep & on
         buffers, indices = dict(c["buffers"]), dict(c["indices"])
@@ -442,29 +488,31 @@ def solve_batch(
         else:
             state_at, save_dense = interpolate, None
 
-        K = save_ts.shape[1]
-        nxt = jnp.take_along_axis(save_ts, jnp.minimum(indices["ys"], K - 1)[:, None], axis=1)[:, 0]
+        lane_ts = inp["save_ts"]
+        K = lane_ts.shape[1]
+        nxt = jnp.take_along_axis(lane_ts, jnp.minimum(indices["ys"], K - 1)[:, None], axis=1)[:, 0]
         any_save = (keep & (indices["ys"] < K) & (nxt <= c["tnext"])).any()
         buffers["ys"], indices["ys"] = jax.lax.cond(
             any_save,
             lambda: save(keep, c["tprev"], c["tnext"], dense_info() if save_dense is None else save_dense,
-                         buffers["ys"], indices["ys"], save_ts, state_at),
+                         buffers["ys"], indices["ys"], lane_ts, state_at, rows),
             lambda: (buffers["ys"], indices["ys"]),
         )
         event_start = c["event_start"]
-        if event_fn is not None:
+        if observe is not None:
             if tableau is not None and tableau.fsal:  # y and f at the step end are known exactly
-                end = jax.vmap(event_fn)(c["tnext"], y1, sstate1, event_args)
+                end = jax.vmap(observe)(c["tnext"], y1, sstate1, inp["event_args"])
             else:
                 end = jax.vmap(lambda a, b, dn, ar: summary_at(a, b, dn, b, ar))(
-                    c["tprev"], c["tnext"], dense_info(), event_args)
+                    c["tprev"], c["tnext"], dense_info(), inp["event_args"])
             buffers["events"], indices["events"] = save(
                 keep, c["tprev"], c["tnext"], (event_start, end), buffers["events"], indices["events"],
-                event_ts, lambda a, b, e, t: save_event(e, a, b, t), jnp.arange(B)[:, None],
+                inp["event_ts"], lambda a, b, e, t: save_event(e, a, b, t), erows,
             )
             event_start = _where(keep, end, event_start)
         tprev = jnp.where(on, tp, c["tprev"])
         new = dict(
+            c,
             tprev=tprev,
             tnext=jnp.where(on, tn, c["tnext"]),
             y=_where(keep, y1, c["y"]),
@@ -479,15 +527,62 @@ def solve_batch(
             indices=indices,
             event_start=event_start,
         )
-        span = jnp.where(t1 > t0, t1 - t0, 1.0)
-        progress = jnp.min(jnp.where((new["result"] == OK) & (t1 > t0), (tprev - t0) / span, 1.0))
+        t_end = inp["t1"]
+        span = jnp.where(t_end > t0, t_end - t0, 1.0)
+        if queue:  # finished trajectories plus the running ones' fractions
+            running = active(new)
+            frac = jnp.where(running, (tprev - t0) / span, 0.0).sum()
+            progress = (new["next"] - running.sum() + frac) / N
+        else:
+            progress = jnp.min(jnp.where((new["result"] == OK) & (t_end > t0), (tprev - t0) / span, 1.0))
         new["meter"] = progress_meter.step(c["meter"], jnp.clip(progress, 0.0, 1.0))
         return new
 
-    c = jax.lax.while_loop(lambda c: active(c).any(), step, carry)
+    def final_result(c):
+        return jnp.where((c["result"] == OK) & (c["tprev"] < lane_inputs(c)["t1"]), MAX_STEPS, c["result"])
+
+    def write_out(c, lanes_at, who):
+        """The results of lanes ``lanes_at`` written to their trajectories ``who`` (out of range: not)."""
+        done = dict(y=c["y"], num_steps=c["num_steps"], accepted=c["accepted"], rejected=c["rejected"],
+                    result=final_result(c))
+        return jax.tree_util.tree_map(lambda o, v: o.at[who].set(v[lanes_at], mode="drop"), c["out"], done)
+
+    group = max(1, L // REFILL_GROUP)
+
+    def wants_refill(c):
+        running = active(c).sum()
+        return (c["next"] < N) & ((L - running >= group) | (running == 0))
+
+    def refill(c):
+        """The first ``group`` finished lanes take the next trajectories of the queue: their
+        results are written out, and they take the new trajectories' starts."""
+        sel = jnp.nonzero(~active(c), size=group, fill_value=L)[0]
+        ids = c["next"] + jnp.arange(group, dtype=jnp.int32)
+        valid = (sel < L) & (ids < N)
+        sel_in = jnp.minimum(sel, L - 1)
+        out = write_out(c, sel_in, jnp.where(valid, c["who"][sel_in], N))
+        ids_in = jnp.minimum(ids, N - 1)
+        dest = jnp.where(valid, sel, L)  # out of range: not written
+        put = lambda old, new: jax.tree_util.tree_map(lambda o, n: o.at[dest].set(n, mode="drop"), old, new)  # noqa: E731
+        new = dict(c, out=out, inp=put(c["inp"], gather(inputs, ids_in)), who=c["who"].at[dest].set(ids, mode="drop"),
+                   next=c["next"] + valid.sum(dtype=jnp.int32))
+        new.update({k: put(c[k], v) for k, v in begin(ids_in).items()})
+        return new
+
+    if queue:
+        body = lambda c: step(jax.lax.while_loop(wants_refill, refill, c))  # noqa: E731
+        c = jax.lax.while_loop(lambda c: active(c).any() | (c["next"] < N), body, carry)
+    else:
+        c = jax.lax.while_loop(lambda c: active(c).any(), step, carry)
     progress_meter.close(c["meter"])
-    result = jnp.where((c["result"] == OK) & (c["tprev"] < t1), MAX_STEPS, c["result"])
+    if queue:
+        out = write_out(c, jnp.arange(L), c["who"])
+        y_final, num_steps, accepted, rejected, result = (
+            out[k] for k in ("y", "num_steps", "accepted", "rejected", "result"))
+    else:
+        y_final, num_steps, accepted, rejected = c["y"], c["num_steps"], c["accepted"], c["rejected"]
+        result = final_result(c)
     return BatchSolution(
-        ys=c["buffers"]["ys"], events=c["buffers"].get("events"), y_final=c["y"], num_steps=c["num_steps"],
-        num_accepted_steps=c["accepted"], num_rejected_steps=c["rejected"], result=result,
+        ys=c["buffers"]["ys"], events=c["buffers"].get("events"), y_final=y_final, num_steps=num_steps,
+        num_accepted_steps=accepted, num_rejected_steps=rejected, result=result,
     )

@@ -8,7 +8,7 @@
 Each is an ``eqx.Module`` value; :func:`as_model` turns a name into one. A new model is a new file
 with a subclass of :class:`AbstractModel` (or :class:`SymmetricModel`) registered in ``MODELS`` (every
 model by name). ``gradient_flow`` and ``deflation figure1 --model`` integrate every model at every
-order ``p >= 2``; ``FLOW_MODELS`` names the symmetric ones, which the studies (``model``) integrate.
+order ``p >= 2``; ``SYMMETRIC_MODELS`` names those of one factor matrix (what gradient descent runs).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .symmetric import SymmetricModel
 # every model by name (documented in the module docstring)
 MODELS: dict[str, AbstractModel] = {model.name: model for model in (Normalized(), Plain(), Asymmetric())}
 # the models whose gradient flow the studies integrate (the symmetric ones), by name
-FLOW_MODELS: tuple[str, ...] = tuple(name for name, model in MODELS.items() if isinstance(model, SymmetricModel))
+SYMMETRIC_MODELS: tuple[str, ...] = tuple(name for name, model in MODELS.items() if isinstance(model, SymmetricModel))
 
 
 def as_model(value: Any, name: str = "model") -> AbstractModel:
@@ -45,4 +45,5 @@ def as_model(value: Any, name: str = "model") -> AbstractModel:
                     f"got {type(value).__name__}")
 
 
-__all__ = ["FLOW_MODELS", "MODELS", "AbstractModel", "Asymmetric", "Normalized", "Plain", "SymmetricModel", "as_model"]
+__all__ = ["MODELS", "SYMMETRIC_MODELS", "AbstractModel", "Asymmetric", "Normalized", "Plain", "SymmetricModel",
+           "as_model"]

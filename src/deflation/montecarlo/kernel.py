@@ -18,7 +18,7 @@ from ..contract import log_positive, residual_norm_sq, residual_on
 from ..dynamics import normalize
 from ..init import orthonormal_columns, seed_keys, unit_columns
 from ..integrate import EventConfig, SolverConfig, solver_by_name
-from ..models import MODELS
+from ..models import MODELS, SymmetricModel
 from ..target import Target
 
 
@@ -50,13 +50,20 @@ class Static:
 
 
 def initial_state(s: Static, seed_idx, delta0):
-    """Seed ``k``'s ``(rho, ubar)``: ``rho = log(delta0)``, ``ubar = unit_columns(fold_in(PRNGKey(key), k), d, m)``
-    (the same draw as :func:`deflation.sample_sphere_batch` with that key and scale 1)."""
+    """Seed ``k``'s log-norm state: ``rho = log(delta0)``, ``ubar = unit_columns(fold_in(PRNGKey(key), k), d, m)``
+    (the same draw as :func:`deflation.sample_sphere_batch` with that key and scale 1). A model of
+    ``p`` factor matrices (the asymmetric one) draws factor ``j`` from ``fold_in(seed k's key, j)``,
+    as its :meth:`~deflation.models.AbstractModel.init` does: ``((rho_1, ...), (ubar_1, ...))``."""
     dtype = jnp.dtype(s.dtype)
     keys = seed_keys(jax.random.PRNGKey(s.key), seed_idx)
-    ubar = jax.vmap(lambda k: unit_columns(k, s.d, s.m, dtype))(keys)
-    rho = jnp.full(ubar.shape[:1] + ubar.shape[2:], 1.0, dtype) * log_positive(delta0)
-    return rho, ubar
+    factors = MODELS[s.model].factor_count(s.order)
+    draw = lambda tag: jax.vmap(lambda k: unit_columns(tag(k), s.d, s.m, dtype))(keys)  # noqa: E731
+    sized = lambda ub: jnp.full(ub.shape[:1] + ub.shape[2:], 1.0, dtype) * log_positive(delta0)  # noqa: E731
+    if factors == 1:
+        ubar = draw(lambda k: k)
+        return sized(ubar), ubar
+    ubars = tuple(draw(lambda k, j=j: jax.random.fold_in(k, j)) for j in range(factors))
+    return tuple(sized(ub) for ub in ubars), ubars
 
 
 #: ``fold_in`` tag of the per-seed target draw (the initialization uses the seed's key itself).
@@ -92,11 +99,22 @@ def per_seed(target: Target, fn, *args):
 
 
 def point_loss(model, tg, rho, ubar, lam):
-    """The loss of ``(rho, ubar)`` under a symmetric ``model`` (``T = sum_j omega_j ubar_j^p``)."""
+    """The loss of the log-norm state ``(rho, ubar)`` under ``model``: for a symmetric model
+    (``T = sum_j omega_j ubar_j^p``) by the Gram formula on the unit directions, for another by the
+    model's own (:meth:`~deflation.models.AbstractModel.series`)."""
+    if not isinstance(model, SymmetricModel):
+        return model.series((rho, ubar), tg, lam, False, 0.0)[1]["loss"]
     omega = model.weights(rho, tg.order)
     sq, _ = residual_norm_sq(normalize(ubar), omega, tg, None)
     norms_sq = omega if model.norm_power(tg.order) == 2 else jnp.exp(2.0 * rho)  # |w_j|^2
     return 0.5 * sq + 0.5 * lam * norms_sq.sum(-1)
+
+
+def point_residual(model, tg, rho, ubar):
+    """``<T* - T, u_i^(x)p>`` on each component at the log-norm state (precise for a symmetric model)."""
+    if not isinstance(model, SymmetricModel):
+        return model.series((rho, ubar), tg, 0.0, False, 0.0)[1]["residual"]
+    return residual_on(normalize(ubar), model.weights(rho, tg.order), tg, precise=True)
 
 
 def time_series(s: Static, target: Target, rho, ubar, times, horizon, lam):
@@ -106,14 +124,14 @@ def time_series(s: Static, target: Target, rho, ubar, times, horizon, lam):
     model = MODELS[s.model]
 
     def at(k):
-        r_k, u_k = rho[:, k], ubar[:, k]
+        r_k, u_k = jax.tree_util.tree_map(lambda x: x[:, k], (rho, ubar))
         loss = per_seed(target, lambda tg, rh, ub: point_loss(model, tg, rh, ub, lam), r_k, u_k)
-        res = per_seed(target, lambda tg, rh, ub: residual_on(normalize(ub), model.weights(rh, tg.order), tg,
-                                                               precise=True), r_k, u_k)
-        norms = -jnp.sort(-r_k, axis=-1)[:, : s.series_norms]
+        res = per_seed(target, lambda tg, rh, ub: point_residual(model, tg, rh, ub), r_k, u_k)
+        sizes = model.column_log_sizes((r_k, u_k), s.order)  # log |w_j| (a term's geometric mean of factor norms)
+        norms = -jnp.sort(-sizes, axis=-1)[:, : s.series_norms]
         return loss, res, jnp.exp(norms)
 
-    loss, res, norms = jax.lax.map(at, jnp.arange(rho.shape[1]))
+    loss, res, norms = jax.lax.map(at, jnp.arange(jax.tree_util.tree_leaves(rho)[0].shape[1]))
     past = (times > horizon)[None, :]
     nan = lambda x: jnp.where(past.reshape(past.shape + (1,) * (x.ndim - 2)), jnp.nan, x)  # noqa: E731
     return dict(loss_t=nan(jnp.moveaxis(loss, 0, 1)), residual_t=nan(jnp.moveaxis(res, 0, 1)),

@@ -55,4 +55,6 @@ def momentum(name, v):
 
 
 def choice(options) -> Callable[[str, Any], str]:
-    return lambda name, v: check.choice(name, v, options)
+    """One of ``options``: a tuple of names, or a function returning them (read at each check, so
+    that a registry's later entries, e.g. a model registered by a plug-in, are choices too)."""
+    return lambda name, v: check.choice(name, v, tuple(options() if callable(options) else options))

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from ..models import MODELS
 from .experiments import EXPERIMENTS
 from .program import series_times, variables
 from .study import Study, weights
@@ -626,13 +627,24 @@ def mark(root, path, complete: bool) -> None:
     _consolidate(path)
 
 
+def definitions(study: Study) -> str:
+    """``"normalized at order 4: columns; ..."``: the slots Definition 1 reads for each model and
+    order of the study's grid (columns, or at order 2 the eigen- or singular pairs)."""
+    spec = study.param_spec
+    listed = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
+    models, orders = listed(spec.get("model", "normalized")), listed(spec.get("order", 4))
+    return "; ".join(f"{name} at order {p}: {MODELS[name].definition(p)}" for name in models for p in orders)
+
+
 def load(out, *, verify_data: bool = True):
     """The study dataset at ``out`` as an ``xarray.Dataset``.
 
     With ``verify_data`` every chunk is checked against its digest: the seeds of a missing or
     damaged chunk read as not computed (``status = -1`` and the variables' fill values), and the
     dataset's attributes ``chunks_damaged`` and ``chunks_missing`` say which; ``complete`` is True
-    only when every chunk is intact.
+    only when every chunk is intact. The attribute ``definition1`` says which slots Definition 1
+    read for each model and order of the study (:meth:`deflation.models.AbstractModel.definition`:
+    single columns, or the spectrum in the matrix case).
     """
     import xarray as xr
 
@@ -641,6 +653,7 @@ def load(out, *, verify_data: bool = True):
     ds = _open_dataset(xr, out)
     ds = ds.set_coords("a").drop_vars(DIGEST)
     ds.attrs["study"] = study.to_json()  # a file target: the store's own copy
+    ds.attrs["definition1"] = definitions(study)
     if not verify_data:
         return ds.load()
     # read chunk by chunk: an intact chunk's values go in; a missing or damaged one stays "not

@@ -49,7 +49,7 @@ import numpy as np
 
 from .. import _validate as check
 from ..integrate import SOLVERS
-from ..models import FLOW_MODELS
+from ..models import MODELS
 from ..target import MAX_ORDER
 from ..theorem import theorem1_parameters
 from .experiments import EXPERIMENTS as REGISTRY
@@ -73,7 +73,8 @@ COMMON: dict[str, Param] = {
     "d": Param(int_at_least(1), "all", None, "dimension", static=True),
     "m": Param(int_at_least(1), "all", None, "number of columns of W (algorithm2: Theorem 1's default 2 d^2)",
                static=True),
-    "order": Param(int_at_least(3, MAX_ORDER), "all", 4, "tensor order p (at most 2^31 - 1)", static=True),
+    "order": Param(int_at_least(2, MAX_ORDER), "all", 4, "tensor order p (2: the matrix case; at most 2^31 - 1)",
+                   static=True),
     "delta0": Param(positive, "all", None, "initial (and algorithm2's re-draw) norm of every column (default 1e-15)"),
     "delta1": Param(positive, "all", None, "Definition 1's norm threshold (default 1e-3)"),
     "alpha": Param(unit_interval, "all", None, "Definition 1's alignment slack: wbar_i^2 >= 1 - alpha^2 "
@@ -90,9 +91,11 @@ COMMON: dict[str, Param] = {
                                                        "per phase, >= 3, default 65)", static=True),
     "max_steps": Param(int_at_least(1, check.MAX_STEPS_LIMIT), "solved", 100_000,
                        "solver step budget per trajectory (per phase for algorithm2; at most 2^31 - 1)", static=True),
-    "model": Param(choice(FLOW_MODELS), "all", "normalized",
-                   "factorization model: normalized (the paper's T = sum_j w_j^p / |w_j|^(p-2)) or plain "
-                   "(T = sum_j w_j^p; escapes delta0 in a time ~ delta0^-(p-2)); flow and gd only for plain",
+    "model": Param(choice(lambda: tuple(MODELS)), "all", "normalized",
+                   "factorization model: normalized (the paper's T = sum_j w_j^p / |w_j|^(p-2)), plain "
+                   "(T = sum_j w_j^p; escapes delta0 in a time ~ delta0^-(p-2)) or asymmetric (T = sum_j "
+                   "w_j^(1) x ... x w_j^(p), one factor matrix per mode); flow for every model, gd for the "
+                   "first two",
                    static=True),
     "solver": Param(choice(tuple(SOLVERS)), "solved", "tsit5", "diffrax solver by name", sweep=False, static=True),
     "dtype": Param(choice(DTYPES), "continuous", "float64", "floating point type of the state", sweep=False,
@@ -598,8 +601,11 @@ def _check_point(study: Study, point: dict) -> None:
     if experiment.models is not None and point.get("model", "normalized") not in experiment.models:
         runs = [e.name for e in REGISTRY.values() if e.models is None or point["model"] in e.models]
         raise ValueError(f"params.model = {point['model']!r} runs only with experiments "
-                         f"{' and '.join(map(repr, runs))} (experiment {study.experiment!r} is defined for the "
-                         f"paper's normalized model) ({at})")
+                         f"{' and '.join(map(repr, runs))} (experiment {study.experiment!r} runs the models "
+                         f"{', '.join(map(repr, experiment.models))}) ({at})")
+    if point["order"] < experiment.min_order:
+        raise ValueError(f"params.order = {point['order']!r} must be >= {experiment.min_order} for experiment "
+                         f"{study.experiment!r} ({at})")
     experiment.check_point(point, r, at)
     series = study.series_spec
     if series is not None and series["norms"] > m:

@@ -112,6 +112,7 @@ EXPERIMENT = Experiment(
     timed=False,
     continuous=False,
     models=("normalized",),
+    min_order=3,  # the paper's Algorithm 2 and Theorem 1 are for tensors, p >= 3
     check_point=check_point,
     static=static,
     dims=dims,

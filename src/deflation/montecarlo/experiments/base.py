@@ -54,6 +54,7 @@ class Experiment:
             counted in epochs (``discovery_epoch``, ``fit_epoch``) and it records ``converged``.
         continuous: it can record the ``[series]`` time series.
         models: the models it runs (None: every model a study may name).
+        min_order: the lowest tensor order it runs (2: the matrix case too).
         check_point: ``check_point(point, r, at)`` raises a ``ValueError`` (ending with ``at``) for
             a grid point it cannot run.
         static: ``static(point)``: fields of :class:`~deflation.montecarlo.kernel.Static` it sets
@@ -74,6 +75,7 @@ class Experiment:
     timed: bool = True
     continuous: bool = True
     models: tuple[str, ...] | None = None
+    min_order: int = 2
     check_point: Callable[[dict, int, str], None] = _no_check
     static: Callable[[dict], dict] = _no_static
     dims: Callable[[list[dict]], dict[str, int]] = _no_dims

@@ -9,7 +9,7 @@ import numpy as np
 
 from ...dynamics import from_lognorm
 from ...gd import descend, event_grid
-from ...models import MODELS
+from ...models import MODELS, SYMMETRIC_MODELS
 from ..kernel import Static, initial_state, members, study_target
 from ..params import Param, momentum, positive
 from ..records import DISCOVERED, MEMBERS, Var
@@ -70,6 +70,7 @@ EXPERIMENT = Experiment(
     },
     solved=False,
     continuous=False,
+    models=SYMMETRIC_MODELS,  # it descends one W
     check_point=check_point,
     static=static,
 )

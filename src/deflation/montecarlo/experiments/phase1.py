@@ -97,4 +97,5 @@ EXPERIMENT = Experiment(
     params={"coupling_tol": Param(positive, ("phase1",), 1e-2,
                                   "phase1 flags a seed whose coupling bound exceeds this")},
     models=("normalized",),
+    min_order=3,  # the tensor power dynamics of paper Eq. 1 (at order 2: power iteration, no Phase 1 to time)
 )
