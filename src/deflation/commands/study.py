@@ -66,18 +66,23 @@ def register(sub) -> None:
     verify.set_defaults(func=_verify)
 
 
+#: What each worker of a submitted array job asks the cluster for (no default: the cluster's).
+RESOURCES = {
+    "--partition": (str, "Slurm partition"),
+    "--gpus-per-task": (int, "GPUs per worker"),
+    "--cpus-per-task": (int, "CPU cores per worker"),
+    "--time-limit": (int, "time limit per worker, minutes (default: 240 on Slurm; a worker stopped by it loses only "
+                          "its unfinished chunk)"),
+    "--mem-gb": (float, "memory per worker, GB"),
+    "--account": (str, "Slurm account"),
+    "--qos": (str, "Slurm QOS"),
+}
+
 SUBMIT_OPTIONS = [
     ("--out", str, None, "the Zarr store (created now if missing); required"),
     ("--workers", int, None, "number of workers (array jobs); required"),
     ("--cluster", str, None, "slurm, local or debug (default: Slurm when sbatch is found, else local processes)"),
-    ("--partition", str, None, "Slurm partition"),
-    ("--gpus-per-task", int, None, "GPUs per worker"),
-    ("--cpus-per-task", int, None, "CPU cores per worker"),
-    ("--time-limit", int, None, "time limit per worker, minutes (default: 240 on Slurm; a worker stopped by it loses "
-                          "only its unfinished chunk)"),
-    ("--mem-gb", float, None, "memory per worker, GB"),
-    ("--account", str, None, "Slurm account"),
-    ("--qos", str, None, "Slurm QOS"),
+    *((flag, kind, None, doc) for flag, (kind, doc) in RESOURCES.items()),
     ("--parallel", int, None, "at most this many workers at once (default: all)"),
     ("--chunk", int, None, "seeds per chunk of a new store (default: the study's, else 512)"),
     ("--claim-timeout", float, 600.0, "seconds after which a dead worker's chunk is taken over"),
