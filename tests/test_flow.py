@@ -9,7 +9,7 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import deflation as D
-from deflation.integrate import MAX_STEPS, NONFINITE, SUCCESS
+from deflation import Status
 
 
 def numpy_velocity(W, a, U, p, lam):
@@ -35,7 +35,7 @@ def test_trajectory_matches_scipy_dop853():
         (0.0, ts[-1]), W0.ravel(), method="DOP853", rtol=1e-12, atol=1e-14, t_eval=ts,
     )
     res = D.gradient_flow(target, W0, ts, lam=lam, rtol=1e-10, atol=1e-10)
-    assert int(res.status) == SUCCESS
+    assert int(res.status) == Status.SUCCESS
     for k in range(len(ts)):
         want = ref.y[:, k].reshape(d, m)
         err = np.linalg.norm(np.asarray(res.W[k]) - want) / np.linalg.norm(want)
@@ -56,7 +56,7 @@ def figure1_run():
 @pytest.mark.slow
 def test_figure1_setting_deflates_in_order(figure1_run):
     target, W0, ts, res = figure1_run
-    assert (np.asarray(res.status) == SUCCESS).all()
+    assert (np.asarray(res.status) == Status.SUCCESS).all()
     fit = np.asarray(res.fit_time)
     disc = np.asarray(res.discovery_time)
     assert np.isfinite(fit).all() and np.isfinite(disc).all()
@@ -92,7 +92,7 @@ def test_tiny_initialization_1e100_same_order():
     big = D.gradient_flow(target, 1e-15 * U0, ts)
     tiny = D.gradient_flow(target, 1e-100 * U0, ts)
     for res in (big, tiny):
-        assert int(res.status) == SUCCESS
+        assert int(res.status) == Status.SUCCESS
         assert np.isfinite(np.asarray(res.W)).all() and np.isfinite(np.asarray(res.loss)).all()
         assert (np.diff(np.asarray(res.fit_time)) > 0).all()
     # directions at the start are identical, so the same columns win in the same order
@@ -101,7 +101,7 @@ def test_tiny_initialization_1e100_same_order():
     # far below float64's smallest normal number: pass log-norms directly
     rho = jnp.full(12, -1000.0)
     deep = D.gradient_flow(target, (rho, U0), ts, frozen=False)
-    assert int(deep.status) == SUCCESS and np.isfinite(np.asarray(deep.log_norm)).all()
+    assert int(deep.status) == Status.SUCCESS and np.isfinite(np.asarray(deep.log_norm)).all()
 
 
 @pytest.mark.slow
@@ -175,7 +175,7 @@ def test_failing_trajectories_are_flagged_with_index_and_others_intact():
     budget = (steps[1] + max(steps[0], steps[2])) // 2
     assert max(steps[0], steps[2]) < budget < steps[1]
     res = D.gradient_flow(target, W0, ts, max_steps=budget)
-    assert list(np.asarray(res.status)) == [SUCCESS, MAX_STEPS, SUCCESS]
+    assert list(np.asarray(res.status)) == [Status.SUCCESS, Status.MAX_STEPS, Status.SUCCESS]
     assert res.failed() == [(1, "max_steps reached")]
     for b in (0, 2):  # intact: as alone, up to the rounding of batched vs single matrix products
         np.testing.assert_allclose(res.W[b], solo[b].W, rtol=1e-9, atol=1e-12)
@@ -186,11 +186,11 @@ def test_failing_trajectories_are_flagged_with_index_and_others_intact():
         target, (rho, ubar), ts, solver=diffrax.Euler(), stepsize_controller=diffrax.ConstantStepSize(), dt0=0.1
     )
     status = np.asarray(big.status)
-    assert list(status) == [SUCCESS, NONFINITE, SUCCESS]
+    assert list(status) == [Status.SUCCESS, Status.NONFINITE, Status.SUCCESS]
     assert big.failed() == [(1, "non-finite state")]
     assert np.isfinite(np.asarray(big.W[0])).all() and np.isfinite(np.asarray(big.W[2])).all()
     adaptive = D.gradient_flow(target, (rho, ubar), ts, max_steps=500)
-    assert list(np.asarray(adaptive.status) != SUCCESS) == [False, True, False]
+    assert list(np.asarray(adaptive.status) != Status.SUCCESS) == [False, True, False]
 
 
 @pytest.mark.slow
@@ -201,7 +201,7 @@ def test_any_diffrax_solver_and_controller():
     ref = D.gradient_flow(target, W0, ts, rtol=1e-11, atol=1e-11)
     for solver in (diffrax.Dopri5(), diffrax.Heun()):
         res = D.gradient_flow(target, W0, ts, solver=solver, rtol=1e-7, atol=1e-7)
-        assert int(res.status) == SUCCESS
+        assert int(res.status) == Status.SUCCESS
         np.testing.assert_allclose(res.W, ref.W, rtol=1e-3, atol=1e-5)
     res = D.gradient_flow(target, W0, ts, solver=diffrax.Midpoint(), stepsize_controller=diffrax.ConstantStepSize(),
                           dt0=0.01)
@@ -217,7 +217,7 @@ def test_implicit_solver():
     ts = jnp.array([20.0, 60.0])
     ref = D.gradient_flow(target, W0, ts, rtol=1e-11, atol=1e-11)
     res = D.gradient_flow(target, W0, ts, solver=diffrax.Kvaerno5(), rtol=1e-7, atol=1e-7)
-    assert int(res.status) == SUCCESS
+    assert int(res.status) == Status.SUCCESS
     np.testing.assert_allclose(res.W, ref.W, rtol=1e-3, atol=1e-5)
 
 

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 
 import deflation as D
-from deflation import contract
+from deflation import Status, contract
 from deflation.flow import _as_initial_state
-from deflation.integrate import LOSS_INCREASED, NONFINITE, SUCCESS
 
 # ---------------------------------------------------------------------------- dtypes
 
@@ -39,7 +38,7 @@ def test_narrow_W0_with_float64_target_runs_in_float64(dtype):
     # the same through (rho, ubar) given in the narrow dtype
     rho, ubar = D.to_lognorm(jnp.asarray(W0, jnp.float64))
     res2 = _small_flow((np.asarray(rho).astype(dtype), np.asarray(ubar).astype(dtype)))
-    assert res2.W.dtype == jnp.float64 and int(res2.status) == SUCCESS
+    assert res2.W.dtype == jnp.float64 and int(res2.status) == Status.SUCCESS
 
 
 def test_float16_computation_is_refused_before_tracing_naming_both_dtypes():
@@ -185,11 +184,11 @@ def test_a_loss_that_rises_is_not_reported_as_success():
     ts = jnp.linspace(0.0, 60.0, 11)
     loose = D.gradient_flow(target, W0, ts, rtol=1e-1, atol=1e-1, event_points=16)
     status = np.asarray(loose.status)
-    assert (status != SUCCESS).all(), status
-    assert set(status) <= {NONFINITE, LOSS_INCREASED}
-    assert LOSS_INCREASED in status
-    assert dict(loose.failed())[int(np.argmax(status == LOSS_INCREASED))] == "loss increased"
-    for b in np.flatnonzero(status == LOSS_INCREASED):
+    assert (status != Status.SUCCESS).all(), status
+    assert set(status) <= {Status.NONFINITE, Status.LOSS_INCREASED}
+    assert Status.LOSS_INCREASED in status
+    assert dict(loose.failed())[int(np.argmax(status == Status.LOSS_INCREASED))] == "loss increased"
+    for b in np.flatnonzero(status == Status.LOSS_INCREASED):
         L, F = np.asarray(loose.loss[b]), np.asarray(loose.loss_floor[b])
         assert (np.diff(L) > np.minimum(F[1:], F[:-1])).any()
     # the same flow at ordinary tolerances (with and without regularization) never trips it
@@ -201,7 +200,7 @@ def test_a_loss_that_rises_is_not_reported_as_success():
             assert (np.diff(np.asarray(res.loss)) <= 0.2 * floor).all()
     # frozen=True integrates paper Eq. (1), not a gradient flow of L: its loss may rise
     frozen = D.gradient_flow(target, W0[0], jnp.linspace(0.0, 20.0, 5), frozen=True, event_points=16)
-    assert int(frozen.status) == SUCCESS and (np.diff(np.asarray(frozen.loss)) > 0).any()
+    assert int(frozen.status) == Status.SUCCESS and (np.diff(np.asarray(frozen.loss)) > 0).any()
 
 
 @pytest.mark.slow
@@ -214,7 +213,7 @@ def test_figure1_setting_reports_a_rising_loss_only_at_loose_tolerances():
     for tol in (1e-6, 1e-10):
         assert D.gradient_flow(target, W0, ts, rtol=tol, atol=tol).failed() == [], tol
     loose = D.gradient_flow(target, W0, ts, rtol=1e-2, atol=1e-2)
-    assert LOSS_INCREASED in np.asarray(loose.status)
+    assert Status.LOSS_INCREASED in np.asarray(loose.status)
 
 
 # ---------------------------------------------------------------------------- memory
@@ -365,7 +364,7 @@ def test_save_times_are_checked_in_the_dtype_of_the_flow():
     with pytest.raises(ValueError, match="finite in float32"):
         D.gradient_flow(target32, W0, [1.0, 1e39])
     res = D.gradient_flow(target32, W0, [1.0, 10.0], rtol=1e-5, atol=1e-5, event_points=16)
-    assert res.W.dtype == jnp.float32 and int(res.status) == SUCCESS
+    assert res.W.dtype == jnp.float32 and int(res.status) == Status.SUCCESS
 
 
 @pytest.mark.slow
@@ -386,7 +385,7 @@ def test_subnormal_thresholds_are_taken_exactly():
     np.testing.assert_array_equal(tiny.member, normal.member)
     res = D.modified_gradient_flow(target, jax.random.key(0), m=4, delta0=1e-310, delta1=1e-4, lam=0.05, gamma=0.5,
                                    eps=0.1, max_epochs=2, event_points=9)
-    assert int(res.status) == SUCCESS and int(res.epochs) == 2
+    assert int(res.status) == Status.SUCCESS and int(res.epochs) == 2
     assert np.isfinite(np.asarray(res.log_norm)).all()
 
 

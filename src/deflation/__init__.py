@@ -32,11 +32,13 @@ from .dynamics import (  # noqa: E402
     to_lognorm,
     velocity,
 )
+from .errors import ParamError, ParamTypeError  # noqa: E402
 from .flow import FlowResult, gradient_flow  # noqa: E402
 from .gd import GDResult, gradient_descent  # noqa: E402
 from .init import sample_sphere, sample_sphere_batch, seed_keys  # noqa: E402
 from .integrate import EventConfig, Solution, SolverConfig, solve  # noqa: E402
 from .partition import Partition, partition  # noqa: E402
+from .status import Status  # noqa: E402
 from .target import Target  # noqa: E402
 from .theorem import Theorem1Parameters, theorem1_parameters  # noqa: E402
 
@@ -46,9 +48,12 @@ __all__ = [
     "EventConfig",
     "FlowResult",
     "GDResult",
+    "ParamError",
+    "ParamTypeError",
     "Partition",
     "Solution",
     "SolverConfig",
+    "Status",
     "Target",
     "Theorem1Parameters",
     "__version__",

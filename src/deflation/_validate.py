@@ -1,7 +1,9 @@
 """Input checks that run in Python, on concrete values, before anything is traced.
 
-Every check raises ``ValueError`` (or ``TypeError`` for a wrong kind of object) with a
-message naming the argument, the value received and what is allowed.
+Every check raises :class:`~deflation.errors.ParamError` (a ``ValueError``), or
+:class:`~deflation.errors.ParamTypeError` (also a ``TypeError``) for a wrong kind of object, with a
+message naming the argument, the value received and what is allowed, and the argument's name as
+given (``name``) in its ``param``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from typing import Any
 
 import jax
 import numpy as np
+
+from .errors import ParamError, ParamTypeError
 
 
 def is_concrete(x: Any) -> bool:
@@ -27,7 +31,7 @@ def choice(name: str, value: Any, options: tuple[str, ...]) -> str:
     """Return ``value`` if it is one of the names ``options``, or raise ``ValueError`` naming ``name``,
     the value and the choices."""
     if not isinstance(value, str) or value not in options:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}")
+        raise ParamError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}", param=name)
     return value
 
 
@@ -35,18 +39,18 @@ def unit_interval_from_zero(name: str, value: Any) -> float:
     """Return ``value`` as a float in ``[0, 1)`` (a momentum), or raise naming ``name``."""
     out = real_scalar(name, value)
     if not 0.0 <= out < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        raise ParamError(f"{name} must be in [0, 1), got {value!r}", param=name)
     return out
 
 
 def real_scalar(name: str, value: Any) -> float:
     """Return ``value`` as a Python float, or raise ``TypeError`` naming ``name``."""
     if isinstance(value, bool) or value is None:
-        raise TypeError(f"{name} must be a real number, got {_show(value)}")
+        raise ParamTypeError(f"{name} must be a real number, got {_show(value)}", param=name)
     try:
         out = float(value)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {_show(value)}") from None
+        raise ParamTypeError(f"{name} must be a real number, got {_show(value)}", param=name) from None
     return out
 
 
@@ -54,7 +58,7 @@ def finite(name: str, value: Any) -> float:
     """A finite real number."""
     out = real_scalar(name, value)
     if not math.isfinite(out):
-        raise ValueError(f"{name} must be finite, got {_show(value)}")
+        raise ParamError(f"{name} must be finite, got {_show(value)}", param=name)
     return out
 
 
@@ -62,7 +66,7 @@ def positive(name: str, value: Any) -> float:
     """A finite real number > 0."""
     out = real_scalar(name, value)
     if not (math.isfinite(out) and out > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {_show(value)}")
+        raise ParamError(f"{name} must be a finite number > 0, got {_show(value)}", param=name)
     return out
 
 
@@ -70,7 +74,7 @@ def nonnegative(name: str, value: Any) -> float:
     """A finite real number >= 0."""
     out = real_scalar(name, value)
     if not (math.isfinite(out) and out >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {_show(value)}")
+        raise ParamError(f"{name} must be a finite number >= 0, got {_show(value)}", param=name)
     return out
 
 
@@ -78,7 +82,7 @@ def in_open_interval(name: str, value: Any, lo: float, hi: float) -> float:
     """A real number in the open interval (lo, hi)."""
     out = real_scalar(name, value)
     if not (lo < out < hi):
-        raise ValueError(f"{name} must lie in the open interval ({lo}, {hi}), got {_show(value)}")
+        raise ParamError(f"{name} must lie in the open interval ({lo}, {hi}), got {_show(value)}", param=name)
     return out
 
 
@@ -86,9 +90,9 @@ def integer(name: str, value: Any, minimum: int, maximum: int | None = None) -> 
     """An integer >= ``minimum`` (and <= ``maximum`` if given; bools refused)."""
     allowed = f">= {minimum}" if maximum is None else f">= {minimum} and <= {maximum}"
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer {allowed}, got {_show(value)}")
+        raise ParamTypeError(f"{name} must be an integer {allowed}, got {_show(value)}", param=name)
     if value < minimum or (maximum is not None and value > maximum):
-        raise ValueError(f"{name} must be an integer {allowed}, got {value}")
+        raise ParamError(f"{name} must be an integer {allowed}, got {value}", param=name)
     return int(value)
 
 
@@ -103,13 +107,13 @@ def array(name: str, value: Any, ndim: int | tuple[int, ...]) -> np.ndarray:
     try:
         out = np.asarray(value)
     except Exception:  # noqa: BLE001 - anything that is not array-like
-        raise TypeError(f"{name} must be an array, got {type(value).__name__}") from None
+        raise ParamTypeError(f"{name} must be an array, got {type(value).__name__}", param=name) from None
     if out.dtype == object or not (np.issubdtype(out.dtype, np.floating) or np.issubdtype(out.dtype, np.integer)):
-        raise TypeError(f"{name} must be a real array, got dtype {out.dtype}")
+        raise ParamTypeError(f"{name} must be a real array, got dtype {out.dtype}", param=name)
     allowed = (ndim,) if isinstance(ndim, int) else ndim
     if out.ndim not in allowed:
         want = " or ".join(str(k) for k in allowed)
-        raise ValueError(f"{name} must have {want} dimensions, got shape {out.shape}")
+        raise ParamError(f"{name} must have {want} dimensions, got shape {out.shape}", param=name)
     return out
 
 
@@ -118,4 +122,4 @@ def finite_array(name: str, value: np.ndarray) -> None:
     bad = ~np.isfinite(value)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"{name} must be finite, got {value[idx]!r} at index {idx}")
+        raise ParamError(f"{name} must be finite, got {value[idx]!r} at index {idx}", param=name)

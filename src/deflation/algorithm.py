@@ -45,9 +45,10 @@ from .contract import log_positive, residual_norm_sq
 from .definition1 import discovered
 from .dynamics import from_lognorm, normalize
 from .init import seed_keys, unit_columns
-from .integrate import SUCCESS, EventConfig, SolverConfig, failures, seed_chunk, solve
+from .integrate import EventConfig, SolverConfig, failures, seed_chunk, solve
 from .monitors import proposition1
 from .partition import C_RHO, partition, partition_thresholds
+from .status import Status
 from .target import Target, as_target
 from .theorem import theorem1_alpha
 
@@ -127,7 +128,7 @@ class EpochRecord(eqx.Module):
         joined_phase1_potential, joined_phase1_good: of those, how many were in
             ``S_{i,pot}^{(s)}`` / ``S_{i,good}^{(s)}`` (Lemma 5.1: all are potential), (E, r).
         joined_phase2: columns that joined ``S_i`` in Phase 2, (E, r).
-        status: solver status of the epoch (0 success; see :data:`deflation.integrate.STATUS_NAMES`).
+        status: solver status of the epoch (a :class:`deflation.Status` code; 0 success).
         num_steps: solver steps taken in the epoch.
         trace_t: absolute times of both phases' event grids, (E, 2K).
         trace_residual: ``(T* - T)(u_i^p)`` on ``trace_t``, (E, 2K, r).
@@ -416,7 +417,7 @@ def run_algorithm2(target: Target, keys, p: Algorithm2Params, *, m: int, grid_po
                        time=jnp.zeros((B,), rho0.dtype), residual_norm=res0, status=jnp.zeros((B,), jnp.int32))
 
     def epoch(c: EpochState, _):
-        active = (c.residual_norm > eps) & (c.status == SUCCESS)
+        active = (c.residual_norm > eps) & (c.status == Status.SUCCESS)
         t1p, t1, t2 = phase_lengths(c.beta, d, lam, delta1, alpha, c1, c2, c3)
         t1 = jnp.where(active, t1, 0.0)
         split = jax.vmap(jax.random.split)(c.key)
@@ -437,7 +438,7 @@ def run_algorithm2(target: Target, keys, p: Algorithm2Params, *, m: int, grid_po
                         from_above=False, chunk=chunk)
             # a failed phase keeps its starting state: the state it reached is not saved (its end
             # is never reached, and the save buffer there holds inf)
-            done = sol.status == SUCCESS
+            done = sol.status == Status.SUCCESS
             end_rho = jnp.where(done[:, None], sol.rho[:, -1], rho)
             end_ubar = jnp.where(done[:, None, None], jax.vmap(normalize)(sol.ubar[:, -1]), ubar)
             tr = sol.tracked
@@ -449,8 +450,8 @@ def run_algorithm2(target: Target, keys, p: Algorithm2Params, *, m: int, grid_po
 
         (rho_e, ubar_e, member_e, ok), ph = jax.lax.scan(
             phase, (c.rho, c.ubar, c.member, jnp.ones((B,), bool)), (jnp.array([False, True]), jnp.stack([t1, t2])))
-        t2 = jnp.where(active & (ph["status"][0] == SUCCESS), t2, 0.0)
-        first_fail = jnp.argmax(ph["status"] != SUCCESS, axis=0)
+        t2 = jnp.where(active & (ph["status"][0] == Status.SUCCESS), t2, 0.0)
+        first_fail = jnp.argmax(ph["status"] != Status.SUCCESS, axis=0)
         failed_status = jnp.take_along_axis(ph["status"], first_fail[None], axis=0)[0]
         status = jnp.where(active & ~ok, failed_status, c.status).astype(jnp.int32)
         p1, p2 = (jax.tree_util.tree_map(lambda x: x[i], ph) for i in (0, 1))
@@ -569,9 +570,9 @@ def modified_gradient_flow(
     max_epochs: int = 30,
     seeds: int | Sequence[int] | None = None,
     solver: Any = None,
-    rtol: float = 1e-8,
-    atol: float = 1e-8,
-    max_steps: int = 100_000,
+    rtol: float = SolverConfig.DEFAULT_RTOL,
+    atol: float = SolverConfig.DEFAULT_ATOL,
+    max_steps: int = SolverConfig.DEFAULT_MAX_STEPS,
     event_points: int = 65,
     precise_loss: bool | None = None,
     d: int | None = None,

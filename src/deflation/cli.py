@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"deflation {args.command}: {message}", file=sys.stderr)
             return int(args.func(args) or 0)
     except (ValueError, TypeError, OSError) as err:  # bad input or an unusable path: one clear line, no traceback
-        print(f"deflation {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        print(f"deflation {args.command}: error: {_flag_prefix(err, args)}{_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"deflation {args.command}: interrupted", file=sys.stderr)
@@ -64,6 +64,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deflation {args.command}: error: out of device memory ({_one_line(err)[:200]}); use fewer seeds "
               "per call or a smaller --m", file=sys.stderr)
         return 2
+
+
+def _flag_prefix(err: BaseException, args) -> str:
+    """``"--rtol: "`` for an error about one parameter (:class:`deflation.ParamError`) that a flag
+    of the command sets (its module's ``PARAM_FLAGS``), unless the message names that flag
+    already; else ``""``. The message itself is printed as it is."""
+    from .commands._options import flag_of
+
+    module = sys.modules.get(getattr(args.func, "__module__", "") or "")
+    flag = flag_of(err, getattr(module, "PARAM_FLAGS", {}))
+    return "" if flag is None else f"{flag}: "
 
 
 def _one_line(err: BaseException) -> str:

@@ -15,17 +15,9 @@ from jaxtyping import Array, Bool, Float, Int
 from . import _validate as check, memory
 from .contract import precise_by_default, precise_for_tolerance, split_norms
 from .dynamics import check_W, to_lognorm, working_dtype
-from .integrate import (
-    LOSS_INCREASED,
-    NONFINITE,
-    SUCCESS,
-    EventConfig,
-    SolverConfig,
-    failures,
-    seed_chunk,
-    solve,
-)
+from .integrate import EventConfig, SolverConfig, failures, seed_chunk, solve
 from .models import AbstractModel, as_model
+from .status import Status
 from .target import Target, as_target
 
 
@@ -58,10 +50,10 @@ class FlowResult(eqx.Module):
             ground truth ``i`` whose ``S_i`` it joined (Definition 1), or -1, (B, m).
         join_time: for each column (slot), when it joined that ``S_i`` (inf: it did not), (B, m).
         num_steps, num_accepted_steps, num_rejected_steps: solver statistics, (B,).
-        status: 0 success, 1 max_steps reached, 2 non-finite state (also: ``W`` or the loss at a
-            save point overflowed), 3 other solver failure, 4 the loss increased (see
-            :func:`loss_increased`; never with ``frozen=True``, whose dynamics is not a gradient
-            flow of ``L``) (:data:`deflation.integrate.STATUS_NAMES`), (B,).
+        status: a :class:`deflation.Status` code per trajectory: 0 success, 1 max_steps reached,
+            2 non-finite state (also: ``W`` or the loss at a save point overflowed), 3 other solver
+            failure, 4 the loss increased (see :func:`loss_increased`; never with ``frozen=True``,
+            whose dynamics is not a gradient flow of ``L``), (B,).
     """
 
     ts: Float[Array, " K"]
@@ -187,14 +179,14 @@ def _flow(target, y0, ts, t0, lam, solver: SolverConfig, events: EventConfig, fr
         out = {k: v.reshape((chunk, K) + v.shape[1:]) for k, v in out.items()}
         # a successful solve whose saved states or losses overflowed (a loose tolerance's dense
         # output between far-apart steps), or whose loss rose, is not a success
-        ok = sol.status == SUCCESS
+        ok = sol.status == Status.SUCCESS
         # (a finite loss implies a finite W: it needs omega = exp(2 rho) < inf, hence exp(rho) < inf,
         # and finite directions; so W itself, the largest array, is not read again)
         finite = jnp.isfinite(out["loss"]).all(axis=1)
-        status = jnp.where(ok & ~finite, NONFINITE, sol.status)
+        status = jnp.where(ok & ~finite, Status.NONFINITE, sol.status)
         if not frozen:  # the tensor-power dynamics is not a gradient flow of L
             rose = loss_increased(out["loss"], out["loss_floor"])
-            status = jnp.where((status == SUCCESS) & rose, LOSS_INCREASED, status)
+            status = jnp.where((status == Status.SUCCESS) & rose, Status.LOSS_INCREASED, status)
         out.update(discovery_time=sol.tracked.discovery_time, fit_time=sol.tracked.fit_time,
                    member=sol.tracked.member, join_time=sol.tracked.join_time, status=status.astype(jnp.int32),
                    num_steps=sol.num_steps,
@@ -331,10 +323,10 @@ def gradient_flow(
     t0: float = 0.0,
     solver: Any = None,
     stepsize_controller: Any = None,
-    rtol: float = 1e-8,
-    atol: float = 1e-8,
+    rtol: float = SolverConfig.DEFAULT_RTOL,
+    atol: float = SolverConfig.DEFAULT_ATOL,
     dt0: float | None = None,
-    max_steps: int = 100_000,
+    max_steps: int = SolverConfig.DEFAULT_MAX_STEPS,
     progress: bool = False,
     delta1: float = 1e-3,
     alpha: float = 0.1,
@@ -373,7 +365,7 @@ def gradient_flow(
         rtol, atol: tolerances of the default controller (> 0).
         dt0: initial step (None: chosen by the controller).
         max_steps: step budget per trajectory (at most 2^31 - 1); a trajectory that exhausts it
-            gets status 1.
+            gets status 1 (:attr:`deflation.Status.MAX_STEPS`).
         progress: show a tqdm progress bar (diffrax's progress meter).
         delta1, alpha: Definition 1 thresholds for "discovered" (norm ``delta1``, ``wbar_i^2 >= 1 - alpha^2``).
         fit_fraction: for ``lam = 0`` a component is fitted when its residual is ``<= fit_fraction * a_i``.

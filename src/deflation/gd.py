@@ -19,7 +19,7 @@ grid points exactly as for the flow: a column joins ``S_i`` when its norm reache
 located time is an interpolation; an event is never placed outside the grid interval in which its
 quantity changed sign.
 
-Status per seed, as for the flow (:data:`deflation.integrate.STATUS_NAMES`): non-finite iterates
+Status per seed, as for the flow (:class:`deflation.Status`): non-finite iterates
 (the step diverged) or a loss that rose between grid points by more than its rounding (the step is
 too large for the iterates to descend) are reported, never dropped.
 """
@@ -39,8 +39,8 @@ from .contract import residual_norm_sq
 from .definition1 import observe, track
 from .dynamics import to_lognorm
 from .flow import failures, flow_model, loss_increased
-from .integrate import LOSS_INCREASED, NONFINITE, SUCCESS
 from .state import check_W
+from .status import Status
 from .target import Target
 
 
@@ -55,7 +55,8 @@ class GDResult(eqx.Module):
         member: each column's ``S_i`` index at the end, or -1, (B, m).
         W: the last iterate, (B, d, m).
         iterations: the number of iterations run (``s (K - 1)``).
-        status: 0 success, 2 non-finite iterate, 4 the loss increased, (B,).
+        status: a :class:`deflation.Status` code: 0 success, 2 non-finite iterate, 4 the loss
+            increased, (B,).
     """
 
     ts: Float[Array, " K"]
@@ -191,7 +192,8 @@ def descend(target, W0, lr, lam, delta1, alpha, fit_fraction, *, model, momentum
                    order=target.order)
         finite = jnp.all(jnp.isfinite(W_end)) & jnp.all(jnp.isfinite(loss))
         rose = loss_increased(loss, floor)
-        status = jnp.where(finite, jnp.where(rose, LOSS_INCREASED, SUCCESS), NONFINITE).astype(jnp.int32)
+        status = jnp.where(finite, jnp.where(rose, Status.LOSS_INCREASED, Status.SUCCESS),
+                           Status.NONFINITE).astype(jnp.int32)
         return dict(loss=loss, discovery_time=tr.discovery_time, fit_time=tr.fit_time, member=tr.member, W=W_end,
                     status=status)
 

@@ -17,7 +17,7 @@ whole batch); anything else (implicit solvers) runs as ``vmap(diffrax.diffeqsolv
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import diffrax
 import equinox as eqx
@@ -31,15 +31,8 @@ from .contract import log_positive
 from .definition1 import Observation, Tracked, fill, observe, track
 from .dynamics import DEFAULT_MODEL, lognorm_vector_field
 from .models import as_model
+from .status import Status, describe
 from .target import Target
-
-#: Trajectory status codes (``status`` of every result) and their names. ``LOSS_INCREASED``: the
-#: loss of a gradient flow rose between save points by more than its accuracy floor (set by
-#: :func:`deflation.gradient_flow`, see :func:`deflation.flow.loss_increased`).
-SUCCESS, MAX_STEPS, NONFINITE, SOLVER_FAILED, LOSS_INCREASED = 0, 1, 2, 3, 4
-#: The name of each status code.
-STATUS_NAMES = {SUCCESS: "success", MAX_STEPS: "max_steps reached", NONFINITE: "non-finite state",
-                SOLVER_FAILED: "solver failed", LOSS_INCREASED: "loss increased"}
 
 #: diffrax solvers available by name (explicit and adaptive: they carry an error estimate).
 SOLVERS = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8, "bosh3": diffrax.Bosh3,
@@ -55,9 +48,10 @@ SEED_CHUNK = {"cpu": 128}
 
 
 def failures(status) -> list[tuple[int, str]]:
-    """``[(batch index, reason), ...]`` for every entry of ``status`` that is not success."""
+    """``[(batch index, reason), ...]`` for every entry of ``status`` that is not success (the
+    reason: :attr:`deflation.Status.description`)."""
     status = np.atleast_1d(np.asarray(status))
-    return [(int(i), STATUS_NAMES[int(s)]) for i, s in enumerate(status) if s != SUCCESS]
+    return [(int(i), describe(s)) for i, s in enumerate(status) if s != Status.SUCCESS]
 
 
 def solver_by_name(name: str) -> diffrax.AbstractSolver:
@@ -71,6 +65,13 @@ class SolverConfig(eqx.Module):
     """How to integrate: a diffrax solver, its step-size controller, the first step and the step
     budget per trajectory.
 
+    The defaults of the solver settings are defined here, once: :attr:`DEFAULT_RTOL`,
+    :attr:`DEFAULT_ATOL` (the tolerances of :meth:`adaptive`'s PID controller) and
+    :attr:`DEFAULT_MAX_STEPS`; :func:`deflation.gradient_flow`,
+    :func:`deflation.modified_gradient_flow`, the studies' parameters and the command line read them
+    from here. The settings are checked at construction (the step budget, the first step, and the
+    tolerances of a PID controller when they are concrete numbers).
+
     Attributes:
         solver: any diffrax solver (explicit Runge-Kutta methods and Euler run in the batched loop,
             others through ``vmap(diffeqsolve)``).
@@ -78,24 +79,36 @@ class SolverConfig(eqx.Module):
         dt0: first step (None: chosen by the controller).
         max_steps: step budget per trajectory, in ``[1, 2^31 - 1]`` (steps are counted in int32:
             a larger budget wrapped around and stopped every trajectory at once); a trajectory
-            that exhausts it gets ``MAX_STEPS``.
+            that exhausts it gets :attr:`deflation.Status.MAX_STEPS`.
     """
+
+    #: Default relative tolerance of the PID step-size controller.
+    DEFAULT_RTOL: ClassVar[float] = 1e-8
+    #: Default absolute tolerance of the PID step-size controller.
+    DEFAULT_ATOL: ClassVar[float] = 1e-8
+    #: Default step budget per trajectory (per phase for Algorithm 2).
+    DEFAULT_MAX_STEPS: ClassVar[int] = 100_000
 
     solver: diffrax.AbstractSolver
     controller: diffrax.AbstractStepSizeController
     dt0: float | None = eqx.field(static=True, default=None)
-    max_steps: int = eqx.field(static=True, default=100_000)
+    max_steps: int = eqx.field(static=True, default=DEFAULT_MAX_STEPS)
 
     def __check_init__(self):
         check.integer("max_steps", self.max_steps, 1, check.MAX_STEPS_LIMIT)  # steps are counted in int32
         if self.dt0 is not None:
             check.positive("dt0", self.dt0)
+        controller: Any = self.controller
+        for name in ("rtol", "atol"):  # a PID controller's tolerances, where they are numbers (not traced)
+            value = getattr(controller, name, None)
+            if value is not None and np.ndim(value) == 0 and check.is_concrete(value):
+                check.nonnegative(f"controller.{name}", value)
 
     @classmethod
-    def adaptive(cls, rtol: Any = 1e-8, atol: Any = 1e-8, solver: diffrax.AbstractSolver | None = None, *,
-                 dt0: float | None = None, max_steps: int = 100_000) -> SolverConfig:
-        """``solver`` (default Tsit5) with ``diffrax.PIDController(rtol, atol)``; the tolerances are
-        kept as arrays, so changing them does not recompile."""
+    def adaptive(cls, rtol: Any = DEFAULT_RTOL, atol: Any = DEFAULT_ATOL, solver: diffrax.AbstractSolver | None = None,
+                 *, dt0: float | None = None, max_steps: int = DEFAULT_MAX_STEPS) -> SolverConfig:
+        """``solver`` (default Tsit5) with ``diffrax.PIDController(rtol, atol)`` (each ``> 0``); the
+        tolerances are kept as arrays, so changing them does not recompile."""
         if check.is_concrete((rtol, atol)):
             rtol, atol = check.positive("rtol", rtol), check.positive("atol", atol)
         controller = diffrax.PIDController(rtol=jnp.asarray(rtol), atol=jnp.asarray(atol))
@@ -154,7 +167,8 @@ class Solution(eqx.Module):
             ``(B, Ke, ...)``), or None without events.
         tracked: membership, discovery and fit times (:class:`Tracked`), or None.
         event_ts: the event grid ``(B, Ke)``, or None.
-        status: :data:`SUCCESS`, :data:`MAX_STEPS`, :data:`NONFINITE` or :data:`SOLVER_FAILED`, (B,).
+        status: :class:`deflation.Status` codes: ``SUCCESS``, ``MAX_STEPS``, ``NONFINITE`` or
+            ``SOLVER_FAILED``, (B,).
         num_steps, num_accepted_steps, num_rejected_steps: solver statistics, (B,).
     """
 
@@ -186,9 +200,9 @@ def _status(result, y_start, y_end, f_start):
     """One trajectory's status from the solver's result code and the finiteness of its states."""
     finite = lambda tree: jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree_util.tree_leaves(tree)]))  # noqa: E731
     nonfinite = ~finite(y_end) | ~finite(f_start) | ~finite(y_start)
-    status = jnp.where(result == stepping.OK, SUCCESS,
-                       jnp.where(result == stepping.MAX_STEPS, MAX_STEPS, SOLVER_FAILED))
-    return jnp.where(nonfinite & (status != MAX_STEPS), NONFINITE, status).astype(jnp.int32)
+    status = jnp.where(result == stepping.OK, Status.SUCCESS,
+                       jnp.where(result == stepping.MAX_STEPS, Status.MAX_STEPS, Status.SOLVER_FAILED))
+    return jnp.where(nonfinite & (status != Status.MAX_STEPS), Status.NONFINITE, status).astype(jnp.int32)
 
 
 def _from_diffrax(result):

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .status import Status
+
 LINESTYLES = ["-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (8, 2))]
 DISCOVERY_MARKER = "^"  # discovery time (Definition 1), in every figure
 FIT_MARKER = "o"  # fit time
@@ -489,14 +491,12 @@ def _dodge(values, j: int, count: int, log: bool, share: float = 0.025):
 
 
 def _ok_values(ds, name: str):
-    """``ds[name]`` of the intact, successful seeds only (status SUCCESS; the others are NaN, or
-    -1 for integer arrays); ``None`` if the study does not record it."""
-    from .integrate import SUCCESS
-
+    """``ds[name]`` of the intact, successful seeds only (status :attr:`deflation.Status.SUCCESS`;
+    the others are NaN, or -1 for integer arrays); ``None`` if the study does not record it."""
     if name not in ds:
         return None
     values = np.asarray(ds[name].values)
-    ok = np.asarray(ds["status"].values) == SUCCESS
+    ok = np.asarray(ds["status"].values) == Status.SUCCESS
     ok = ok.reshape(ok.shape + (1,) * (values.ndim - ok.ndim))
     fill = np.nan if np.issubdtype(values.dtype, np.floating) else -1
     return np.where(ok, values, fill)

@@ -38,14 +38,16 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 from jaxtyping import Array, Float, Int, PyTree
 
+from .status import Status
+
 #: The diffrax releases this loop was checked against (``pyproject.toml`` pins the same range).
 DIFFRAX_TESTED = ">=0.7.0,<0.8"
 
 #: Save points handled per trajectory in one vectorized pass of the saving loop.
 SAVE_BLOCK = 4
 
-#: Per-trajectory result codes (``BatchSolution.result``).
-OK, MAX_STEPS, FAILED = 0, 1, 3
+#: Per-trajectory result codes (``BatchSolution.result``): those of :class:`deflation.Status`.
+OK, MAX_STEPS, FAILED = Status.SUCCESS, Status.MAX_STEPS, Status.SOLVER_FAILED
 
 #: With ``lanes`` (a work queue, see :func:`solve_batch`), finished lanes are refilled in groups of
 #: ``lanes // REFILL_GROUP`` (at least one): a group's start (the controller's first step size, the

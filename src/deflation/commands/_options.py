@@ -2,9 +2,14 @@
 option; :func:`add_options` turns a table into ``argparse`` arguments and :func:`check_options`
 checks the values parsed, so that every bad value is refused with a message naming the flag.
 
-:func:`flag_names` is the safety net behind those checks: a library error raised for a command's
-arguments names the library's parameter (``ts``, ``delta1``); it is re-raised naming the flag the
-user typed (``--t-end``, ``--delta1``).
+A library error about one parameter is a :class:`deflation.ParamError` carrying the parameter's
+name (``.param``, e.g. ``params.rtol``). Each command module declares ``PARAM_FLAGS``, the
+parameter each of its flags sets (derived from its option tables, :func:`param_flags`), and
+:func:`deflation.cli.main` prints such an error's message as it is, after the flag
+(``--rtol: params.rtol must be ...``). :func:`flag_names` is the older safety net of
+``figure1`` and ``algorithm2``: a library error raised for their arguments is re-raised with the
+library's parameter names (``ts``, ``delta1``) replaced by the flags the user typed (``--horizon``,
+``--delta1``), keeping its ``.param``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .. import _validate as check
+from ..errors import ParamError
 
 #: One option: ``(flag, type, default, help)`` or ``(flag, type, default, help, check)``; ``type`` is
 #: ``int``, ``float``, ``str`` or ``bool`` (a switch); ``check(flag, value)`` returns the value or
@@ -72,6 +78,24 @@ def deprecated(prog: str, old: str, new: str) -> None:
 def dest(flag: str) -> str:
     """The attribute of ``argparse``'s namespace for ``flag`` (``--t-end`` -> ``t_end``)."""
     return flag.lstrip("-").replace("-", "_")
+
+
+def param_flags(options: list[Option], prefix: str = "") -> dict[str, str]:
+    """``{parameter: flag}`` for every option of the table: the parameter a flag sets is its
+    attribute (:func:`dest`) after ``prefix`` (``"params."``: ``--max-steps`` sets
+    ``params.max_steps``)."""
+    return {prefix + dest(flag): flag for flag, *_ in options}
+
+
+def flag_of(err: BaseException, flags: dict[str, str]) -> str | None:
+    """The flag that sets the parameter an error is about (:attr:`deflation.ParamError.param`,
+    looked up in ``flags``), or None: not a parameter's error, not a parameter of these flags, or a
+    message that names the flag already."""
+    param = getattr(err, "param", None)
+    flag = flags.get(param) if isinstance(param, str) else None
+    if flag is None or re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", str(err)):
+        return None
+    return flag
 
 
 def check_options(args, options: list[Option]) -> None:
@@ -143,7 +167,10 @@ def flag_names(names: dict[str, str]) -> Iterator[None]:
     try:
         yield
     except (ValueError, TypeError) as err:
-        raise type(err)(rename(str(err), names)) from None
+        renamed = type(err)(rename(str(err), names))
+        if isinstance(renamed, ParamError):  # the same parameter
+            renamed.param = getattr(err, "param", None)
+        raise renamed from None
 
 
 def rename(text: str, names: dict[str, str]) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..integrate import SolverConfig
 from ._options import (
     add_aliases,
     add_options,
@@ -30,6 +31,7 @@ from ._options import (
     flag_names,
     fraction,
     nonnegative,
+    param_flags,
     positive,
     prng_seed,
     ratio,
@@ -55,8 +57,8 @@ RUN_OPTIONS = [
     ("--seeds", int, 1, "independent runs; seed k uses fold_in(key, k)", seed_count),
     ("--key", int, 0, "base PRNG key; seed k uses fold_in(key, k)", prng_seed),
     ("--chunk", int, 8, "seeds per compiled call", at_least(1)),
-    ("--rtol", float, 1e-8, "solver relative tolerance", fraction),
-    ("--atol", float, 1e-8, "solver absolute tolerance", fraction),
+    ("--rtol", float, SolverConfig.DEFAULT_RTOL, "solver relative tolerance", fraction),
+    ("--atol", float, SolverConfig.DEFAULT_ATOL, "solver absolute tolerance", fraction),
     ("--event-points", int, 65, "grid (per phase) on which discovery and fit events are located", at_least(3)),
     ("--out", str, "algorithm2-out", "output directory"),
     ("--no-plot", bool, None, "do not write the PNG"),
@@ -76,6 +78,10 @@ NAMES = {"eps": "--eps", "m": "--m", "lam": "--lam", "alpha": "--alpha", "delta1
          "seeds": "--seeds", "rtol": "--rtol", "atol": "--atol", "grid_points": "--event-points",
          "event_points": "--event-points", "d": "--d", "target.d": "--d", "r": "--r", "a": "--a", "ratio": "--ratio",
          "target.a": "--a"}
+
+#: The parameter each flag sets (its option's name, and the library's names above): an error about
+#: one of them (:attr:`deflation.ParamError.param`) names the flag (:func:`deflation.cli.main`).
+PARAM_FLAGS = {**param_flags(TARGET_OPTIONS + ALGORITHM_OPTIONS + RUN_OPTIONS), **NAMES}
 
 
 def register(sub):

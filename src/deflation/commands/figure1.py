@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..models import MODELS
+from ..status import Status
 from ._options import (
     add_aliases,
     add_options,
@@ -26,6 +27,7 @@ from ._options import (
     fraction,
     nonnegative,
     one_of,
+    param_flags,
     positive,
     prng_seed,
     ratio,
@@ -76,11 +78,15 @@ NAMES = {"ts": "--horizon", "t1": "--horizon", "W0": "--init", "scale": "--init"
          "atol": "--atol", "delta1": "--delta1", "alpha": "--alpha", "event_points": "--event-points",
          "save points (ts)": "--points"}
 
-#: What to change when a seed does not complete, by status name.
-ADVICE = {"max_steps reached": "a shorter --horizon, a smaller --lam or looser --rtol/--atol",
-          "non-finite state": "a smaller --init or tighter --rtol/--atol",
-          "loss increased": "tighter --rtol/--atol",
-          "solver failed": "tighter --rtol/--atol"}
+#: The parameter each flag sets (its option's name, and the library's names above): an error about
+#: one of them (:attr:`deflation.ParamError.param`) names the flag (:func:`deflation.cli.main`).
+PARAM_FLAGS = {**param_flags(OPTIONS), **NAMES}
+
+#: What to change when a seed does not complete, by status (its description, as ``failed()`` gives it).
+ADVICE = {Status.MAX_STEPS.description: "a shorter --horizon, a smaller --lam or looser --rtol/--atol",
+          Status.NONFINITE.description: "a smaller --init or tighter --rtol/--atol",
+          Status.LOSS_INCREASED.description: "tighter --rtol/--atol",
+          Status.SOLVER_FAILED.description: "tighter --rtol/--atol"}
 
 
 def register(sub) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..integrate import SOLVERS
-from ._options import add_aliases, add_options, deprecated
+from ..integrate import SOLVERS, SolverConfig
+from ._options import add_aliases, add_options, deprecated, param_flags
 from ._study_run import add_execution_options, execute, summarize_store
 
 #: Flags that take a comma-separated list (several lists make a grid), and the parameter each sets.
@@ -91,12 +91,18 @@ STUDY_OPTIONS = [
 ]
 SOLVER_OPTIONS = [
     ("--solver", str, "tsit5", f"diffrax solver: {', '.join(SOLVERS)}"),
-    ("--rtol", float, 1e-8, "relative tolerance"),
-    ("--atol", float, 1e-8, "absolute tolerance"),
-    ("--max-steps", int, 100_000, "step budget per trajectory"),
+    ("--rtol", float, SolverConfig.DEFAULT_RTOL, "relative tolerance"),
+    ("--atol", float, SolverConfig.DEFAULT_ATOL, "absolute tolerance"),
+    ("--max-steps", int, SolverConfig.DEFAULT_MAX_STEPS, "step budget per trajectory"),
     ("--dtype", str, "float64", "float64 or float32"),
     ("--event-points", int, 512, "grid on which discovery and fit events are located"),
 ]
+
+#: The study's parameter each flag sets (``params.rtol``, ``seeds``): an error about one of them
+#: (:attr:`deflation.ParamError.param`) is printed after its flag (:func:`deflation.cli.main`).
+PARAM_FLAGS = {**{f"params.{name}": f"--{flag}" for flag, (name, _) in _LIST_FLAGS.items()},
+               **param_flags(SOLVER_OPTIONS, "params."),
+               **param_flags([option for option in STUDY_OPTIONS if option[0] in ("--seeds", "--key")])}
 
 
 def register(sub):
@@ -149,7 +155,9 @@ def build_study(args):
     try:
         return Study(experiment, args.seeds, target, params, key=args.key)
     except (ValueError, TypeError) as err:  # name the flags the user typed
-        text = str(err)
+        if getattr(err, "param", None) in PARAM_FLAGS:
+            raise  # about one flag's parameter: printed as it is, after the flag
+        text = str(err)  # otherwise the message's parameter names are replaced by the flags
         for flag, (name, _) in _LIST_FLAGS.items():
             text = text.replace(f"params.{name}", f"--{flag}")
         for name in ("solver", "rtol", "atol", "dtype"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..integrate import SUCCESS
+from ..status import Status
 
 
 def _scalar(v):
@@ -28,5 +28,5 @@ def seed_counts(sub):
     """``(ok, n, failed, missing)`` of one grid point: the mask of its intact, successful seeds,
     their number, the seeds whose solve failed and the seeds not computed."""
     status = np.asarray(sub["status"].values)
-    ok = status == SUCCESS
+    ok = status == Status.SUCCESS
     return ok, int(ok.sum()), int(((status >= 0) & ~ok).sum()), int((status < 0).sum())

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..status import Status, legend
+
 
 @dataclass(frozen=True)
 class Var:
@@ -24,8 +26,7 @@ class Var:
 
 
 COMPONENT = ("component",)
-STATUS = Var((), "int8", -1, "solver status: 0 success, 1 max_steps reached, 2 non-finite state, 3 solver failed "
-                             "(-1: not computed); see deflation.integrate.STATUS_NAMES")
+STATUS = Var((), "int8", -1, f"solver status: {legend(tuple(Status)[:4])} (-1: not computed); see deflation.Status")
 STEPS = Var((), "int32", -1, "solver steps")
 DISCOVERED = Var(COMPONENT, "bool", False, "component discovered by the horizon (Definition 1)")
 DISCOVERY_TIME = Var(COMPONENT, "float", np.nan, "first time a column joins S_i (inf: not by the horizon)")

@@ -48,7 +48,7 @@ import equinox as eqx
 import numpy as np
 
 from .. import _validate as check
-from ..integrate import SOLVERS
+from ..integrate import SOLVERS, SolverConfig
 from ..models import MODELS
 from ..target import MAX_ORDER
 from ..theorem import theorem1_parameters
@@ -83,13 +83,13 @@ COMMON: dict[str, Param] = {
     "eps": Param(positive, "all", None, "Theorem 1's target accuracy: algorithm2's stopping rule; sets the defaults "
                                         "of m, lam, alpha, delta1, delta0 by Theorem 1's scalings"),
     "horizon": Param(positive, "timed", None, "time allowed (gd: lr x iterations)"),
-    "rtol": Param(positive, "solved", 1e-8, "relative tolerance of the PID step-size controller"),
-    "atol": Param(positive, "solved", 1e-8, "absolute tolerance of the PID step-size controller"),
+    "rtol": Param(positive, "solved", SolverConfig.DEFAULT_RTOL, "relative tolerance of the PID step-size controller"),
+    "atol": Param(positive, "solved", SolverConfig.DEFAULT_ATOL, "absolute tolerance of the PID step-size controller"),
     "fit_fraction": Param(unit_interval, "timed", 0.1, "with lam = 0 a component is fitted once its residual is "
                                                        "<= fit_fraction a_i"),
     "event_points": Param(int_at_least(2), "all", 512, "grid on which Definition 1's events are located (algorithm2: "
                                                        "per phase, >= 3, default 65)", static=True),
-    "max_steps": Param(int_at_least(1, check.MAX_STEPS_LIMIT), "solved", 100_000,
+    "max_steps": Param(int_at_least(1, check.MAX_STEPS_LIMIT), "solved", SolverConfig.DEFAULT_MAX_STEPS,
                        "solver step budget per trajectory (per phase for algorithm2; at most 2^31 - 1)", static=True),
     "model": Param(choice(lambda: tuple(MODELS)), "all", "normalized",
                    "factorization model: normalized (the paper's T = sum_j w_j^p / |w_j|^(p-2)), plain "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..integrate import STATUS_NAMES, SUCCESS
+from ..status import Status, describe
 from .experiments import EXPERIMENTS
 from .points import grid_points, seed_counts
 from .store import study_of
@@ -21,12 +21,11 @@ QUANTILES = (0.1, 0.5, 0.9)
 def _status_text(status: np.ndarray) -> str:
     """``"ok"``, or how many computed seeds failed and why (e.g. ``"failed 8 of 8: max_steps reached"``)."""
     computed = status[status >= 0]
-    bad = computed[computed != SUCCESS]
+    bad = computed[computed != Status.SUCCESS]
     if not bad.size:
         return "ok"
     kinds, counts = np.unique(bad, return_counts=True)
-    why = ", ".join(f"{STATUS_NAMES.get(int(k), f'status {int(k)}')} ({c})" if len(kinds) > 1 else
-                    STATUS_NAMES.get(int(k), f"status {int(k)}") for k, c in zip(kinds, counts))
+    why = ", ".join(f"{describe(k)} ({c})" if len(kinds) > 1 else describe(k) for k, c in zip(kinds, counts))
     return f"failed {bad.size} of {computed.size}: {why}"
 
 
@@ -50,7 +49,7 @@ def failures(ds) -> list[str]:
     lines = []
     for coords, sel in grid_points(ds):
         status = np.asarray(ds["status"].isel(sel).values)
-        bad = np.flatnonzero((status >= 0) & (status != SUCCESS))
+        bad = np.flatnonzero((status >= 0) & (status != Status.SUCCESS))
         if bad.size:
             where = ", ".join(f"{k} = {v!r}" for k, v in coords.items()) or "the study"
             lines.append(f"{where}: seeds {_ranges(bad.tolist())} failed ({_status_text(status)})")

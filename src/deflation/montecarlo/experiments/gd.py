@@ -65,7 +65,7 @@ EXPERIMENT = Experiment(
                                                           "not by the horizon)"),
         "members": MEMBERS,
         "status": Var((), "int8", -1, "0 success, 2 non-finite iterate, 4 the loss increased between grid points (-1: "
-                                      "not computed); see deflation.integrate.STATUS_NAMES"),
+                                      "not computed); see deflation.Status"),
         "loss": Var((), "float", np.nan, "loss L(W) at the last iterate"),
     },
     solved=False,
