@@ -107,8 +107,8 @@ def run(args) -> int:
                     for side, src in sides.items():
                         env = dict(os.environ, PYTHONPATH=str(src))
                         env.pop("JAX_COMPILATION_CACHE_DIR", None)
-                        done = subprocess.run([sys.executable, "-c", CHILD, work, str(seeds), str(study_seeds), str(args.alg2_chunk)],
-                                              env=env, capture_output=True, text=True)
+                        argv = [sys.executable, "-c", CHILD, work, str(seeds), str(study_seeds), str(args.alg2_chunk)]
+                        done = subprocess.run(argv, env=env, capture_output=True, text=True)
                         if done.returncode:
                             raise SystemExit(f"{work} ({side}, {src}) failed:\n{done.stderr[-3000:]}")
                         runs[side].append(json.loads(done.stdout.strip().splitlines()[-1]))
