@@ -69,6 +69,14 @@ def test_experiments_of_the_papers_model_refuse_another_in_one_line(experiment, 
     assert not (tmp_path / "x.zarr").exists()
 
 
+def test_montecarlo_command_names_the_model_flag(tmp_path, capsys):
+    argv = ["montecarlo", "--d", "3", "--m", "3", "--a", "0.6,0.4", "--horizon", "5", "--seeds", "2",
+            "--model", "normalized,cp", "--out", str(tmp_path / "x.zarr")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--model: params.model must be one of" in err and "'asymmetric'" in err, err
+
+
 def test_unknown_model_names_the_choices():
     with pytest.raises(ValueError, match=r"params.model must be one of .*normalized.*plain.*asymmetric.*got 'cp'"):
         Study("flow", 4, TARGET, dict(PARAMS, model="cp"))

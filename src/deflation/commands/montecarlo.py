@@ -80,7 +80,9 @@ STUDY_OPTIONS = [
     ("--r", int, None, "number of ground-truth components with --ratio"),
     ("--d", str, None, "dimension (a comma-separated list sweeps it)"),
     ("--m", str, None, "number of columns of W (list to sweep)"),
-    ("--order", str, "4", "tensor order p >= 3"),
+    ("--order", str, "4", "tensor order p >= 2 (2: the matrix case; list to sweep)"),
+    ("--model", str, "normalized", "factorization model: normalized (the paper's), plain or asymmetric (one factor "
+                                   "matrix per mode); a comma-separated list sweeps it on the same seeds"),
     ("--delta0", str, "1e-15", "initial norm of every column"),
     ("--delta1", str, "1e-3", "discovery norm (Definition 1)"),
     ("--alpha", str, "0.1", "discovery correlation slack (Definition 1)"),
@@ -102,6 +104,7 @@ SOLVER_OPTIONS = [
 #: (:attr:`deflation.ParamError.param`) is printed after its flag (:func:`deflation.cli.main`).
 PARAM_FLAGS = {**{f"params.{name}": f"--{flag}" for flag, (name, _) in _LIST_FLAGS.items()},
                **param_flags(SOLVER_OPTIONS, "params."),
+               **param_flags([option for option in STUDY_OPTIONS if option[0] == "--model"], "params."),
                **param_flags([option for option in STUDY_OPTIONS if option[0] in ("--seeds", "--key")])}
 
 
@@ -149,6 +152,8 @@ def build_study(args):
     for flag, (name, kind) in _LIST_FLAGS.items():
         values = _number_list(flag, getattr(args, flag), kind)
         params[name] = values[0] if len(values) == 1 else values
+    models = [name.strip() for name in str(args.model).split(",")]
+    params["model"] = models[0] if len(models) == 1 else models
     params.update(solver=args.solver, rtol=args.rtol, atol=args.atol, max_steps=args.max_steps, dtype=args.dtype,
                   event_points=args.event_points)
     experiment = "flow" if args.mode == "full" else "phase1"
