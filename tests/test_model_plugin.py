@@ -35,7 +35,7 @@ def halfway(monkeypatch):
     return Halfway.name
 
 
-@pytest.mark.parametrize("p", [4, 5])  # (at p = 3 it is the normalized model)
+@pytest.mark.parametrize("p", [pytest.param(4, marks=pytest.mark.slow), 5])  # (at p = 3 it is the normalized model)
 def test_a_registered_model_has_the_dense_loss_and_its_gradient(halfway, p):
     rng = np.random.default_rng(p)
     a, U = rng.uniform(0.2, 1.0, 3), random_unit_columns(rng, 4, 3)

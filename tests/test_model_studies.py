@@ -98,7 +98,8 @@ def test_gd_refuses_the_asymmetric_model_and_algorithm2_order_2_in_one_line(tmp_
         assert not (tmp_path / "x.zarr").exists()
 
 
-@pytest.mark.parametrize("order, horizon", [(2, 60.0), pytest.param(3, 1500.0, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("order, horizon", [(2, 60.0), (3, 1500.0)])
+@pytest.mark.slow  # (15 s cold) the default suite keeps the model refusals; the studies' flow of a model: -m slow
 def test_asymmetric_model_in_a_study_is_the_python_apis(order, horizon, tmp_path):
     """A study of the asymmetric model (one factor matrix per mode, each drawn as the model's own
     ``init`` draws it) gives the discovery and fit times of ``gradient_flow(model="asymmetric")``

@@ -278,9 +278,9 @@ def test_lanes_give_every_trajectory_bit_identical_results(name):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 
-def test_lanes_write_into_given_rows_and_are_checked():
-    """With ``save_into``, a work queue writes its trajectories' rows as one batch does; ``lanes``
-    must be a positive integer."""
+@pytest.mark.slow  # (10 s cold) the default suite keeps the identity test above
+def test_lanes_write_into_given_rows():
+    """With ``save_into``, a work queue writes its trajectories' rows as one batch does."""
     solver, controller = CASES["Tsit5"]
     term, y0, lam, t1, kw = _queue_problem(N=5)
     marker = jax.tree_util.tree_map(lambda x: jnp.full((8, 5) + x.shape[1:], -5.0), y0)
@@ -289,6 +289,13 @@ def test_lanes_write_into_given_rows_and_are_checked():
         save_into=(marker, 2), lanes=lanes, **kw)
     for got, want in zip(jax.tree_util.tree_leaves(run(2)), jax.tree_util.tree_leaves(run(None))):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_lanes_must_be_a_positive_integer():
+    """Refused before anything is traced."""
+    solver, controller = CASES["Tsit5"]
+    term, y0, lam, t1, kw = _queue_problem(N=5)
     for bad in (0, -1):
         with pytest.raises(ValueError, match="lanes must be a positive integer or None, got -?[01]"):
-            run(bad)
+            stepping.solve_batch(term, solver, controller, jnp.asarray(0.0), t1, y0, dt0=None, max_steps=10,
+                                 term_args=lam, lanes=bad, **kw)
